@@ -1,0 +1,77 @@
+"""``edge-agent --config FILE run|check``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from edge_agent.config import AgentConfig, load_config
+from edge_agent.configfile import ConfigError
+
+
+def _load(path: Path) -> AgentConfig:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("/etc/edge-agent/agent.toml"),
+    show_default=True,
+    help="The agent's TOML configuration.",
+)
+@click.option("--log-level", default="INFO", show_default=True)
+@click.pass_context
+def main(ctx: click.Context, config_path: Path, log_level: str) -> None:
+    """Edge agent: storeroom climate and dispensing boxes, buffered to the county server."""
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = config_path
+
+
+@main.command()
+@click.pass_obj
+def check(config_path: Path) -> None:
+    """Validate the configuration and exit (status 2 when invalid)."""
+    config = _load(config_path)
+    rooms = len(config.climate.storerooms)
+    sensors = len(config.climate.sensors)
+    click.echo(
+        f"{config_path}: ok (agent {config.agent.id}, {rooms} storerooms, {sensors} sensors)"
+    )
+    for room in config.climate.storerooms:
+        count = sum(1 for s in config.climate.sensors if s.storeroom == room.id)
+        if count < 2:
+            click.echo(
+                f"{config_path}: warning: storeroom {room.id} has {count} sensor(s); "
+                "GSP asks for at least 2",
+                err=True,
+            )
+
+
+@main.command()
+@click.pass_obj
+def run(config_path: Path) -> None:
+    """Run the agent until SIGTERM or Ctrl-C."""
+    from edge_agent.app import run as run_agent
+    from edge_agent.outbox import OutboxError
+
+    config = _load(config_path)
+    try:
+        asyncio.run(run_agent(config))
+    except OutboxError as exc:
+        logging.getLogger("edge_agent").critical("%s", exc)
+        sys.exit(1)

@@ -1,0 +1,1 @@
+"""Storeroom climate: transmitter polling, recording, validation and local alarms."""

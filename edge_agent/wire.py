@@ -1,0 +1,268 @@
+"""The wire schema shared by agent, server and simulators.
+
+This module is a leaf: it imports nothing else of the project, so the server and the simulators
+can depend on it without pulling in the agent. Every message on the broker is one of the models
+below, serialised as UTF-8 JSON. The server validates everything it receives against these
+models and never trusts the sender beyond them.
+
+Topic tree (``PREFIX`` is configurable, e.g. ``fp``)::
+
+    PREFIX/v1/SITE/AGENT/events    agent -> server  EventBatch, QoS 1
+    PREFIX/v1/SITE/AGENT/acks      server -> agent  Ack, QoS 1, retained
+    PREFIX/v1/SITE/AGENT/status    agent -> all     AgentStatus, QoS 1, retained, last will
+    PREFIX/v1/SITE/AGENT/commands  server -> agent  Command, QoS 1
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+)
+
+PROTOCOL_VERSION = 1
+TOPIC_VERSION = "v1"
+
+#: Lower-case identifiers safe in a topic level, a file name and a URL path.
+Ident = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+#: A timezone-aware time, normalised to UTC; naive times are refused.
+UtcTime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
+
+Temperature = Annotated[float, Field(ge=-60.0, le=100.0, allow_inf_nan=False)]
+Humidity = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+
+
+class Channel(StrEnum):
+    EVENTS = "events"
+    ACKS = "acks"
+    STATUS = "status"
+    COMMANDS = "commands"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- event payloads -------------------------------------------------------------------------
+
+
+class ClimateRecord(_Model):
+    """One recorded temperature/humidity reading of one sensor in one storeroom."""
+
+    storeroom: Ident
+    sensor: Ident
+    serial: str | None = Field(default=None, max_length=64)
+    temperature_c: Temperature
+    humidity_pct: Humidity
+    raw_temperature_c: Temperature
+    raw_humidity_pct: Humidity
+    quality: list[Annotated[str, StringConstraints(max_length=32)]] = Field(
+        default_factory=list, max_length=16
+    )
+
+
+class SensorFault(_Model):
+    """A sensor gave no valid reading; ``error`` says why, for the keeper and the log."""
+
+    storeroom: Ident
+    sensor: Ident
+    error: str = Field(max_length=500)
+
+
+class AgentStarted(_Model):
+    version: str = Field(max_length=32)
+
+
+# --- events -----------------------------------------------------------------------------------
+
+
+class _EventBase(_Model):
+    """What every event carries, whatever its kind.
+
+    ``seq`` is per agent, starts at 1, has no gaps and survives restarts: the server acknowledges
+    the highest contiguous ``seq`` it has stored. ``occurred_at`` is the agent's wall clock;
+    ``clock_synced`` says whether that clock was trustworthy, and ``boot_id`` + ``mono_s`` let the
+    server re-date events from before a clock fix.
+    """
+
+    id: uuid.UUID
+    agent_id: Ident
+    seq: int = Field(ge=1, lt=2**63)
+    occurred_at: UtcTime
+    clock_synced: bool
+    boot_id: str = Field(max_length=64)
+    mono_s: float = Field(ge=0.0, allow_inf_nan=False)
+
+
+class ClimateRecordEvent(_EventBase):
+    kind: Literal["climate.record"] = "climate.record"
+    payload: ClimateRecord
+
+
+class SensorFaultEvent(_EventBase):
+    kind: Literal["climate.sensor_fault"] = "climate.sensor_fault"
+    payload: SensorFault
+
+
+class AgentStartedEvent(_EventBase):
+    kind: Literal["agent.started"] = "agent.started"
+    payload: AgentStarted
+
+
+Event = Annotated[
+    ClimateRecordEvent | SensorFaultEvent | AgentStartedEvent,
+    Field(discriminator="kind"),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+#: Every event kind this protocol version knows.
+EVENT_KINDS: frozenset[str] = frozenset(
+    {"climate.record", "climate.sensor_fault", "agent.started"},
+)
+
+MAX_BATCH_EVENTS = 5000
+
+
+class EventBatch(_Model):
+    """What an agent publishes on ``events``: one or more events, oldest first.
+
+    ``events`` is left loosely typed here so that the server can keep the good events of a
+    batch and dead-letter a bad one; ``parse_event`` validates each.
+    """
+
+    v: Literal[1] = 1
+    agent_id: Ident
+    sent_at: UtcTime
+    events: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class TypedEventBatch(_Model):
+    """The same batch with every event validated; used for the exported JSON Schema."""
+
+    v: Literal[1] = 1
+    agent_id: Ident
+    sent_at: UtcTime
+    events: list[Event] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
+
+
+class Ack(_Model):
+    """The server has durably stored every event of this agent up to and including ``acked_seq``."""
+
+    v: Literal[1] = 1
+    agent_id: Ident
+    acked_seq: int = Field(ge=0, lt=2**63)
+    #: The highest seq the server holds; above ``acked_seq`` it is missing something in between.
+    highest_seq: int | None = Field(default=None, ge=0, lt=2**63)
+    server_time: UtcTime
+
+
+class AgentStatus(_Model):
+    """Retained on ``status``; the agent's last will publishes it with ``online`` false."""
+
+    v: Literal[1] = 1
+    agent_id: Ident
+    online: bool
+    version: str = Field(default="", max_length=32)
+    started_at: UtcTime | None = None
+    backlog: int = Field(default=0, ge=0)
+    oldest_unsent_at: UtcTime | None = None
+    last_reading_at: UtcTime | None = None
+
+
+class PingCommand(_Model):
+    kind: Literal["ping"] = "ping"
+
+
+class TimeSetCommand(_Model):
+    kind: Literal["time.set"] = "time.set"
+    server_time: UtcTime
+
+
+class Command(_Model):
+    """A server-to-agent instruction; ``id`` makes it idempotent on the agent."""
+
+    v: Literal[1] = 1
+    id: uuid.UUID
+    agent_id: Ident
+    issued_at: UtcTime
+    body: Annotated[PingCommand | TimeSetCommand, Field(discriminator="kind")]
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+class TopicError(ValueError):
+    """A topic that is not part of this protocol's tree."""
+
+
+def topic(prefix: str, site: str, agent: str, channel: Channel) -> str:
+    return f"{prefix}/{TOPIC_VERSION}/{site}/{agent}/{channel.value}"
+
+
+def topic_filter(prefix: str, channel: Channel, site: str = "+", agent: str = "+") -> str:
+    return f"{prefix}/{TOPIC_VERSION}/{site}/{agent}/{channel.value}"
+
+
+def parse_topic(prefix: str, value: str) -> tuple[str, str, Channel]:
+    """Split a topic into (site, agent, channel), refusing anything outside the tree."""
+    head = f"{prefix}/{TOPIC_VERSION}/"
+    if not value.startswith(head):
+        raise TopicError(f"topic {value!r} is not under {head!r}")
+    parts = value[len(head) :].split("/")
+    if len(parts) != 3:
+        raise TopicError(f"topic {value!r} must be {head}SITE/AGENT/CHANNEL")
+    site, agent, channel = parts
+    try:
+        return site, agent, Channel(channel)
+    except ValueError:
+        raise TopicError(f"topic {value!r} has unknown channel {channel!r}") from None
+
+
+def parse_event(data: dict[str, Any]) -> Event:
+    return EVENT_ADAPTER.validate_python(data)
+
+
+def encode(model: BaseModel) -> bytes:
+    return model.model_dump_json(exclude_none=True).encode()
+
+
+def encode_batch(agent_id: str, sent_at: datetime, event_json: list[str]) -> bytes:
+    """Build a batch from events that are already JSON (as the outbox stores them).
+
+    Splicing the stored text avoids decoding and re-validating every event on the hot path.
+    """
+    head = json.dumps({"v": PROTOCOL_VERSION, "agent_id": agent_id, "sent_at": sent_at.isoformat()})
+    return (head[:-1] + ', "events": [' + ", ".join(event_json) + "]}").encode()
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of every message, exported for non-Python peers and for review."""
+    models: dict[str, type[BaseModel]] = {
+        "EventBatch": TypedEventBatch,
+        "Ack": Ack,
+        "AgentStatus": AgentStatus,
+        "Command": Command,
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"Commodity edge wire protocol v{PROTOCOL_VERSION}",
+        "topics": {c.value: topic_filter("PREFIX", c, "SITE", "AGENT") for c in Channel},
+        "messages": {name: model.model_json_schema() for name, model in models.items()},
+    }

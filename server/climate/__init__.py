@@ -1,0 +1,1 @@
+"""Climate history: records from the storerooms' transmitters, queries and (later) reports."""

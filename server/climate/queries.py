@@ -1,0 +1,81 @@
+"""Read-only questions about climate records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from server.store.db import utc
+from server.store.schema import climate_records
+
+
+@dataclass(frozen=True)
+class Reading:
+    id: int
+    site_id: str
+    agent_id: str
+    storeroom: str
+    sensor: str
+    temperature_c: float
+    humidity_pct: float
+    occurred_at: datetime
+    clock_synced: bool
+
+
+_COLUMNS = (
+    climate_records.c.id,
+    climate_records.c.site_id,
+    climate_records.c.agent_id,
+    climate_records.c.storeroom,
+    climate_records.c.sensor,
+    climate_records.c.temperature_c,
+    climate_records.c.humidity_pct,
+    climate_records.c.occurred_at,
+    climate_records.c.clock_synced,
+)
+
+
+def _reading(row: sa.Row[Any]) -> Reading:
+    values = row._asdict()
+    values["occurred_at"] = utc(values["occurred_at"])
+    return Reading(**values)
+
+
+def latest(engine: sa.Engine) -> list[Reading]:
+    """The newest record of every sensor, ordered by site, storeroom and sensor."""
+    ranked = sa.select(
+        *_COLUMNS,
+        sa.func.row_number()
+        .over(
+            partition_by=(climate_records.c.site_id, climate_records.c.sensor),
+            order_by=(climate_records.c.occurred_at.desc(), climate_records.c.id.desc()),
+        )
+        .label("rank"),
+    ).subquery()
+    query = (
+        sa.select(*(ranked.c[c.name] for c in _COLUMNS))
+        .where(ranked.c.rank == 1)
+        .order_by(ranked.c.site_id, ranked.c.storeroom, ranked.c.sensor)
+    )
+    with engine.connect() as conn:
+        return [_reading(r) for r in conn.execute(query)]
+
+
+def since(engine: sa.Engine, after_id: int, limit: int = 1000) -> list[Reading]:
+    """Records stored after ``after_id``, in the order they were stored."""
+    query = (
+        sa.select(*_COLUMNS)
+        .where(climate_records.c.id > after_id)
+        .order_by(climate_records.c.id)
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [_reading(r) for r in conn.execute(query)]
+
+
+def last_id(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.max(climate_records.c.id))).scalar() or 0)

@@ -1,0 +1,63 @@
+"""The server's configuration file (``server.toml``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+
+from edge_agent.configfile import Port, Strict, load
+from edge_agent.wire import Ident
+
+
+class ServerSection(Strict):
+    language: Literal["zh", "en"] = "zh"
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (e.g. 'Asia/Shanghai')") from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class DatabaseSection(Strict):
+    #: SQLAlchemy URL: ``sqlite:////var/lib/edge-server/server.db`` or ``postgresql+psycopg://...``
+    url: str = "sqlite:////var/lib/edge-server/server.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+
+class MqttSection(Strict):
+    host: str = "127.0.0.1"
+    port: Port = 1883
+    topic_prefix: Ident = "fp"
+    username: str | None = None
+    password: str | None = None
+    client_id: str = Field(default="edge-server-ingest-1", min_length=1, max_length=64)
+    #: Ingest processes sharing this group split the agents' messages between them.
+    shared_group: Ident = "ingest"
+
+
+class ServerConfig(Strict):
+    server: ServerSection = Field(default_factory=ServerSection)
+    database: DatabaseSection = Field(default_factory=DatabaseSection)
+    mqtt: MqttSection = Field(default_factory=MqttSection)
+
+
+def load_config(path: Path | str) -> ServerConfig:
+    return load(path, ServerConfig)

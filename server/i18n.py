@@ -1,0 +1,42 @@
+"""Texts people read, in Simplified Chinese (default) and English."""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Literal
+
+Language = Literal["zh", "en"]
+
+_TEXTS: dict[str, dict[Language, str]] = {
+    "site": {"zh": "站点", "en": "site"},
+    "agent": {"zh": "终端", "en": "agent"},
+    "storeroom": {"zh": "库房", "en": "storeroom"},
+    "sensor": {"zh": "传感器", "en": "sensor"},
+    "temperature": {"zh": "温度(°C)", "en": "temp (°C)"},
+    "humidity": {"zh": "湿度(%RH)", "en": "RH (%)"},
+    "time": {"zh": "时间", "en": "time"},
+    "clock_unsynced": {"zh": "时钟未同步", "en": "clock not synced"},
+    "no_readings": {"zh": "暂无温湿度记录。", "en": "No climate records yet."},
+}
+
+
+def t(key: str, lang: Language) -> str:
+    return _TEXTS[key][lang]
+
+
+def width(text: str) -> int:
+    """Columns a text takes in a terminal: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def pad(text: str, columns: int) -> str:
+    return text + " " * max(0, columns - width(text))
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(width(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(pad(c, w) for c, w in zip(cells, widths, strict=True))
+
+    return "\n".join(line(r).rstrip() for r in [header, *rows])

@@ -1,0 +1,80 @@
+"""Engine set-up and schema migration.
+
+SQLite is the default (one county, one machine); PostgreSQL serves a city or province with
+several ingest processes. Nothing here assumes one process: migrations run under Alembic's
+version table, and SQLite gets WAL, a busy timeout and ``synchronous=FULL`` so an
+acknowledged event has reached the disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+
+log = logging.getLogger(__name__)
+
+
+class StoreError(Exception):
+    """The database cannot be opened or migrated."""
+
+
+def make_engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite:"):
+        db_path = sa.engine.make_url(url).database
+        if db_path and db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def alembic_config(engine: sa.Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(files("server.store") / "migrations"))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the schema to the newest version; safe to run at every start."""
+    try:
+        before = current_revision(engine)
+        command.upgrade(alembic_config(engine), "head")
+        after = current_revision(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"cannot migrate database {engine.url!r}: {exc}") from exc
+    if before != after:
+        log.info("database %s migrated from %s to %s", engine.url, before or "empty", after)
+
+
+def current_revision(engine: sa.Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def open_store(url: str) -> sa.Engine:
+    engine = make_engine(url)
+    migrate(engine)
+    return engine
+
+
+def utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -1,0 +1,1 @@
+"""Simulated hardware (transmitters, boxes, card readers) speaking the real protocols."""

@@ -1,0 +1,59 @@
+"""``edge-sim sensors --config FILE`` and ``edge-sim demo``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from edge_agent.configfile import ConfigError
+
+
+@click.group()
+@click.option("--log-level", default="WARNING", show_default=True)
+def main(log_level: str) -> None:
+    """Simulated hardware and whole simulated sites."""
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@main.command()
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), required=True
+)
+def sensors(config_path: Path) -> None:
+    """Serve simulated temperature/humidity transmitters until Ctrl-C."""
+    from simulators.sensors import load_sensors_config, serve
+
+    try:
+        config = load_sensors_config(config_path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+    def ready(lines: list[str]) -> None:
+        for line in lines:
+            click.echo(line)
+        click.echo("ready", nl=True)
+        sys.stdout.flush()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(config, ready))
+
+
+@main.command()
+@click.option("--seconds", type=float, default=None, help="Stop by itself after this long.")
+@click.option("--workdir", type=click.Path(path_type=Path, file_okay=False), default=None)
+@click.option("--lang", type=click.Choice(["zh", "en"]), default="zh", show_default=True)
+def demo(seconds: float | None, workdir: Path | None, lang: str) -> None:
+    """Run a simulated county station end to end until Ctrl-C."""
+    from simulators.demo import run_demo
+
+    sys.exit(run_demo(seconds=seconds, workdir=workdir, lang=lang))
