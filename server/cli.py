@@ -144,6 +144,7 @@ def tail(ctx: click.Context, lang: str | None, interval: float) -> None:
                 click.echo(
                     f"{when}  {r.site_id}  {pad(r.storeroom, 14)} {pad(r.sensor, 8)} "
                     f"{r.temperature_c:6.1f} °C {r.humidity_pct:6.1f} %RH"
+                    + ("" if r.clock_synced else f"  ({t('clock_unsynced', language)})")
                 )
             sys.stdout.flush()
             time.sleep(interval)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 
@@ -38,8 +37,8 @@ _COLUMNS = (
 )
 
 
-def _reading(row: sa.Row[Any]) -> Reading:
-    values = row._asdict()
+def _reading(row: sa.RowMapping) -> Reading:
+    values = dict(row)
     values["occurred_at"] = utc(values["occurred_at"])
     return Reading(**values)
 
@@ -61,7 +60,7 @@ def latest(engine: sa.Engine) -> list[Reading]:
         .order_by(ranked.c.site_id, ranked.c.storeroom, ranked.c.sensor)
     )
     with engine.connect() as conn:
-        return [_reading(r) for r in conn.execute(query)]
+        return [_reading(r) for r in conn.execute(query).mappings()]
 
 
 def since(engine: sa.Engine, after_id: int, limit: int = 1000) -> list[Reading]:
@@ -73,7 +72,7 @@ def since(engine: sa.Engine, after_id: int, limit: int = 1000) -> list[Reading]:
         .limit(limit)
     )
     with engine.connect() as conn:
-        return [_reading(r) for r in conn.execute(query)]
+        return [_reading(r) for r in conn.execute(query).mappings()]
 
 
 def last_id(engine: sa.Engine) -> int:
