@@ -1,4 +1,4 @@
-"""The agent's asyncio main: opens the outbox, runs the climate loop and the link, stops cleanly."""
+"""The agent's asyncio main: outbox, climate loop, link, commands and the systemd watchdog."""
 
 from __future__ import annotations
 
@@ -7,61 +7,113 @@ import contextlib
 import logging
 import signal
 from datetime import datetime
+from pathlib import Path
 
 from edge_agent import __version__
 from edge_agent.climate.service import ClimateService
 from edge_agent.clock import Clock
+from edge_agent.commands import CommandHandler
 from edge_agent.config import AgentConfig
 from edge_agent.link import Link
 from edge_agent.outbox import AsyncOutbox
-from edge_agent.wire import AgentStarted
+from edge_agent.watchdog import Watchdog, sd_notify, watchdog_interval
+from edge_agent.wire import AgentStarted, OutboxReset
 
 log = logging.getLogger(__name__)
 
+#: Exit status asking the service manager for a restart (a new configuration was saved).
+EXIT_RESTART = 75
 
-async def run(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
-    """Run until ``stop`` is set or SIGTERM/SIGINT arrives."""
+
+class _Stopping(Exception):
+    """Raised inside the task group to cancel every task on a stop request."""
+
+
+def open_outbox(config: AgentConfig) -> AsyncOutbox:
+    return AsyncOutbox(
+        config.outbox_path,
+        config.agent.id,
+        max_events=config.outbox.max_events,
+        max_bytes=int(config.outbox.max_mb * 1024 * 1024),
+    )
+
+
+async def run(
+    config: AgentConfig,
+    stop: asyncio.Event | None = None,
+    config_path: Path | None = None,
+    clock: Clock | None = None,
+) -> int:
+    """Run until ``stop`` is set or SIGTERM/SIGINT arrives; return the exit status."""
     stop = stop or asyncio.Event()
+    exit_code = 0
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
-    clock = Clock()
-    outbox = AsyncOutbox(config.outbox_path, config.agent.id)
-    await outbox.open()
+    clock = clock or Clock()
+    outbox = open_outbox(config)
+    sync_outbox = await outbox.open()
+    watchdog = Watchdog(watchdog_interval())
+
+    def request_restart() -> None:
+        nonlocal exit_code
+        exit_code = EXIT_RESTART
+        stop.set()
+
+    commands = CommandHandler(
+        agent_id=config.agent.id,
+        outbox=outbox,
+        clock=clock,
+        config_path=config_path,
+        data_dir=config.agent.data_dir,
+        request_restart=request_restart,
+    )
     link = Link(
         config.mqtt,
         config.link,
         site=config.agent.site,
         agent_id=config.agent.id,
         outbox=outbox,
+        clock=clock,
         version=__version__,
+        on_command=commands.handle,
+        heartbeat=watchdog.register("link", max_age_s=30.0),
     )
+    climate_beat = watchdog.register("climate", max_age_s=2 * config.climate.poll_interval_s + 60)
 
     def reading_seen(at: datetime) -> None:
         link.last_reading_at = at
 
-    climate = ClimateService(config.climate, outbox, clock, on_record=reading_seen)
+    climate = ClimateService(
+        config.climate, outbox, clock, on_record=reading_seen, heartbeat=climate_beat
+    )
+    if sync_outbox.reset is not None:
+        reset = OutboxReset(
+            reason=sync_outbox.reset.reason[:500], kept_as=str(sync_outbox.reset.kept_as)
+        )
+        await outbox.append("agent.outbox_reset", reset, clock.stamp())
     await outbox.append("agent.started", AgentStarted(version=__version__), clock.stamp())
     log.info(
-        "agent %s (site %s) started: %d sensors, outbox %s",
+        "agent %s (site %s) started: %d sensors, outbox %s (epoch %s, backlog %d)",
         config.agent.id,
         config.agent.site,
         len(config.climate.sensors),
         config.outbox_path,
+        sync_outbox.epoch,
+        sync_outbox.backlog,
     )
     try:
         async with asyncio.TaskGroup() as group:
             group.create_task(link.run(), name="link")
             group.create_task(climate.run(), name="climate")
+            group.create_task(watchdog.run(), name="watchdog")
             await stop.wait()
             raise _Stopping
     except* _Stopping:
         log.info("agent stopping")
+        sd_notify("STOPPING=1")
     finally:
         await outbox.close()
-
-
-class _Stopping(Exception):
-    """Raised inside the task group to cancel every task on a stop request."""
+    return exit_code

@@ -71,7 +71,8 @@ def run(config_path: Path) -> None:
 
     config = _load(config_path)
     try:
-        asyncio.run(run_agent(config))
+        code = asyncio.run(run_agent(config, config_path=config_path))
     except OutboxError as exc:
         logging.getLogger("edge_agent").critical("%s", exc)
         sys.exit(1)
+    sys.exit(code)

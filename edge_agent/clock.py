@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
@@ -63,16 +64,55 @@ def read_boot_id() -> str:
 
 
 class Clock:
-    """The agent's one source of time; rules never read the clock themselves."""
+    """The agent's one source of time; rules never read the clock themselves.
 
-    def __init__(self, synchronised: Callable[[], bool] = kernel_clock_synchronised) -> None:
+    When the kernel's clock is not synchronised (no RTC, no NTP yet), the agent adopts the
+    server's time as an offset to its own wall clock: events are then stamped with corrected
+    times and marked synchronised. The system clock itself is left alone (setting it needs
+    privileges the agent does not have); NTP or an operator sets that.
+    """
+
+    def __init__(
+        self,
+        synchronised: Callable[[], bool] = kernel_clock_synchronised,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._synchronised = synchronised
+        self._wall = wall
+        self._monotonic = monotonic
+        self._offset_s: float | None = None
         self.boot_id = read_boot_id()
 
+    @property
+    def source(self) -> Literal["kernel", "server", "unsynced"]:
+        if self._synchronised():
+            return "kernel"
+        return "server" if self._offset_s is not None else "unsynced"
+
+    def adopt(self, server_time: datetime) -> bool:
+        """Take the server's time when our own is not trustworthy; say whether it was taken."""
+        if self._synchronised():
+            self._offset_s = None
+            return False
+        offset = server_time.timestamp() - self._wall()
+        if self._offset_s is None or abs(offset - self._offset_s) > 1.0:
+            log.info("clock not synchronised; adopting server time (offset %+.1f s)", offset)
+        self._offset_s = offset
+        return True
+
+    def now(self) -> datetime:
+        return self.stamp().occurred_at
+
     def stamp(self) -> Stamp:
+        synced = self._synchronised()
+        wall = self._wall()
+        if not synced and self._offset_s is not None:
+            wall += self._offset_s
+            synced = True
         return Stamp(
-            occurred_at=datetime.now(UTC),
-            clock_synced=self._synchronised(),
+            occurred_at=datetime.fromtimestamp(wall, UTC),
+            clock_synced=synced,
             boot_id=self.boot_id,
-            mono_s=time.monotonic(),
+            mono_s=self._monotonic(),
         )

@@ -33,7 +33,16 @@ class LinkSection(Strict):
     batch_max_bytes: Annotated[int, between(1024, 4_000_000)] = 256_000
     ack_timeout_s: Annotated[float, between(1, 3600)] = 30.0
     max_in_flight_batches: Annotated[int, between(1, 100)] = 8
-    status_interval_s: Annotated[float, between(5, 3600)] = 60.0
+    status_interval_s: Annotated[float, between(1, 3600)] = 60.0
+    reconnect_min_s: Annotated[float, between(0.1, 60)] = 1.0
+    reconnect_max_s: Annotated[float, between(1, 3600)] = 60.0
+
+
+class OutboxSection(Strict):
+    #: Past this many events, unsent climate records are folded into summaries.
+    max_events: Annotated[int, between(100, 50_000_000)] = 500_000
+    #: The outbox file never grows past this (SQLite max_page_count); protects the SD card.
+    max_mb: Annotated[float, between(1, 1_000_000)] = 1024.0
 
 
 class Storeroom(Strict):
@@ -122,6 +131,7 @@ class AgentConfig(Strict):
     agent: AgentSection
     mqtt: MqttSection = Field(default_factory=MqttSection)
     link: LinkSection = Field(default_factory=LinkSection)
+    outbox: OutboxSection = Field(default_factory=OutboxSection)
     climate: ClimateSection = Field(default_factory=ClimateSection)
 
     def cross_check(self) -> Iterable[tuple[str, str]]:

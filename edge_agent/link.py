@@ -1,11 +1,13 @@
 """The link: carries outbox events to the broker and acknowledgements back.
 
 It knows nothing of what an event means. An event leaves the outbox only when the server says
-it has durably stored it (an ``Ack`` with the highest contiguous sequence number), not when the
-broker accepts the publish: a broker restart or a server crash then costs a resend, never data.
+it has durably stored it (an ``Ack`` with the highest contiguous sequence number of this
+outbox's epoch), not when the broker accepts the publish: a broker restart or a server crash
+then costs a resend, never data.
 
-paho-mqtt runs its network loop on its own thread; its callbacks only hand facts over to the
-asyncio loop, where all decisions are taken.
+The link supervises its own connection: any failure, expected (broker gone, keep-alive lost) or
+not (a bug), ends the session, and a new one is opened after a capped exponential backoff with
+jitter, so a hundred boxes that lost the same broker do not all knock at once.
 """
 
 from __future__ import annotations
@@ -13,22 +15,31 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import random
 import time
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
+from edge_agent.clock import Clock
 from edge_agent.config import LinkSection, MqttSection
+from edge_agent.mqtt import MqttError, MqttSession, Will
 from edge_agent.outbox import AsyncOutbox
-from edge_agent.wire import Ack, AgentStatus, Channel, encode, encode_batch, topic
+from edge_agent.wire import Ack, AgentStatus, Channel, Command, encode, encode_batch, topic
 
 log = logging.getLogger(__name__)
 
 #: How long a gap reported by the server may last before the agent resends from it.
 GAP_GRACE_S = 2.0
+
+
+def backoff(attempt: int, lo: float, hi: float, rng: Callable[[], float] = random.random) -> float:
+    """Delay before reconnect ``attempt`` (0-based): exponential, capped, half of it jittered."""
+    cap = min(hi, lo * 2.0 ** min(attempt, 30))
+    return cap / 2 + rng() * cap / 2
 
 
 class Link:
@@ -40,91 +51,144 @@ class Link:
         site: str,
         agent_id: str,
         outbox: AsyncOutbox,
+        clock: Clock,
         version: str,
+        on_command: Callable[[Command], Coroutine[Any, Any, None]] | None = None,
+        heartbeat: Callable[[], None] = lambda: None,
     ) -> None:
         self._mqtt = mqtt_config
         self._cfg = link_config
         self._agent_id = agent_id
         self._outbox = outbox
+        self._clock = clock
         self._version = version
+        self._on_command = on_command
+        self._heartbeat = heartbeat
         self._started_at = datetime.now(UTC)
         self._topics = {c: topic(mqtt_config.topic_prefix, site, agent_id, c) for c in Channel}
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._wake = asyncio.Event()
-        self._connected = False
-        self._connection_no = 0
+        self._session: MqttSession | None = None
+        self._epoch = ""
         self._server_acked = 0
+        self._outbox_acked = 0
         self._cursor = 0
         self._in_flight: collections.deque[int] = collections.deque()
         self._last_progress = time.monotonic()
-        self._outbox_acked = 0
         self._gap_since: float | None = None
         self._status_due = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
         self.last_reading_at: datetime | None = None
-        self._client = self._make_client()
+        self.connected = asyncio.Event()
 
-    # --- paho side (network thread) ------------------------------------------------------
+    # --- supervision ------------------------------------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"agent-{self._agent_id}",
-            clean_session=True,
-        )
-        if self._mqtt.username:
-            client.username_pw_set(self._mqtt.username, self._mqtt.password)
-        offline = AgentStatus(agent_id=self._agent_id, online=False, version=self._version)
-        client.will_set(self._topics[Channel.STATUS], encode(offline), qos=1, retain=True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
+    async def run(self) -> None:
+        stats = await self._outbox.stats()
+        self._epoch = stats.epoch
+        self._server_acked = self._outbox_acked = stats.acked_seq
+        attempt = 0
+        while True:
+            session = MqttSession(
+                client_id=f"agent-{self._agent_id}",
+                host=self._mqtt.host,
+                port=self._mqtt.port,
+                keepalive_s=self._mqtt.keepalive_s,
+                username=self._mqtt.username,
+                password=self._mqtt.password,
+                will=Will(self._topics[Channel.STATUS], encode(self._status(online=False))),
+                on_message=self._on_message,
+            )
+            try:
+                await session.connect()
+                attempt = 0
+                log.info("connected to broker %s:%d", self._mqtt.host, self._mqtt.port)
+                await self._serve(session)
+            except MqttError as exc:
+                log.warning("broker link: %s", exc)
+            except asyncio.CancelledError:
+                await self._say_offline(session)
+                raise
+            except Exception:  # supervision: a bug in one session must not end the link
+                log.exception("broker link failed; starting a new session")
+            finally:
+                self._session = None
+                self.connected.clear()
+                await session.close()
+            delay = backoff(attempt, self._cfg.reconnect_min_s, self._cfg.reconnect_max_s)
+            attempt += 1
+            log.info("reconnecting in %.1f s", delay)
+            await self._sleep(delay)
 
-    def _hand_over(self, fn: Any, *args: Any) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(fn, *args)
+    async def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._heartbeat()
+            await asyncio.sleep(min(1.0, left))
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        if reason.is_failure:
-            log.warning("broker refused connection: %s", reason)
+    async def _serve(self, session: MqttSession) -> None:
+        session.subscribe(self._topics[Channel.ACKS], qos=1)
+        session.subscribe(self._topics[Channel.COMMANDS], qos=1)
+        self._session = session
+        self.connected.set()
+        self._rewind()
+        self._status_due = 0.0
+        closed = asyncio.ensure_future(session.wait_closed())
+        try:
+            while not closed.done():
+                self._heartbeat()
+                await self._step(session)
+                wake = asyncio.ensure_future(self._wake.wait())
+                appended = asyncio.ensure_future(self._outbox.appended.wait())
+                try:
+                    await asyncio.wait(
+                        {wake, appended, closed}, timeout=1.0, return_when="FIRST_COMPLETED"
+                    )
+                finally:
+                    wake.cancel()
+                    appended.cancel()
+                self._wake.clear()
+                self._outbox.appended.clear()
+        finally:
+            closed.cancel()
+        raise MqttError("connection closed")
+
+    async def _say_offline(self, session: MqttSession) -> None:
+        if not session.is_connected:
             return
-        client.subscribe(self._topics[Channel.ACKS], qos=1)
-        self._hand_over(self._connected_changed, True)
+        info = session.publish(
+            self._topics[Channel.STATUS], encode(self._status(online=False)), retain=True
+        )
+        deadline = time.monotonic() + 2.0
+        while not info.is_published() and time.monotonic() < deadline:  # noqa: ASYNC110 - paho offers no awaitable
+            await asyncio.sleep(0.05)
 
-    def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
-        self._hand_over(self._connected_changed, False)
-        if reason.is_failure:
-            log.warning("disconnected from broker: %s", reason)
+    # --- incoming ---------------------------------------------------------------------------
 
-    def _on_message(self, _c: Any, _u: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
+        if message.topic == self._topics[Channel.ACKS]:
+            self._on_ack_message(message)
+        elif message.topic == self._topics[Channel.COMMANDS]:
+            self._on_command_message(message)
+
+    def _on_ack_message(self, message: mqtt.MQTTMessage) -> None:
         try:
             ack = Ack.model_validate_json(message.payload)
         except ValidationError as exc:
-            log.error("ignoring malformed ack on %s: %s", message.topic, exc)
+            log.error("ignoring malformed ack: %s", exc)
             return
         if ack.agent_id != self._agent_id:
             log.error("ignoring ack for agent %r on my topic", ack.agent_id)
             return
-        self._hand_over(self._on_ack, ack.acked_seq, ack.highest_seq)
-
-    # --- asyncio side ----------------------------------------------------------------------
-
-    def _connected_changed(self, connected: bool) -> None:
-        self._connected = connected
-        if connected:
-            self._connection_no += 1
-            log.info("connected to broker %s:%d", self._mqtt.host, self._mqtt.port)
-            self._rewind()
-            self._status_due = 0.0
-        self._wake.set()
-
-    def _on_ack(self, acked_seq: int, highest_seq: int | None) -> None:
-        if acked_seq > self._server_acked:
-            self._server_acked = acked_seq
+        if not message.retain:
+            self._clock.adopt(ack.server_time)
+        if ack.epoch != self._epoch:
+            log.info("ignoring ack of outbox epoch %s (mine is %s)", ack.epoch, self._epoch)
+            return
+        if ack.acked_seq > self._server_acked:
+            self._server_acked = ack.acked_seq
             self._last_progress = time.monotonic()
             self._wake.set()
-        if highest_seq is not None and highest_seq > acked_seq:
+        if ack.highest_seq is not None and ack.highest_seq > ack.acked_seq:
             # The server holds later events but misses one before them: a lost batch (it was
             # published before the server subscribed, say). Resend soon rather than after the
             # full ack timeout; the grace lets batches merely reordered between ingest
@@ -134,13 +198,37 @@ class Link:
         else:
             self._gap_since = None
 
+    def _on_command_message(self, message: mqtt.MQTTMessage) -> None:
+        try:
+            command = Command.model_validate_json(message.payload)
+        except ValidationError as exc:
+            log.error("ignoring malformed command: %s", exc)
+            return
+        if command.agent_id != self._agent_id:
+            log.error("ignoring command %s addressed to %r", command.id, command.agent_id)
+            return
+        if self._on_command is not None:
+            task = asyncio.get_running_loop().create_task(self._on_command(command))
+            self._tasks.add(task)
+            task.add_done_callback(self._command_done)
+
+    def _command_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("command handling failed", exc_info=task.exception())
+
+    # --- outgoing ---------------------------------------------------------------------------
+
     def _rewind(self) -> None:
         """Send again from the first unacknowledged event."""
         self._cursor = self._server_acked
         self._in_flight.clear()
         self._last_progress = time.monotonic()
 
-    async def _send_status(self) -> None:
+    def _status(self, online: bool) -> AgentStatus:
+        return AgentStatus(agent_id=self._agent_id, online=online, version=self._version)
+
+    async def _send_status(self, session: MqttSession) -> None:
         stats = await self._outbox.stats()
         status = AgentStatus(
             agent_id=self._agent_id,
@@ -150,43 +238,24 @@ class Link:
             backlog=stats.backlog,
             oldest_unsent_at=stats.oldest_unsent_at,
             last_reading_at=self.last_reading_at,
+            compacted=stats.compacted_total,
+            storage=self._outbox.storage,
+            clock=self._clock.source,
         )
-        self._client.publish(self._topics[Channel.STATUS], encode(status), qos=1, retain=True)
+        session.publish(self._topics[Channel.STATUS], encode(status), retain=True)
 
-    async def run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._server_acked = self._outbox_acked = (await self._outbox.stats()).acked_seq
-        self._rewind()
-        self._status_due = 0.0
-        self._client.connect_async(self._mqtt.host, self._mqtt.port, self._mqtt.keepalive_s)
-        self._client.loop_start()
-        try:
-            while True:
-                await self._step()
-                wake = asyncio.ensure_future(self._wake.wait())
-                appended = asyncio.ensure_future(self._outbox.appended.wait())
-                try:
-                    await asyncio.wait({wake, appended}, timeout=1.0, return_when="FIRST_COMPLETED")
-                finally:
-                    wake.cancel()
-                    appended.cancel()
-                self._wake.clear()
-                self._outbox.appended.clear()
-        finally:
-            await self._shutdown()
-
-    async def _step(self) -> None:
+    async def _step(self, session: MqttSession) -> None:
+        if self._outbox.storage == "disk_full":
+            await self._outbox.flush_held()
         if self._server_acked > self._outbox_acked:
             removed = await self._outbox.ack(self._server_acked)
             self._outbox_acked = self._server_acked
             log.debug("acked up to %d, %d events removed", self._server_acked, removed)
         while self._in_flight and self._in_flight[0] <= self._server_acked:
             self._in_flight.popleft()
-        if not self._connected:
-            return
         now = time.monotonic()
         if now >= self._status_due:
-            await self._send_status()
+            await self._send_status(session)
             self._status_due = now + self._cfg.status_interval_s
         if self._gap_since is not None and now - self._gap_since > GAP_GRACE_S:
             log.info("server misses seq %d; resending from there", self._server_acked + 1)
@@ -206,25 +275,13 @@ class Link:
             )
             if not batch:
                 return
-            payload = encode_batch(self._agent_id, datetime.now(UTC), [p.body for p in batch])
-            info = self._client.publish(self._topics[Channel.EVENTS], payload, qos=1)
+            payload = encode_batch(
+                self._agent_id, self._epoch, datetime.now(UTC), [p.body for p in batch]
+            )
+            info = session.publish(self._topics[Channel.EVENTS], payload, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                log.warning("publish failed (%s); will retry", mqtt.error_string(info.rc))
-                return
+                raise MqttError(f"publish failed: {mqtt.error_string(info.rc)}")
             if not self._in_flight:
                 self._last_progress = now
-            self._cursor = batch[-1].seq
-            self._in_flight.append(batch[-1].seq)
-
-    async def _shutdown(self) -> None:
-        offline = AgentStatus(agent_id=self._agent_id, online=False, version=self._version)
-        if self._connected:
-            info = self._client.publish(
-                self._topics[Channel.STATUS], encode(offline), qos=1, retain=True
-            )
-            try:
-                await asyncio.to_thread(info.wait_for_publish, 2.0)
-            except (RuntimeError, ValueError) as exc:
-                log.warning("could not publish offline status: %s", exc)
-        self._client.disconnect()
-        self._client.loop_stop()
+            self._cursor = batch[-1].last_seq
+            self._in_flight.append(batch[-1].last_seq)

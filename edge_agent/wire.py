@@ -45,6 +45,11 @@ def _as_utc(value: datetime) -> datetime:
 #: A timezone-aware time, normalised to UTC; naive times are refused.
 UtcTime = Annotated[AwareDatetime, AfterValidator(_as_utc)]
 
+#: Names one life of an agent's outbox. Sequence numbers count within an epoch; an outbox that
+#: had to be set aside (corrupt) starts a new epoch at seq 1, and the server then knows that
+#: what it missed of the old epoch is lost, instead of confusing old and new numbers.
+Epoch = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{8,32}$")]
+
 Temperature = Annotated[float, Field(ge=-60.0, le=100.0, allow_inf_nan=False)]
 Humidity = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
 
@@ -86,8 +91,69 @@ class SensorFault(_Model):
     error: str = Field(max_length=500)
 
 
+class SensorSummary(_Model):
+    """Several records of one sensor folded into min/mean/max, when the outbox ran full."""
+
+    storeroom: Ident
+    sensor: Ident
+    count: int = Field(ge=1)
+    first_at: UtcTime
+    last_at: UtcTime
+    temperature_min_c: Temperature
+    temperature_mean_c: Temperature
+    temperature_max_c: Temperature
+    humidity_min_pct: Humidity
+    humidity_mean_pct: Humidity
+    humidity_max_pct: Humidity
+
+
+class ClimateSummary(_Model):
+    """Stands for ``span`` consecutive climate records that were compacted on the agent."""
+
+    window_start: UtcTime
+    window_end: UtcTime
+    records: int = Field(ge=1)
+    sensors: list[SensorSummary] = Field(min_length=1, max_length=1000)
+
+
+class Dispense(_Model):
+    """Provisional: one vend from a dispensing box (the cabinet issue completes it).
+
+    ``card`` is the keyed hash of the IC card, never the card number itself.
+    """
+
+    box: Ident
+    slot: Annotated[int, Field(ge=0, le=255)]
+    product: Ident
+    batch: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=100)
+    card: str = Field(pattern=r"^[0-9a-f]{16,64}$")
+
+
 class AgentStarted(_Model):
     version: str = Field(max_length=32)
+
+
+class OutboxReset(_Model):
+    """The outbox could not be used and was set aside; events not yet acknowledged are lost."""
+
+    reason: str = Field(max_length=500)
+    kept_as: str = Field(max_length=500)
+
+
+class StorageAlarm(_Model):
+    """The outbox is at its cap or the disk is full (``state``), or it recovered."""
+
+    state: Literal["cap_reached", "disk_full", "recovered"]
+    detail: str = Field(max_length=500)
+    compacted_total: int = Field(ge=0)
+
+
+class CommandResult(_Model):
+    command_id: uuid.UUID
+    command_kind: str = Field(max_length=32)
+    ok: bool
+    detail: str = Field(default="", max_length=1000)
 
 
 # --- events -----------------------------------------------------------------------------------
@@ -97,14 +163,16 @@ class _EventBase(_Model):
     """What every event carries, whatever its kind.
 
     ``seq`` is per agent, starts at 1, has no gaps and survives restarts: the server acknowledges
-    the highest contiguous ``seq`` it has stored. ``occurred_at`` is the agent's wall clock;
-    ``clock_synced`` says whether that clock was trustworthy, and ``boot_id`` + ``mono_s`` let the
-    server re-date events from before a clock fix.
+    the highest contiguous ``seq`` it has stored. An event with ``span`` n stands for the n
+    sequence numbers ``seq .. seq+n-1`` (a compacted summary). ``occurred_at`` is the agent's
+    wall clock; ``clock_synced`` says whether that clock was trustworthy, and ``boot_id`` +
+    ``mono_s`` let the server re-date events from before a clock fix.
     """
 
     id: uuid.UUID
     agent_id: Ident
-    seq: int = Field(ge=1, lt=2**63)
+    seq: int = Field(ge=1, lt=2**62)
+    span: int = Field(default=1, ge=1, le=10_000_000)
     occurred_at: UtcTime
     clock_synced: bool
     boot_id: str = Field(max_length=64)
@@ -116,9 +184,19 @@ class ClimateRecordEvent(_EventBase):
     payload: ClimateRecord
 
 
+class ClimateSummaryEvent(_EventBase):
+    kind: Literal["climate.summary"] = "climate.summary"
+    payload: ClimateSummary
+
+
 class SensorFaultEvent(_EventBase):
     kind: Literal["climate.sensor_fault"] = "climate.sensor_fault"
     payload: SensorFault
+
+
+class DispenseEvent(_EventBase):
+    kind: Literal["cabinet.dispense"] = "cabinet.dispense"
+    payload: Dispense
 
 
 class AgentStartedEvent(_EventBase):
@@ -126,16 +204,37 @@ class AgentStartedEvent(_EventBase):
     payload: AgentStarted
 
 
+class OutboxResetEvent(_EventBase):
+    kind: Literal["agent.outbox_reset"] = "agent.outbox_reset"
+    payload: OutboxReset
+
+
+class StorageAlarmEvent(_EventBase):
+    kind: Literal["agent.storage_alarm"] = "agent.storage_alarm"
+    payload: StorageAlarm
+
+
+class CommandResultEvent(_EventBase):
+    kind: Literal["command.result"] = "command.result"
+    payload: CommandResult
+
+
 Event = Annotated[
-    ClimateRecordEvent | SensorFaultEvent | AgentStartedEvent,
+    ClimateRecordEvent
+    | ClimateSummaryEvent
+    | SensorFaultEvent
+    | DispenseEvent
+    | AgentStartedEvent
+    | OutboxResetEvent
+    | StorageAlarmEvent
+    | CommandResultEvent,
     Field(discriminator="kind"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+EVENTS_ADAPTER: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
 
-#: Every event kind this protocol version knows.
-EVENT_KINDS: frozenset[str] = frozenset(
-    {"climate.record", "climate.sensor_fault", "agent.started"},
-)
+#: The only kind the outbox may fold into summaries when it is full; everything else is kept.
+COMPACTABLE_KIND = "climate.record"
 
 MAX_BATCH_EVENTS = 5000
 
@@ -149,6 +248,7 @@ class EventBatch(_Model):
 
     v: Literal[1] = 1
     agent_id: Ident
+    epoch: Epoch
     sent_at: UtcTime
     events: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
 
@@ -158,6 +258,7 @@ class TypedEventBatch(_Model):
 
     v: Literal[1] = 1
     agent_id: Ident
+    epoch: Epoch
     sent_at: UtcTime
     events: list[Event] = Field(min_length=1, max_length=MAX_BATCH_EVENTS)
 
@@ -167,6 +268,7 @@ class Ack(_Model):
 
     v: Literal[1] = 1
     agent_id: Ident
+    epoch: Epoch
     acked_seq: int = Field(ge=0, lt=2**63)
     #: The highest seq the server holds; above ``acked_seq`` it is missing something in between.
     highest_seq: int | None = Field(default=None, ge=0, lt=2**63)
@@ -184,6 +286,10 @@ class AgentStatus(_Model):
     backlog: int = Field(default=0, ge=0)
     oldest_unsent_at: UtcTime | None = None
     last_reading_at: UtcTime | None = None
+    #: Climate records folded into summaries since the outbox was created.
+    compacted: int = Field(default=0, ge=0)
+    storage: Literal["ok", "cap_reached", "disk_full"] = "ok"
+    clock: Literal["kernel", "server", "unsynced"] = "unsynced"
 
 
 class PingCommand(_Model):
@@ -195,6 +301,40 @@ class TimeSetCommand(_Model):
     server_time: UtcTime
 
 
+class ConfigUpdateCommand(_Model):
+    """A whole new ``agent.toml``; the agent validates it, keeps the old one, and restarts."""
+
+    kind: Literal["config.update"] = "config.update"
+    toml: str = Field(min_length=1, max_length=256_000)
+
+
+class CardsUpdateCommand(_Model):
+    """The card list for the site's boxes: keyed hashes of cards allowed to take."""
+
+    kind: Literal["cards.update"] = "cards.update"
+    version: int = Field(ge=1)
+    cards: list[Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,64}$")]] = Field(
+        max_length=200_000
+    )
+
+
+class RestockOrderCommand(_Model):
+    """Tells the technician's box what to load; applied by the cabinet when it restocks."""
+
+    kind: Literal["restock.order"] = "restock.order"
+    order_id: str = Field(min_length=1, max_length=64)
+    box: Ident
+    product: Ident
+    batch: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=10_000)
+
+
+CommandBody = Annotated[
+    PingCommand | TimeSetCommand | ConfigUpdateCommand | CardsUpdateCommand | RestockOrderCommand,
+    Field(discriminator="kind"),
+]
+
+
 class Command(_Model):
     """A server-to-agent instruction; ``id`` makes it idempotent on the agent."""
 
@@ -202,7 +342,7 @@ class Command(_Model):
     id: uuid.UUID
     agent_id: Ident
     issued_at: UtcTime
-    body: Annotated[PingCommand | TimeSetCommand, Field(discriminator="kind")]
+    body: CommandBody
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -243,12 +383,19 @@ def encode(model: BaseModel) -> bytes:
     return model.model_dump_json(exclude_none=True).encode()
 
 
-def encode_batch(agent_id: str, sent_at: datetime, event_json: list[str]) -> bytes:
+def encode_batch(agent_id: str, epoch: str, sent_at: datetime, event_json: list[str]) -> bytes:
     """Build a batch from events that are already JSON (as the outbox stores them).
 
     Splicing the stored text avoids decoding and re-validating every event on the hot path.
     """
-    head = json.dumps({"v": PROTOCOL_VERSION, "agent_id": agent_id, "sent_at": sent_at.isoformat()})
+    head = json.dumps(
+        {
+            "v": PROTOCOL_VERSION,
+            "agent_id": agent_id,
+            "epoch": epoch,
+            "sent_at": sent_at.isoformat(),
+        }
+    )
     return (head[:-1] + ', "events": [' + ", ".join(event_json) + "]}").encode()
 
 

@@ -64,7 +64,12 @@ class IngestService:
             # Not acknowledged: the agent sends it again after its ack timeout.
             log.error("cannot store message from %s: %s", message.topic, exc)
             return
-        if result.acked_seq is None or result.agent_id is None or result.site_id is None:
+        if (
+            result.acked_seq is None
+            or result.agent_id is None
+            or result.site_id is None
+            or result.epoch is None
+        ):
             return
         if result.stored or result.rejected:
             log.info(
@@ -77,6 +82,7 @@ class IngestService:
             )
         ack = Ack(
             agent_id=result.agent_id,
+            epoch=result.epoch,
             acked_seq=result.acked_seq,
             highest_seq=result.highest_seq,
             server_time=now,

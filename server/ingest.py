@@ -1,20 +1,24 @@
 """Ingest: the only writer of what agents report.
 
-Every message is validated against the wire schema, checked against the topic it came on,
-stored once per (agent, seq) and applied to the derived tables in the same transaction. What
-cannot be understood is dead-lettered, never dropped silently. The result says the highest
-contiguous sequence number now durably stored, which is what the agent is acknowledged.
+Every message is validated against the wire schema and checked against the topic it came on.
+Each event is stored once per (agent, epoch, seq) in the ``events`` journal, and the derived
+tables (climate records, summaries, command results) are written strictly in sequence order:
+events after a gap are stored but held back until the gap fills. What cannot be understood is
+dead-lettered, never dropped silently. The result says the highest contiguous sequence number
+now durably stored, which is what the agent is acknowledged.
 
 Nothing here assumes one process: duplicates are refused by the primary key, and the agent's
-row is locked (``FOR UPDATE`` on PostgreSQL; SQLite serialises writers) while its progress moves.
+row is locked (``FOR UPDATE`` on PostgreSQL; SQLite serialises writers) while a batch of its
+events is stored, so two ingest processes never interleave one agent's progress.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,16 +26,29 @@ from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from edge_agent.wire import (
+    EVENTS_ADAPTER,
     AgentStatus,
     Channel,
     ClimateRecordEvent,
+    ClimateSummaryEvent,
+    CommandResultEvent,
     Event,
     EventBatch,
     TopicError,
     parse_event,
     parse_topic,
 )
-from server.store.schema import agents, climate_records, dead_letters, events
+from server.store.db import utc
+from server.store.schema import (
+    agents,
+    boot_refs,
+    climate_records,
+    climate_summaries,
+    commands,
+    dead_letters,
+    events,
+    lost_ranges,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +59,45 @@ MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 class IngestResult:
     site_id: str | None = None
     agent_id: str | None = None
+    epoch: str | None = None
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
     dead_lettered: bool = False
     acked_seq: int | None = None
     highest_seq: int | None = None
+
+
+@dataclass
+class _Agent:
+    epoch: str | None
+    acked: int
+    highest: int
+    gap_since: datetime | None
+
+
+@dataclass
+class _Incoming:
+    seq: int
+    span: int
+    raw: dict[str, Any]
+    event: Event | None
+    error: str | None
+
+
+@dataclass
+class _Refs:
+    """Boot references known for an agent: boot_id -> (wall time, monotonic seconds)."""
+
+    known: dict[str, tuple[datetime, float]] = field(default_factory=dict)
+    new: dict[str, tuple[datetime, float]] = field(default_factory=dict)
+
+    def corrected(self, event: Event) -> datetime | None:
+        ref = self.known.get(event.boot_id) or self.new.get(event.boot_id)
+        if event.clock_synced or ref is None:
+            return None
+        wall, mono = ref
+        return wall + timedelta(seconds=event.mono_s - mono)
 
 
 def _brief(exc: ValidationError) -> str:
@@ -59,19 +109,26 @@ def _brief(exc: ValidationError) -> str:
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
 
 
-def _insert(engine: sa.Engine, table: sa.Table) -> Any:
-    """An INSERT that ignores a conflicting row, in the engine's dialect."""
-    if engine.dialect.name == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    return sqlite.insert(table).on_conflict_do_nothing()
+class _Refused(Exception):
+    """The whole batch is refused; ``str()`` is the dead-letter reason."""
 
 
 class Ingestor:
-    def __init__(self, engine: sa.Engine, topic_prefix: str) -> None:
+    def __init__(
+        self, engine: sa.Engine, topic_prefix: str, *, gap_report_after_s: float = 3600.0
+    ) -> None:
         self.engine = engine
         self.prefix = topic_prefix
+        self.gap_report_after = timedelta(seconds=gap_report_after_s)
+        self._postgres = engine.dialect.name == "postgresql"
 
-    # --- entry points ---------------------------------------------------------------------
+    def _insert_ignore(self, table: sa.Table) -> Any:
+        """An INSERT that leaves an existing row alone, in the engine's dialect."""
+        if self._postgres:
+            return postgresql.insert(table).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing()
+
+    # --- entry point ----------------------------------------------------------------------
 
     def handle(self, topic: str, payload: bytes, now: datetime) -> IngestResult:
         """Process one message from the broker; raise only on database failure."""
@@ -92,131 +149,434 @@ class Ingestor:
         if batch.agent_id != agent:
             reason = f"batch agent_id {batch.agent_id!r} differs from topic agent {agent!r}"
             return self._dead_letter(topic, payload, reason, now)
-        return self._store_batch(site, agent, topic, batch, now)
+        incoming, stray = self._classify(agent, batch.events)
+        try:
+            with self.engine.begin() as conn:
+                result = self._store(conn, site, agent, batch.epoch, incoming, now)
+                for raw, error in stray:
+                    self._insert_dead_letter(conn, topic, json.dumps(raw).encode(), error, now)
+        except _Refused as exc:
+            return self._dead_letter(topic, payload, str(exc), now)
+        if stray:
+            log.error("agent %s: %d events dead-lettered: %s", agent, len(stray), stray[0][1])
+        return result
 
-    # --- events -----------------------------------------------------------------------------
+    # --- validation -------------------------------------------------------------------------
 
     def _classify(
-        self, agent: str, raw: dict[str, Any]
-    ) -> tuple[int | None, Event | None, str | None]:
-        """Return (seq, event, error). A bad event with a usable seq is kept as rejected."""
-        seq = raw.get("seq")
-        seq = seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 1 else None
+        self, agent: str, raws: list[dict[str, Any]]
+    ) -> tuple[list[_Incoming], list[tuple[dict[str, Any], str]]]:
+        """Validate events; a bad one with a usable seq is kept as rejected, others set apart."""
         try:
-            event = parse_event(raw)
-        except ValidationError as exc:
-            return seq, None, _brief(exc)
-        if event.agent_id != agent:
-            return None, None, f"event agent_id {event.agent_id!r} differs from topic {agent!r}"
-        return event.seq, event, None
+            parsed: list[Event | None] = list(EVENTS_ADAPTER.validate_python(raws))
+        except ValidationError:
+            parsed = [None] * len(raws)
+        incoming: list[_Incoming] = []
+        stray: list[tuple[dict[str, Any], str]] = []
+        for raw, event in zip(raws, parsed, strict=True):
+            error = None
+            if event is None:
+                try:
+                    event = parse_event(raw)
+                except ValidationError as exc:
+                    error = _brief(exc)
+            if event is not None and event.agent_id != agent:
+                stray.append((raw, f"event agent_id {event.agent_id!r} differs from {agent!r}"))
+                continue
+            if event is not None:
+                incoming.append(_Incoming(event.seq, event.span, raw, event, None))
+                continue
+            seq = raw.get("seq")
+            if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq < 2**62:
+                incoming.append(_Incoming(seq, 1, raw, None, error))
+            else:
+                stray.append((raw, error or "no usable seq"))
+        return incoming, stray
 
-    def _store_batch(
-        self, site: str, agent: str, topic: str, batch: EventBatch, now: datetime
-    ) -> IngestResult:
-        stored = duplicates = rejected = 0
-        with self.engine.begin() as conn:
-            self._lock_agent(conn, site, agent, now)
-            for raw in batch.events:
-                seq, event, error = self._classify(agent, raw)
-                if seq is None:
-                    log.error("agent %s: event without usable seq dead-lettered: %s", agent, error)
-                    self._insert_dead_letter(conn, topic, json.dumps(raw).encode(), error, now)
-                    rejected += 1
-                    continue
-                row: dict[str, Any] = {
-                    "agent_id": agent,
-                    "seq": seq,
-                    "received_at": now,
-                    "body": json.dumps(raw, ensure_ascii=False),
-                    "status": "ok" if event else "rejected",
-                    "error": error,
-                }
-                if event is not None:
-                    row |= {
-                        "event_id": str(event.id),
-                        "kind": event.kind,
-                        "occurred_at": event.occurred_at,
-                        "clock_synced": event.clock_synced,
-                    }
-                inserted = conn.execute(_insert(self.engine, events).values(**row)).rowcount
-                if not inserted:
-                    duplicates += 1
-                    continue
-                if event is None:
-                    log.error("agent %s seq %d rejected: %s", agent, seq, error)
-                    rejected += 1
-                    continue
-                self._apply(conn, site, event)
-                stored += 1
-            acked = self._advance(conn, agent)
-            highest = conn.execute(
-                sa.select(sa.func.max(events.c.seq)).where(events.c.agent_id == agent)
-            ).scalar()
-        return IngestResult(site, agent, stored, duplicates, rejected, False, acked, highest)
+    # --- storing ----------------------------------------------------------------------------
 
-    def _lock_agent(self, conn: sa.Connection, site: str, agent: str, now: datetime) -> None:
+    def _lock_agent(
+        self, conn: sa.Connection, site: str, agent: str, epoch: str | None, now: datetime
+    ) -> _Agent:
         conn.execute(
-            _insert(self.engine, agents).values(
+            self._insert_ignore(agents).values(
                 agent_id=agent, site_id=site, acked_seq=0, first_seen_at=now, last_seen_at=now
             )
         )
-        conn.execute(
-            sa.select(agents.c.agent_id).where(agents.c.agent_id == agent).with_for_update()
-        )
+        row = conn.execute(
+            sa.select(
+                agents.c.site_id,
+                agents.c.epoch,
+                agents.c.acked_seq,
+                agents.c.highest_seq,
+                agents.c.gap_since,
+            )
+            .where(agents.c.agent_id == agent)
+            .with_for_update()
+        ).one()
+        if row.site_id != site:
+            raise _Refused(f"agent {agent!r} belongs to site {row.site_id!r}, not {site!r}")
+        state = _Agent(row.epoch, int(row.acked_seq), int(row.highest_seq), row.gap_since)
+        if epoch is not None and epoch != state.epoch:
+            state = self._new_epoch(conn, site, agent, state, epoch, now)
         conn.execute(agents.update().where(agents.c.agent_id == agent).values(last_seen_at=now))
+        return state
 
-    def _apply(self, conn: sa.Connection, site: str, event: Event) -> None:
-        """Derive the domain tables from one new event."""
-        if isinstance(event, ClimateRecordEvent):
-            p = event.payload
+    def _new_epoch(
+        self,
+        conn: sa.Connection,
+        site: str,
+        agent: str,
+        state: _Agent,
+        epoch: str,
+        now: datetime,
+    ) -> _Agent:
+        seen = conn.execute(
+            sa.select(events.c.seq).where(events.c.agent_id == agent, events.c.epoch == epoch)
+        ).first()
+        if seen is not None:
+            return _Agent(epoch, -1, -1, None)  # a late batch of an epoch already left behind
+        if state.epoch is not None:
+            log.warning(
+                "agent %s starts outbox epoch %s; epoch %s ends at acked seq %d",
+                agent,
+                epoch,
+                state.epoch,
+                state.acked,
+            )
             conn.execute(
-                climate_records.insert().values(
-                    agent_id=event.agent_id,
-                    seq=event.seq,
-                    site_id=site,
-                    storeroom=p.storeroom,
-                    sensor=p.sensor,
-                    serial=p.serial,
-                    temperature_c=p.temperature_c,
-                    humidity_pct=p.humidity_pct,
-                    raw_temperature_c=p.raw_temperature_c,
-                    raw_humidity_pct=p.raw_humidity_pct,
-                    quality=",".join(p.quality),
-                    occurred_at=event.occurred_at,
-                    clock_synced=event.clock_synced,
+                lost_ranges.insert().values(
+                    agent_id=agent,
+                    epoch=state.epoch,
+                    from_seq=state.acked + 1,
+                    to_seq=None,
+                    reason="agent started a new outbox epoch; later events of this one are lost",
+                    recorded_at=now,
                 )
             )
-
-    def _advance(self, conn: sa.Connection, agent: str) -> int:
-        """Move the agent's acknowledged seq over every contiguous stored event."""
-        acked = int(
-            conn.execute(
-                sa.select(agents.c.acked_seq).where(agents.c.agent_id == agent)
-            ).scalar_one()
+            self._apply_held_back(conn, site, agent, state.epoch)
+        conn.execute(
+            agents.update()
+            .where(agents.c.agent_id == agent)
+            .values(epoch=epoch, acked_seq=0, highest_seq=0, gap_since=None, gap_reported_at=None)
         )
-        start = acked
-        while True:
-            seqs = (
+        return _Agent(epoch, 0, 0, None)
+
+    def _store(
+        self,
+        conn: sa.Connection,
+        site: str,
+        agent: str,
+        epoch: str,
+        incoming: list[_Incoming],
+        now: datetime,
+    ) -> IngestResult:
+        state = self._lock_agent(conn, site, agent, epoch, now)
+        late = state.acked < 0
+        existing: set[int] = set()
+        if incoming:
+            lo, hi = min(i.seq for i in incoming), max(i.seq for i in incoming)
+            existing = set(
                 conn.execute(
-                    sa.select(events.c.seq)
-                    .where(events.c.agent_id == agent, events.c.seq > acked)
-                    .order_by(events.c.seq)
-                    .limit(5000)
-                )
-                .scalars()
-                .all()
+                    sa.select(events.c.seq).where(
+                        events.c.agent_id == agent,
+                        events.c.epoch == epoch,
+                        events.c.seq.between(lo, hi),
+                    )
+                ).scalars()
             )
-            for seq in seqs:
+        fresh: dict[int, _Incoming] = {}
+        for item in incoming:
+            if item.seq not in existing and item.seq not in fresh:
+                fresh[item.seq] = item
+        duplicates = len(incoming) - len(fresh)
+        refs = self._boot_refs(conn, agent, [i.event for i in fresh.values() if i.event])
+        if fresh:
+            conn.execute(
+                events.insert(),
+                [self._event_row(agent, epoch, item, refs, now) for item in fresh.values()],
+            )
+        rejected = sum(1 for i in fresh.values() if i.event is None)
+        for item in fresh.values():
+            if item.event is None:
+                log.error("agent %s seq %d rejected: %s", agent, item.seq, item.error)
+        if late:
+            log.warning("agent %s: late batch of old epoch %s stored", agent, epoch)
+            self._apply(
+                conn, site, agent, epoch, [i.event for i in fresh.values() if i.event], refs
+            )
+            self._mark_applied(conn, agent, epoch, list(fresh))
+            return IngestResult(site, agent, epoch, len(fresh) - rejected, duplicates, rejected)
+        self._correct_earlier(conn, agent, refs)
+        acked, highest = self._advance(conn, site, agent, epoch, state, fresh, refs, now)
+        return IngestResult(
+            site, agent, epoch, len(fresh) - rejected, duplicates, rejected, False, acked, highest
+        )
+
+    def _event_row(
+        self, agent: str, epoch: str, item: _Incoming, refs: _Refs, now: datetime
+    ) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "agent_id": agent,
+            "epoch": epoch,
+            "seq": item.seq,
+            "span": item.span,
+            "received_at": now,
+            "body": json.dumps(item.raw, ensure_ascii=False, separators=(",", ":")),
+            "status": "ok" if item.event else "rejected",
+            "error": item.error,
+            "applied": False,
+            "event_id": None,
+            "kind": None,
+            "occurred_at": None,
+            "agent_occurred_at": None,
+            "clock_synced": None,
+            "time_corrected": False,
+            "boot_id": None,
+            "mono_s": None,
+        }
+        e = item.event
+        if e is not None:
+            corrected = refs.corrected(e)
+            row |= {
+                "event_id": str(e.id),
+                "kind": e.kind,
+                "occurred_at": corrected or e.occurred_at,
+                "agent_occurred_at": e.occurred_at,
+                "clock_synced": e.clock_synced,
+                "time_corrected": corrected is not None,
+                "boot_id": e.boot_id,
+                "mono_s": e.mono_s,
+            }
+        return row
+
+    def _advance(
+        self,
+        conn: sa.Connection,
+        site: str,
+        agent: str,
+        epoch: str,
+        state: _Agent,
+        fresh: dict[int, _Incoming],
+        refs: _Refs,
+        now: datetime,
+    ) -> tuple[int, int]:
+        """Move ``acked`` over every contiguous stored event, applying each in order."""
+        highest = max([state.highest, *(i.seq + i.span - 1 for i in fresh.values())])
+        acked = state.acked
+        ready: list[Event] = []
+        applied_seqs: list[int] = []
+        if state.highest <= state.acked:
+            # Common case: nothing held back, so the batch alone decides.
+            for seq in sorted(fresh):
                 if seq != acked + 1:
                     break
-                acked = seq
-            else:
-                if len(seqs) == 5000:
-                    continue
-            break
-        if acked != start:
-            conn.execute(agents.update().where(agents.c.agent_id == agent).values(acked_seq=acked))
-        return acked
+                item = fresh[seq]
+                acked = seq + item.span - 1
+                applied_seqs.append(seq)
+                if item.event is not None:
+                    ready.append(item.event)
+        if acked < highest:
+            acked = self._advance_stored(conn, agent, epoch, acked, fresh, ready, applied_seqs)
+            self._load_refs(conn, agent, {e.boot_id for e in ready} - set(refs.known), refs)
+        self._apply(conn, site, agent, epoch, ready, refs)
+        self._mark_applied(conn, agent, epoch, applied_seqs)
+        gap_since = state.gap_since if acked < highest else None
+        if acked < highest and gap_since is None:
+            gap_since = now
+        values: dict[str, Any] = {
+            "acked_seq": acked,
+            "highest_seq": highest,
+            "gap_since": gap_since,
+        }
+        if gap_since is None:
+            values["gap_reported_at"] = None
+        elif now - utc(gap_since) > self.gap_report_after:
+            log.error(
+                "agent %s: seq %d missing for %s; %d later events held back",
+                agent,
+                acked + 1,
+                now - utc(gap_since),
+                highest - acked,
+            )
+            values["gap_reported_at"] = now
+        conn.execute(agents.update().where(agents.c.agent_id == agent).values(**values))
+        return acked, highest
+
+    def _advance_stored(
+        self,
+        conn: sa.Connection,
+        agent: str,
+        epoch: str,
+        acked: int,
+        fresh: dict[int, _Incoming],
+        ready: list[Event],
+        applied_seqs: list[int],
+    ) -> int:
+        """Walk events already stored (held back after a gap) for ones that became contiguous."""
+        while True:
+            rows = conn.execute(
+                sa.select(events.c.seq, events.c.span, events.c.status, events.c.body)
+                .where(events.c.agent_id == agent, events.c.epoch == epoch, events.c.seq > acked)
+                .order_by(events.c.seq)
+                .limit(2000)
+            ).all()
+            for seq, span, status, body in rows:
+                if seq != acked + 1:
+                    return acked
+                acked = seq + span - 1
+                applied_seqs.append(seq)
+                item = fresh.get(seq)
+                if item is not None:
+                    if item.event is not None:
+                        ready.append(item.event)
+                elif status == "ok":
+                    ready.append(parse_event(json.loads(body)))
+            if len(rows) < 2000:
+                return acked
+
+    def _apply_held_back(self, conn: sa.Connection, site: str, agent: str, epoch: str) -> None:
+        """An epoch that ended with a gap: what waited behind it is applied after all."""
+        rows = conn.execute(
+            sa.select(events.c.seq, events.c.body)
+            .where(
+                events.c.agent_id == agent,
+                events.c.epoch == epoch,
+                events.c.applied.is_(False),
+                events.c.status == "ok",
+            )
+            .order_by(events.c.seq)
+        ).all()
+        if rows:
+            held = [parse_event(json.loads(body)) for _, body in rows]
+            self._apply(conn, site, agent, epoch, held, _Refs())
+            self._mark_applied(conn, agent, epoch, [seq for seq, _ in rows])
+
+    def _mark_applied(self, conn: sa.Connection, agent: str, epoch: str, seqs: list[int]) -> None:
+        if not seqs:
+            return
+        lo, hi = min(seqs), max(seqs)
+        which = events.c.seq.between(lo, hi) if len(seqs) == hi - lo + 1 else events.c.seq.in_(seqs)
+        conn.execute(
+            events.update()
+            .where(events.c.agent_id == agent, events.c.epoch == epoch, which)
+            .values(applied=True)
+        )
+
+    # --- deriving -----------------------------------------------------------------------------
+
+    def _apply(
+        self,
+        conn: sa.Connection,
+        site: str,
+        agent: str,
+        epoch: str,
+        ready: Iterable[Event],
+        refs: _Refs,
+    ) -> None:
+        """Write the derived tables for events now in order."""
+        records: list[dict[str, Any]] = []
+        summaries: list[dict[str, Any]] = []
+        for e in ready:
+            if isinstance(e, ClimateRecordEvent):
+                p = e.payload
+                corrected = refs.corrected(e)
+                records.append(
+                    {
+                        "agent_id": agent,
+                        "epoch": epoch,
+                        "seq": e.seq,
+                        "site_id": site,
+                        "storeroom": p.storeroom,
+                        "sensor": p.sensor,
+                        "serial": p.serial,
+                        "temperature_c": p.temperature_c,
+                        "humidity_pct": p.humidity_pct,
+                        "raw_temperature_c": p.raw_temperature_c,
+                        "raw_humidity_pct": p.raw_humidity_pct,
+                        "quality": ",".join(p.quality),
+                        "occurred_at": corrected or e.occurred_at,
+                        "agent_occurred_at": e.occurred_at,
+                        "clock_synced": e.clock_synced,
+                        "time_corrected": corrected is not None,
+                    }
+                )
+            elif isinstance(e, ClimateSummaryEvent):
+                for s in e.payload.sensors:
+                    summaries.append(
+                        {"agent_id": agent, "epoch": epoch, "seq": e.seq, "site_id": site}
+                        | s.model_dump()
+                    )
+            elif isinstance(e, CommandResultEvent):
+                r = e.payload
+                conn.execute(
+                    commands.update()
+                    .where(commands.c.id == str(r.command_id), commands.c.agent_id == agent)
+                    .values(result_ok=r.ok, result_detail=r.detail, result_at=e.occurred_at)
+                )
+        if records:
+            conn.execute(climate_records.insert(), records)
+        if summaries:
+            conn.execute(climate_summaries.insert(), summaries)
+
+    # --- time without a real-time clock --------------------------------------------------------
+
+    def _boot_refs(self, conn: sa.Connection, agent: str, batch: list[Event]) -> _Refs:
+        refs = _Refs()
+        self._load_refs(conn, agent, {e.boot_id for e in batch}, refs)
+        for e in batch:
+            if e.clock_synced and e.boot_id not in refs.known and e.boot_id not in refs.new:
+                refs.new[e.boot_id] = (e.occurred_at, e.mono_s)
+        if refs.new:
+            conn.execute(
+                boot_refs.insert(),
+                [
+                    {"agent_id": agent, "boot_id": b, "wall_at": w, "mono_s": m}
+                    for b, (w, m) in refs.new.items()
+                ],
+            )
+        return refs
+
+    @staticmethod
+    def _load_refs(conn: sa.Connection, agent: str, boots: set[str], refs: _Refs) -> None:
+        if not boots:
+            return
+        for boot, wall, mono in conn.execute(
+            sa.select(boot_refs.c.boot_id, boot_refs.c.wall_at, boot_refs.c.mono_s).where(
+                boot_refs.c.agent_id == agent, boot_refs.c.boot_id.in_(boots)
+            )
+        ):
+            refs.known[boot] = (utc(wall), float(mono))
+
+    def _correct_earlier(self, conn: sa.Connection, agent: str, refs: _Refs) -> None:
+        """Re-date events stored before their boot's clock was known."""
+        for boot, (wall, mono) in refs.new.items():
+            rows = conn.execute(
+                sa.select(events.c.epoch, events.c.seq, events.c.mono_s).where(
+                    events.c.agent_id == agent,
+                    events.c.boot_id == boot,
+                    events.c.clock_synced.is_(False),
+                    events.c.time_corrected.is_(False),
+                )
+            ).all()
+            if not rows:
+                continue
+            fixes = [
+                {"b_epoch": ep, "b_seq": seq, "b_at": wall + timedelta(seconds=m - mono)}
+                for ep, seq, m in rows
+            ]
+            for table in (events, climate_records):
+                conn.execute(
+                    table.update()
+                    .where(
+                        table.c.agent_id == agent,
+                        table.c.epoch == sa.bindparam("b_epoch"),
+                        table.c.seq == sa.bindparam("b_seq"),
+                    )
+                    .values(occurred_at=sa.bindparam("b_at"), time_corrected=True),
+                    fixes,
+                )
+            log.info("agent %s: %d events of boot %s re-dated", agent, len(fixes), boot)
 
     # --- status and dead letters -------------------------------------------------------------
 
@@ -232,13 +592,16 @@ class Ingestor:
         if status.agent_id != agent:
             reason = f"status agent_id {status.agent_id!r} differs from topic agent {agent!r}"
             return self._dead_letter(topic, payload, reason, now)
-        with self.engine.begin() as conn:
-            self._lock_agent(conn, site, agent, now)
-            conn.execute(
-                agents.update()
-                .where(agents.c.agent_id == agent)
-                .values(online=status.online, status=status.model_dump_json(), status_at=now)
-            )
+        try:
+            with self.engine.begin() as conn:
+                self._lock_agent(conn, site, agent, None, now)
+                conn.execute(
+                    agents.update()
+                    .where(agents.c.agent_id == agent)
+                    .values(online=status.online, status=status.model_dump_json(), status_at=now)
+                )
+        except _Refused as exc:
+            return self._dead_letter(topic, payload, str(exc), now)
         return IngestResult(site, agent)
 
     def _dead_letter(self, topic: str, payload: bytes, reason: str, now: datetime) -> IngestResult:

@@ -151,7 +151,10 @@ def test_agent_buffers_while_broker_is_down_and_delivers_later(
         if not outbox.exists():
             return 0
         with sqlite3.connect(outbox) as conn:
-            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+            try:
+                return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+            except sqlite3.OperationalError:
+                return 0  # not created yet
 
     wait_for(lambda: backlog() >= 5, what="events buffered in the outbox")
     broker.start()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from server.ingest import Ingestor
-from server.store.db import open_store
-from server.store.schema import agents, climate_records, dead_letters, events, metadata
+from server.store.db import open_store, utc
+from server.store.schema import (
+    agents,
+    climate_records,
+    climate_summaries,
+    commands,
+    dead_letters,
+    events,
+    lost_ranges,
+    metadata,
+)
 from tests.test_wire import climate_event
 
 NOW = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
@@ -26,11 +36,17 @@ def engine(tmp_path: Path) -> sa.Engine:
     return open_store(f"sqlite:///{tmp_path / 'server.db'}")
 
 
-def batch(*seqs: int, agent: str = "station-1", **event_overrides: Any) -> bytes:
+EPOCH = "e0e0e0e0"
+
+
+def batch(
+    *seqs: int, agent: str = "station-1", epoch: str = EPOCH, **event_overrides: Any
+) -> bytes:
     return json.dumps(
         {
             "v": 1,
             "agent_id": agent,
+            "epoch": epoch,
             "sent_at": NOW.isoformat(),
             "events": [climate_event(s, **event_overrides) for s in seqs],
         }
@@ -118,8 +134,9 @@ def test_event_of_another_agent_inside_a_batch_is_refused(engine: sa.Engine) -> 
     payload = json.loads(batch(1, 2))
     payload["events"][1]["agent_id"] = "intruder"
     result = Ingestor(engine, "fp").handle(TOPIC, json.dumps(payload).encode(), NOW)
-    assert (result.stored, result.rejected, result.acked_seq) == (1, 1, 1)
+    assert (result.stored, result.acked_seq) == (1, 1)
     assert count(engine, climate_records) == 1
+    assert count(engine, dead_letters) == 1
 
 
 def test_status_is_recorded(engine: sa.Engine) -> None:
@@ -128,3 +145,144 @@ def test_status_is_recorded(engine: sa.Engine) -> None:
     Ingestor(engine, "fp").handle(topic, json.dumps(status).encode(), NOW)
     with engine.connect() as conn:
         assert conn.execute(sa.select(agents.c.online)).scalar_one() is False
+
+
+def applied_seqs(engine: sa.Engine) -> list[int]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(sa.select(climate_records.c.seq).order_by(climate_records.c.id)).scalars()
+        )
+
+
+def test_events_after_a_gap_are_held_back_then_applied_in_order(engine: sa.Engine) -> None:
+    ingest = Ingestor(engine, "fp")
+    result = ingest.handle(TOPIC, batch(1, 2, 5, 6), NOW)
+    assert (result.acked_seq, result.highest_seq) == (2, 6)
+    assert applied_seqs(engine) == [1, 2], "5 and 6 wait for 3 and 4"
+    ingest.handle(TOPIC, batch(4), NOW)
+    assert applied_seqs(engine) == [1, 2]
+    assert ingest.handle(TOPIC, batch(3), NOW).acked_seq == 6
+    assert applied_seqs(engine) == [1, 2, 3, 4, 5, 6]
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(agents.c.gap_since)).scalar_one() is None
+
+
+def summary_event(seq: int, span: int) -> dict[str, Any]:
+    stats = {
+        "storeroom": "no1",
+        "sensor": "no1-a",
+        "count": span,
+        "first_at": "2026-11-23T00:00:00+00:00",
+        "last_at": "2026-11-23T00:59:00+00:00",
+        "temperature_min_c": 20.0,
+        "temperature_mean_c": 21.0,
+        "temperature_max_c": 22.0,
+        "humidity_min_pct": 50.0,
+        "humidity_mean_pct": 51.0,
+        "humidity_max_pct": 52.0,
+    }
+    return climate_event(
+        seq,
+        span=span,
+        kind="climate.summary",
+        payload={
+            "window_start": stats["first_at"],
+            "window_end": stats["last_at"],
+            "records": span,
+            "sensors": [stats],
+        },
+    )
+
+
+def test_a_summary_fills_every_seq_it_stands_for(engine: sa.Engine) -> None:
+    payload = json.loads(batch(1))
+    payload["events"].append(summary_event(2, 60))
+    payload["events"].append(climate_event(62))
+    result = Ingestor(engine, "fp").handle(TOPIC, json.dumps(payload).encode(), NOW)
+    assert (result.acked_seq, result.highest_seq) == (62, 62)
+    assert count(engine, climate_summaries) == 1
+    assert applied_seqs(engine) == [1, 62]
+
+
+def test_new_epoch_closes_the_old_one_and_counts_from_one(engine: sa.Engine) -> None:
+    ingest = Ingestor(engine, "fp")
+    ingest.handle(TOPIC, batch(1, 2, 4), NOW)
+    result = ingest.handle(TOPIC, batch(1, 2, epoch="f1f1f1f1"), NOW)
+    assert (result.epoch, result.acked_seq, result.stored) == ("f1f1f1f1", 2, 2)
+    with engine.connect() as conn:
+        lost = conn.execute(sa.select(lost_ranges)).one()
+    assert (lost.epoch, lost.from_seq, lost.to_seq) == (EPOCH, 3, None)
+    late = ingest.handle(TOPIC, batch(3, epoch=EPOCH), NOW)
+    assert late.stored == 1, "a late batch of the old epoch is still kept"
+    assert count(engine, climate_records) == 6
+
+
+def test_agent_cannot_move_to_another_site(engine: sa.Engine) -> None:
+    ingest = Ingestor(engine, "fp")
+    ingest.handle(TOPIC, batch(1), NOW)
+    result = ingest.handle("fp/v1/other-county/station-1/events", batch(2), NOW)
+    assert result.dead_lettered
+    assert count(engine, climate_records) == 1
+
+
+def test_times_from_before_the_clock_was_set_are_corrected(engine: sa.Engine) -> None:
+    ingest = Ingestor(engine, "fp")
+    unsynced = batch(1, 2, clock_synced=False, occurred_at="1970-01-01T00:01:00+00:00")
+    payload = json.loads(unsynced)
+    payload["events"][0]["mono_s"] = 100.0
+    payload["events"][1]["mono_s"] = 160.0
+    ingest.handle(TOPIC, json.dumps(payload).encode(), NOW)
+    synced = json.loads(batch(3, occurred_at="2026-11-23T04:10:00+00:00"))
+    synced["events"][0]["mono_s"] = 700.0
+    ingest.handle(TOPIC, json.dumps(synced).encode(), NOW)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                climate_records.c.seq,
+                climate_records.c.occurred_at,
+                climate_records.c.agent_occurred_at,
+                climate_records.c.time_corrected,
+            ).order_by(climate_records.c.seq)
+        ).all()
+    ref = datetime(2026, 11, 23, 4, 10, tzinfo=UTC)
+    assert [(r.seq, utc(r.occurred_at), r.time_corrected) for r in rows] == [
+        (1, ref - timedelta(seconds=600), True),
+        (2, ref - timedelta(seconds=540), True),
+        (3, ref, False),
+    ]
+    assert utc(rows[0].agent_occurred_at).year == 1970, "the agent's own time is kept"
+    # A later unsynced event of the same boot is corrected on arrival.
+    late = json.loads(batch(4, clock_synced=False, occurred_at="1970-01-01T00:20:00+00:00"))
+    late["events"][0]["mono_s"] = 760.0
+    ingest.handle(TOPIC, json.dumps(late).encode(), NOW)
+    with engine.connect() as conn:
+        fourth = conn.execute(
+            sa.select(climate_records.c.occurred_at).where(climate_records.c.seq == 4)
+        ).scalar_one()
+    assert utc(fourth) == ref + timedelta(seconds=60)
+
+
+def test_command_result_closes_the_command(engine: sa.Engine) -> None:
+    cid = str(uuid.uuid4())
+    with engine.begin() as conn:
+        conn.execute(
+            commands.insert().values(
+                id=cid,
+                agent_id="station-1",
+                site_id="county",
+                kind="ping",
+                message="{}",
+                created_at=NOW,
+            )
+        )
+    result_event = climate_event(
+        1,
+        kind="command.result",
+        payload={"command_id": cid, "command_kind": "ping", "ok": True, "detail": "pong"},
+    )
+    payload = json.loads(batch(1))
+    payload["events"] = [result_event]
+    Ingestor(engine, "fp").handle(TOPIC, json.dumps(payload).encode(), NOW)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(commands)).one()
+    assert (row.result_ok, row.result_detail) == (True, "pong")

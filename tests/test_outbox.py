@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from edge_agent.clock import Stamp
-from edge_agent.outbox import MIGRATIONS, Outbox, OutboxError
-from edge_agent.wire import AgentStarted, ClimateRecord, parse_event
+from edge_agent.outbox import MIGRATIONS, Outbox, OutboxError, OutboxFull
+from edge_agent.wire import (
+    AgentStarted,
+    ClimateRecord,
+    ClimateRecordEvent,
+    ClimateSummaryEvent,
+    SensorFault,
+    parse_event,
+)
 
 STAMP = Stamp(datetime(2026, 11, 23, 4, 0, tzinfo=UTC), True, "boot-1", 10.0)
 
@@ -68,12 +77,155 @@ def test_ack_removes_stored_events_and_is_persistent(tmp_path: Path) -> None:
     assert [p.seq for p in box.pending(box.acked_seq, 100, 10**6)] == [4, 5]
 
 
-def test_ack_beyond_last_seq_moves_numbering_on(tmp_path: Path) -> None:
-    """An outbox started afresh must not reuse numbers the server already holds."""
+def test_ack_beyond_last_seq_is_clamped(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.db", "a")
     box.append("climate.record", record(), STAMP)
     box.ack(40)
-    assert box.append("climate.record", record(), STAMP) == 41
+    assert box.acked_seq == 1
+    assert box.append("climate.record", record(), STAMP) == 2
+
+
+def test_epoch_is_kept_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    epoch = Outbox(path, "a").epoch
+    assert re.fullmatch(r"[0-9a-f]{32}", epoch)
+    assert Outbox(path, "a").epoch == epoch
+
+
+def test_second_writer_process_does_not_break_numbering(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    first, second = Outbox(path, "a"), Outbox(path, "a")
+    seqs = [box.append("climate.record", record(), STAMP) for box in (first, second, first)]
+    assert seqs == [1, 2, 3]
+
+
+@pytest.mark.parametrize("garbage", [b"this is not a database at all" * 100, b""])
+def test_corrupt_outbox_is_set_aside_and_a_new_epoch_starts(tmp_path: Path, garbage: bytes) -> None:
+    path = tmp_path / "o.db"
+    old = Outbox(path, "a")
+    old_epoch = old.epoch
+    old.append("climate.record", record(), STAMP)
+    old.close()
+    if garbage:
+        path.write_bytes(garbage)
+    else:  # damage the middle of a real database file
+        data = bytearray(path.read_bytes())
+        data[100:4096] = b"\xff" * (4096 - 100)
+        path.write_bytes(bytes(data))
+    box = Outbox(path, "a")
+    assert box.reset is not None
+    assert box.reset.kept_as.exists()
+    assert box.reset.kept_as.name.startswith("o.db.corrupt-")
+    assert box.epoch != old_epoch
+    assert box.append("climate.record", record(), STAMP) == 1
+
+
+def climate_at(minute: int, sensor: str = "no1-a", t: float = 20.0) -> tuple[ClimateRecord, Stamp]:
+    stamp = Stamp(
+        datetime(2026, 11, 23, 0, 0, tzinfo=UTC) + timedelta(minutes=minute),
+        True,
+        "b",
+        float(minute),
+    )
+    rec = ClimateRecord(
+        storeroom="no1",
+        sensor=sensor,
+        temperature_c=t,
+        humidity_pct=50.0,
+        raw_temperature_c=t,
+        raw_humidity_pct=50.0,
+    )
+    return rec, stamp
+
+
+def test_cap_folds_unsent_climate_records_and_keeps_everything_else(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", "a", max_events=100)
+    kept_kinds = []
+    for minute in range(300):
+        for sensor in ("no1-a", "no1-b"):
+            rec, stamp = climate_at(minute, sensor, 20.0 + (minute % 10))
+            box.append("climate.record", rec, stamp)
+        if minute % 50 == 0:
+            fault = SensorFault(storeroom="no1", sensor="no1-c", error="timeout")
+            box.append("climate.sensor_fault", fault, climate_at(minute)[1])
+            kept_kinds.append("climate.sensor_fault")
+    assert box.backlog <= 100
+    events = [parse_event(json.loads(p.body)) for p in box.pending(0, 10_000, 10**9)]
+    kinds = [e.kind for e in events]
+    assert kinds.count("climate.sensor_fault") == len(kept_kinds)
+    assert "agent.storage_alarm" in kinds
+    assert box.stats().storage == "cap_reached"
+    # The spans cover every number ever given out, with no hole and no overlap.
+    expected = 1
+    for e in events:
+        assert e.seq == expected
+        expected += e.span
+    assert expected == box.last_seq + 1
+    summaries = [e for e in events if isinstance(e, ClimateSummaryEvent)]
+    records = sum(e.payload.records for e in summaries)
+    remaining = sum(isinstance(e, ClimateRecordEvent) for e in events)
+    assert records + remaining == 600
+    assert box.stats().compacted_total == records
+    big = next(e.payload.sensors[0] for e in summaries if e.payload.sensors[0].count >= 30)
+    assert (big.temperature_min_c, big.temperature_max_c) == (20.0, 29.0)
+    assert 20.0 < big.temperature_mean_c < 29.0
+
+
+def test_already_sent_events_are_never_folded(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", "a", max_events=50)
+    for minute in range(40):
+        box.append("climate.record", *climate_at(minute))
+    sent = box.pending(0, 40, 10**9)
+    for minute in range(40, 80):
+        box.append("climate.record", *climate_at(minute))
+    events = [parse_event(json.loads(p.body)) for p in box.pending(0, 10_000, 10**9)]
+    assert [e.seq for e in events[:40]] == [p.seq for p in sent]
+    assert all(e.kind == "climate.record" for e in events[:40])
+
+
+def test_acknowledging_a_summary_removes_it_whole(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", "a", max_events=10)
+    for minute in range(20):
+        box.append("climate.record", *climate_at(minute))
+    first = box.pending(0, 1, 10**9)[0]
+    assert first.span > 1
+    box.ack(first.last_seq)
+    assert box.pending(0, 1, 10**9)[0].seq == first.last_seq + 1
+
+
+def test_size_cap_gives_outbox_full_after_compaction_fails(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", "a", max_bytes=64 * 1024)
+    fault = SensorFault(storeroom="no1", sensor="no1-a", error="x" * 400)
+    accepted = 0
+
+    def fill() -> None:
+        nonlocal accepted
+        for _ in range(10_000):
+            box.append("climate.sensor_fault", fault, STAMP)
+            accepted += 1
+
+    with pytest.raises(OutboxFull, match="no room"):
+        fill()
+    assert accepted > 10
+    assert len(box.pending(0, 100_000, 10**9)) == accepted, "nothing accepted was lost"
+
+
+def test_size_cap_is_relieved_by_folding_climate_records(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", "a", max_bytes=256 * 1024)
+    for minute in range(2000):
+        box.append("climate.record", *climate_at(minute))
+    assert box.stats().compacted_total > 0
+    assert box.backlog < 2000
+
+
+def test_command_is_recorded_once_with_its_result_event(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", "a")
+    cid = uuid.uuid4()
+    assert box.record_command(cid, "ping", True, "pong", STAMP) == 1
+    assert box.record_command(cid, "ping", True, "pong", STAMP) is None
+    assert box.seen_command(cid)
+    event = parse_event(json.loads(box.pending(0, 10, 10**6)[0].body))
+    assert event.kind == "command.result"
 
 
 def test_invalid_event_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
@@ -98,5 +250,5 @@ def test_schema_version_is_recorded_and_newer_refused(tmp_path: Path) -> None:
 
 def test_unopenable_outbox_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
-    with pytest.raises(OutboxError, match="cannot open"):
+    with pytest.raises(OutboxError, match="cannot create directory"):
         Outbox(tmp_path / "file" / "outbox.db", "a")

@@ -101,7 +101,7 @@ def test_nan_and_impossible_values_are_refused() -> None:
 def test_encode_batch_splices_stored_events_into_a_valid_batch() -> None:
     bodies = [json.dumps(climate_event(seq)) for seq in (1, 2, 3)]
     sent = datetime(2026, 11, 23, tzinfo=timezone(timedelta(hours=8)))
-    batch = EventBatch.model_validate_json(encode_batch("station-1", sent, bodies))
+    batch = EventBatch.model_validate_json(encode_batch("station-1", "0123abcd", sent, bodies))
     assert batch.agent_id == "station-1"
     assert [parse_event(e).seq for e in batch.events] == [1, 2, 3]
     assert batch.sent_at.tzinfo is not None
@@ -109,7 +109,7 @@ def test_encode_batch_splices_stored_events_into_a_valid_batch() -> None:
 
 def test_ack_refuses_negative_seq() -> None:
     with pytest.raises(ValidationError):
-        Ack(agent_id="a", acked_seq=-1, server_time=datetime.now(UTC))
+        Ack(agent_id="a", epoch="0123abcd", acked_seq=-1, server_time=datetime.now(UTC))
 
 
 def test_exported_schema_file_is_current() -> None:

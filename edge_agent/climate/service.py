@@ -17,11 +17,12 @@ from edge_agent.drivers.modbus import DriverError, ModbusBus, PymodbusBus, RtuSe
 from edge_agent.drivers.registers import (
     PROFILES,
     ClimateMap,
+    ReadBlock,
     RegisterField,
     plan_reads,
     read_values,
 )
-from edge_agent.outbox import AsyncOutbox
+from edge_agent.outbox import AsyncOutbox, OutboxError
 from edge_agent.wire import ClimateRecord, SensorFault
 
 log = logging.getLogger(__name__)
@@ -77,11 +78,13 @@ class ClimateService:
         outbox: AsyncOutbox,
         clock: Clock,
         on_record: Callable[[datetime], None] | None = None,
+        heartbeat: Callable[[], None] = lambda: None,
     ) -> None:
         self._config = config
         self._outbox = outbox
         self._clock = clock
         self._on_record = on_record
+        self._heartbeat = heartbeat
         self._buses: dict[str, ModbusBus] = {b.id: open_bus(b) for b in config.buses}
 
     async def run(self) -> None:
@@ -102,28 +105,39 @@ class ClimateService:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
+            self._heartbeat()
             try:
-                data = [await bus.read(sensor.address, block) for block in blocks]
-                values = read_values(fields, blocks, data)
-                record = make_record(sensor, values["temperature"], values["humidity"])
-            except (DriverError, ValueError) as exc:
-                if healthy is not False:
-                    log.warning("sensor %s: %s", sensor.id, exc)
-                    await self._outbox.append(
-                        "climate.sensor_fault",
-                        SensorFault(
-                            storeroom=sensor.storeroom, sensor=sensor.id, error=str(exc)[:500]
-                        ),
-                        self._clock.stamp(),
-                    )
-                healthy = False
-            else:
-                if healthy is False:
-                    log.info("sensor %s answers again", sensor.id)
-                healthy = True
-                stamp = self._clock.stamp()
-                await self._outbox.append("climate.record", record, stamp)
-                if self._on_record is not None:
-                    self._on_record(stamp.occurred_at)
+                healthy = await self._poll_once(sensor, bus, fields, blocks, healthy)
+            except OutboxError as exc:
+                log.error("sensor %s: event not stored: %s", sensor.id, exc)
             next_at += self._config.poll_interval_s
             await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+    async def _poll_once(
+        self,
+        sensor: Sensor,
+        bus: ModbusBus,
+        fields: dict[str, RegisterField],
+        blocks: list[ReadBlock],
+        healthy: bool | None,
+    ) -> bool:
+        """One reading of one sensor; return whether it answered properly."""
+        try:
+            data = [await bus.read(sensor.address, block) for block in blocks]
+            values = read_values(fields, blocks, data)
+            record = make_record(sensor, values["temperature"], values["humidity"])
+        except (DriverError, ValueError) as exc:
+            if healthy is not False:
+                log.warning("sensor %s: %s", sensor.id, exc)
+                fault = SensorFault(
+                    storeroom=sensor.storeroom, sensor=sensor.id, error=str(exc)[:500]
+                )
+                await self._outbox.append("climate.sensor_fault", fault, self._clock.stamp())
+            return False
+        if healthy is False:
+            log.info("sensor %s answers again", sensor.id)
+        stamp = self._clock.stamp()
+        await self._outbox.append("climate.record", record, stamp)
+        if self._on_record is not None:
+            self._on_record(stamp.occurred_at)
+        return True

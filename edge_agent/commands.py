@@ -1,0 +1,120 @@
+"""Commands from the server: applied once each, whatever the broker delivers twice.
+
+A command's id is recorded in the outbox in the same transaction as its result event, so the
+result reaches the server exactly like any other event, and a second delivery is recognised and
+not applied again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from edge_agent.clock import Clock
+from edge_agent.config import AgentConfig
+from edge_agent.configfile import ConfigError, loads
+from edge_agent.outbox import AsyncOutbox
+from edge_agent.wire import (
+    CardsUpdateCommand,
+    Command,
+    ConfigUpdateCommand,
+    PingCommand,
+    RestockOrderCommand,
+    TimeSetCommand,
+)
+
+log = logging.getLogger(__name__)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a file so that a power cut leaves either the old or the new one, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class CommandHandler:
+    def __init__(
+        self,
+        *,
+        agent_id: str,
+        outbox: AsyncOutbox,
+        clock: Clock,
+        config_path: Path | None,
+        data_dir: Path,
+        request_restart: Callable[[], None],
+    ) -> None:
+        self._agent_id = agent_id
+        self._outbox = outbox
+        self._clock = clock
+        self._config_path = config_path
+        self._data_dir = data_dir
+        self._request_restart = request_restart
+
+    async def handle(self, command: Command) -> None:
+        if await self._outbox.seen_command(command.id):
+            log.info(
+                "command %s (%s) seen before; not applied again", command.id, command.body.kind
+            )
+            return
+        restart = False
+        body = command.body
+        if isinstance(body, PingCommand):
+            ok, detail = True, "pong"
+        elif isinstance(body, TimeSetCommand):
+            adopted = self._clock.adopt(body.server_time)
+            ok, detail = True, "adopted" if adopted else "kernel clock is synchronised; kept"
+        elif isinstance(body, ConfigUpdateCommand):
+            ok, detail = await asyncio.to_thread(self._update_config, body)
+            restart = ok
+        elif isinstance(body, CardsUpdateCommand):
+            ok, detail = await asyncio.to_thread(self._update_cards, body)
+        else:
+            ok, detail = await asyncio.to_thread(self._store_order, body)
+        log.info("command %s (%s): %s, %s", command.id, body.kind, "ok" if ok else "failed", detail)
+        await self._outbox.record_command(command.id, body.kind, ok, detail, self._clock.stamp())
+        if restart:
+            self._request_restart()
+
+    def _update_config(self, body: ConfigUpdateCommand) -> tuple[bool, str]:
+        if self._config_path is None:
+            return False, "agent runs without a config file path"
+        try:
+            new = loads(body.toml, AgentConfig, source="config.update")
+        except ConfigError as exc:
+            return False, str(exc)[:1000]
+        if new.agent.id != self._agent_id:
+            return False, f"config is for agent {new.agent.id!r}, not {self._agent_id!r}"
+        backup = self._config_path.with_name(self._config_path.name + ".bak")
+        if self._config_path.exists():
+            write_atomically(backup, self._config_path.read_text(encoding="utf-8"))
+        write_atomically(self._config_path, body.toml)
+        return True, f"saved to {self._config_path} (previous kept as {backup.name}); restarting"
+
+    def _update_cards(self, body: CardsUpdateCommand) -> tuple[bool, str]:
+        path = self._data_dir / "cards.json"
+        if path.exists():
+            current = json.loads(path.read_text(encoding="utf-8")).get("version", 0)
+            if current >= body.version:
+                return True, f"card list v{current} already held; v{body.version} ignored"
+        write_atomically(path, json.dumps({"version": body.version, "cards": body.cards}))
+        return True, f"card list v{body.version} stored ({len(body.cards)} cards)"
+
+    def _store_order(self, body: RestockOrderCommand) -> tuple[bool, str]:
+        path = self._data_dir / "restock-orders.json"
+        orders = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        orders[body.order_id] = body.model_dump(mode="json")
+        write_atomically(path, json.dumps(orders, ensure_ascii=False, indent=1))
+        return True, f"restock order {body.order_id} stored for box {body.box}"
