@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+
+from pydantic import BaseModel
 
 from edge_agent import __version__
 from edge_agent.climate.service import ClimateService
@@ -17,7 +20,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.link import Link
 from edge_agent.outbox import AsyncOutbox
 from edge_agent.watchdog import Watchdog, sd_notify, watchdog_interval
-from edge_agent.wire import AgentStarted, OutboxReset
+from edge_agent.wire import AgentStarted, ClimateRecord, Dispense, OutboxReset
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +55,8 @@ async def run(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
 
-    clock = clock or Clock()
+    if clock is None:
+        clock = Clock(lambda: False) if config.clock.source == "server" else Clock()
     outbox = open_outbox(config)
     sync_outbox = await outbox.open()
     watchdog = Watchdog(watchdog_interval())
@@ -81,7 +85,11 @@ async def run(
         on_command=commands.handle,
         heartbeat=watchdog.register("link", max_age_s=30.0),
     )
-    climate_beat = watchdog.register("climate", max_age_s=2 * config.climate.poll_interval_s + 60)
+    climate_beat = (
+        watchdog.register("climate", max_age_s=2 * config.climate.poll_interval_s + 60)
+        if config.climate.sensors
+        else lambda: None
+    )
 
     def reading_seen(at: datetime) -> None:
         link.last_reading_at = at
@@ -117,3 +125,33 @@ async def run(
     finally:
         await outbox.close()
     return exit_code
+
+
+def synthetic_events(count: int, kind: str) -> Iterator[tuple[str, BaseModel]]:
+    """Plausible numbered events for load and failure tests (``edge-agent inject``)."""
+    for i in range(count):
+        if kind == "dispense" or (kind == "mixed" and i % 43 == 42):
+            yield (
+                "cabinet.dispense",
+                Dispense(
+                    box="box-1",
+                    slot=i % 8,
+                    product="condom-53mm",
+                    batch="B2026-07",
+                    quantity=1,
+                    card=f"{i % 997:016x}",
+                ),
+            )
+            continue
+        t = 18.0 + (i % 120) / 10
+        yield (
+            "climate.record",
+            ClimateRecord(
+                storeroom=f"no{i % 3 + 1}",
+                sensor=f"no{i % 3 + 1}-{'ab'[i % 6 // 3]}",
+                temperature_c=t,
+                humidity_pct=55.0,
+                raw_temperature_c=t,
+                raw_humidity_pct=55.0,
+            ),
+        )

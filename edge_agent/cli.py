@@ -76,3 +76,36 @@ def run(config_path: Path) -> None:
         logging.getLogger("edge_agent").critical("%s", exc)
         sys.exit(1)
     sys.exit(code)
+
+
+@main.command()
+@click.option("--count", type=click.IntRange(1, 10_000_000), required=True)
+@click.option(
+    "--kind",
+    type=click.Choice(["climate", "dispense", "mixed"]),
+    default="climate",
+    show_default=True,
+    help="mixed: six sensors' records with a dispense every 43rd event.",
+)
+@click.pass_obj
+def inject(config_path: Path, count: int, kind: str) -> None:
+    """Append synthetic numbered events to the outbox (for load and failure tests)."""
+    from edge_agent.app import synthetic_events
+    from edge_agent.clock import Clock
+    from edge_agent.outbox import Outbox, OutboxError
+
+    config = _load(config_path)
+    try:
+        outbox = Outbox(
+            config.outbox_path,
+            config.agent.id,
+            max_events=config.outbox.max_events,
+            max_bytes=int(config.outbox.max_mb * 1024 * 1024),
+        )
+        last = 0
+        for event_kind, payload in synthetic_events(count, kind):
+            last = outbox.append(event_kind, payload, Clock().stamp())
+    except OutboxError as exc:
+        click.echo(f"inject: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{count} events appended; last seq {last}")

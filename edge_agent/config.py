@@ -127,11 +127,18 @@ class ClimateSection(Strict):
     sensors: list[Sensor] = Field(default_factory=list)
 
 
+class ClockSection(Strict):
+    #: "auto": trust the kernel clock when it says it is synchronised, else adopt the server's.
+    #: "server": always adopt the server's time (a device known to have no working NTP).
+    source: Literal["auto", "server"] = "auto"
+
+
 class AgentConfig(Strict):
     agent: AgentSection
     mqtt: MqttSection = Field(default_factory=MqttSection)
     link: LinkSection = Field(default_factory=LinkSection)
     outbox: OutboxSection = Field(default_factory=OutboxSection)
+    clock: ClockSection = Field(default_factory=ClockSection)
     climate: ClimateSection = Field(default_factory=ClimateSection)
 
     def cross_check(self) -> Iterable[tuple[str, str]]:

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 #: How long a gap reported by the server may last before the agent resends from it.
 GAP_GRACE_S = 2.0
+#: A session that lasted this long resets the reconnect backoff.
+STABLE_SESSION_S = 30.0
 
 
 def backoff(attempt: int, lo: float, hi: float, rng: Callable[[], float] = random.random) -> float:
@@ -98,9 +100,9 @@ class Link:
                 will=Will(self._topics[Channel.STATUS], encode(self._status(online=False))),
                 on_message=self._on_message,
             )
+            started = time.monotonic()
             try:
                 await session.connect()
-                attempt = 0
                 log.info("connected to broker %s:%d", self._mqtt.host, self._mqtt.port)
                 await self._serve(session)
             except MqttError as exc:
@@ -114,6 +116,8 @@ class Link:
                 self._session = None
                 self.connected.clear()
                 await session.close()
+            if time.monotonic() - started > STABLE_SESSION_S:
+                attempt = 0  # a session that lasted was a success; start backing off afresh
             delay = backoff(attempt, self._cfg.reconnect_min_s, self._cfg.reconnect_max_s)
             attempt += 1
             log.info("reconnecting in %.1f s", delay)

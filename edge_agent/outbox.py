@@ -208,24 +208,25 @@ class Outbox:
         return kept
 
     def _migrate(self) -> None:
-        version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
-        if version > len(MIGRATIONS):
-            raise OutboxError(
-                f"outbox {self.path}: schema version {version} is newer than this agent "
-                f"knows ({len(MIGRATIONS)})"
-            )
-        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
-            with self._transaction():
+        # Under the write lock, so that two processes opening a new file migrate it once.
+        with self._transaction():
+            version = int(self.db.execute("PRAGMA user_version").fetchone()[0])
+            if version > len(MIGRATIONS):
+                raise OutboxError(
+                    f"outbox {self.path}: schema version {version} is newer than this agent "
+                    f"knows ({len(MIGRATIONS)})"
+                )
+            for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
                 migration(self.db)
                 self.db.execute(f"PRAGMA user_version={number}")
-            log.info("outbox %s: schema migrated to version %d", self.path, number)
+                log.info("outbox %s: schema migrated to version %d", self.path, number)
 
     def _load(self) -> None:
         meta = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
         self.epoch: str = meta["epoch"]
         self._acked_seq = int(meta["acked_seq"])
         self._compacted = int(meta["compacted_total"])
-        self._rows = int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])
+        self._rows = self._count()
         # Anything numbered before this start may have been published: never compact it.
         self._sent_hwm = self.last_seq
 
@@ -315,7 +316,9 @@ class Outbox:
             self.compact(0)
             seq = self._append_once(kind, payload, stamp)
         if self._rows > self.max_events:
-            self._over_cap()
+            self._rows = self._count()  # another process may have acknowledged or appended
+            if self._rows > self.max_events:
+                self._over_cap()
         return seq
 
     def _append_once(self, kind: str, payload: BaseModel, stamp: Stamp) -> int:
@@ -425,10 +428,13 @@ class Outbox:
             ).rowcount
             self._set_meta("acked_seq", acked_seq)
         self._acked_seq = acked_seq
-        self._rows -= int(removed)
+        self._rows = self._count()
         if self.storage == "cap_reached" and self._rows < self.max_events // 2:
             self._storage_changed("ok", "backlog delivered; outbox under half its cap", None)
         return int(removed)
+
+    def _count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM events").fetchone()[0])
 
     def oldest_unsent_at(self) -> datetime | None:
         row = self.db.execute("SELECT occurred_at FROM events ORDER BY seq LIMIT 1").fetchone()
@@ -439,7 +445,7 @@ class Outbox:
             epoch=self.epoch,
             last_seq=self.last_seq,
             acked_seq=self._acked_seq,
-            backlog=self._rows,
+            backlog=self._count(),
             oldest_unsent_at=self.oldest_unsent_at(),
             compacted_total=self._compacted,
             storage=self.storage,

@@ -3,12 +3,14 @@
 Synchronous on purpose: paho's network thread calls ``on_message``, which commits to the
 database before returning, and only then does paho send the PUBACK and we publish the
 acknowledgement. Several such processes can share the load through an MQTT shared subscription.
+The main thread publishes queued commands and pings systemd's watchdog.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+import threading
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -17,7 +19,9 @@ import paho.mqtt.client as mqtt
 import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_agent.watchdog import sd_notify
 from edge_agent.wire import Ack, Channel, encode, topic, topic_filter
+from server import commands
 from server.config import ServerConfig
 from server.ingest import Ingestor
 
@@ -27,7 +31,9 @@ log = logging.getLogger(__name__)
 class IngestService:
     def __init__(self, config: ServerConfig, engine: sa.Engine) -> None:
         self.config = config
-        self.ingestor = Ingestor(engine, config.mqtt.topic_prefix)
+        self.ingestor = Ingestor(
+            engine, config.mqtt.topic_prefix, gap_report_after_s=config.ingest.gap_report_after_s
+        )
         m = config.mqtt
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=m.client_id)
         if m.username:
@@ -92,13 +98,41 @@ class IngestService:
         )
         client.publish(ack_topic, encode(ack), qos=1, retain=True)
 
+    def publish_due_commands(self) -> int:
+        """Send commands still waiting for a result; return how many were sent."""
+        now = datetime.now(UTC)
+        due = commands.due(
+            self.ingestor.engine, self.config.mqtt.topic_prefix, now, self.config.commands.retry_s
+        )
+        sent = []
+        for out in due:
+            info = self.client.publish(out.topic, out.payload, qos=1)
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                sent.append(out.id)
+        commands.mark_published(self.ingestor.engine, sent, now)
+        return len(sent)
+
     def run(self) -> None:
+        stopping = threading.Event()
+
         def stop(_sig: int, _frame: FrameType | None) -> None:
             log.info("server stopping")
-            self.client.disconnect()
+            stopping.set()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         m = self.config.mqtt
         self.client.connect_async(m.host, m.port, keepalive=60)
-        self.client.loop_forever(retry_first_connection=True)
+        self.client.loop_start()
+        sd_notify("READY=1")
+        try:
+            while not stopping.wait(self.config.commands.poll_s):
+                if self.client.is_connected():
+                    try:
+                        self.publish_due_commands()
+                    except sa.exc.SQLAlchemyError as exc:
+                        log.error("cannot read queued commands: %s", exc)
+                sd_notify("WATCHDOG=1")
+        finally:
+            self.client.disconnect()
+            self.client.loop_stop()

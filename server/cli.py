@@ -150,3 +150,179 @@ def tail(ctx: click.Context, lang: str | None, interval: float) -> None:
             time.sleep(interval)
     except KeyboardInterrupt:
         pass
+
+
+@main.group()
+def link() -> None:
+    """The agents' links: progress, gaps, status."""
+
+
+@link.command("status")
+@click.pass_context
+def link_status(ctx: click.Context) -> None:
+    """Every agent: online, acknowledged and highest seq, gap, backlog, storage, clock."""
+    from server.store.db import utc
+    from server.store.schema import agents
+
+    config = _config(ctx.find_root())
+    engine = _engine(config)
+    zone = config.server.zone
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(agents).order_by(agents.c.site_id, agents.c.agent_id)).all()
+    header = ["site", "agent", "online", "epoch", "acked", "highest", "gap since", "backlog"]
+    header += ["storage", "clock", "last seen"]
+    out = []
+    for r in rows:
+        status = json.loads(r.status) if r.status else {}
+
+        def local(value: object) -> str:
+            return utc(value).astimezone(zone).strftime("%m-%d %H:%M:%S") if value else "-"  # type: ignore[arg-type]
+
+        out.append(
+            [
+                r.site_id,
+                r.agent_id,
+                {True: "yes", False: "no"}.get(r.online, "?"),
+                (r.epoch or "-")[:8],
+                str(r.acked_seq),
+                str(r.highest_seq),
+                local(r.gap_since),
+                str(status.get("backlog", "?")),
+                str(status.get("storage", "?")),
+                str(status.get("clock", "?")),
+                local(r.last_seen_at),
+            ]
+        )
+    click.echo(table(header, out) if out else "no agents yet")
+
+
+@main.group()
+def command() -> None:
+    """Commands to agents (ping, time.set, config.update, cards.update, restock.order)."""
+
+
+@command.command("send")
+@click.argument("agent")
+@click.argument("kind")
+@click.option("--data", default="{}", help="The command's fields as JSON.")
+@click.option("--data-file", type=click.Path(path_type=Path, dir_okay=False), default=None)
+@click.pass_context
+def command_send(
+    ctx: click.Context, agent: str, kind: str, data: str, data_file: Path | None
+) -> None:
+    """Queue a command for AGENT and publish it; print its id."""
+    from datetime import UTC, datetime
+
+    from server import commands
+
+    config = _config(ctx.find_root())
+    engine = _engine(config)
+    try:
+        fields = json.loads(data_file.read_text(encoding="utf-8") if data_file else data)
+        body = commands.parse_body(kind, fields)
+        out = commands.queue(engine, config.mqtt.topic_prefix, agent, body, datetime.now(UTC))
+    except (commands.CommandError, json.JSONDecodeError, OSError) as exc:
+        click.echo(f"command: {exc}", err=True)
+        sys.exit(2)
+    click.echo(out.id)
+
+
+@command.command("list")
+@click.option("--agent", default=None)
+@click.pass_context
+def command_list(ctx: click.Context, agent: str | None) -> None:
+    """Commands and their results, newest first."""
+    from server.store.schema import commands as commands_table
+
+    config = _config(ctx.find_root())
+    engine = _engine(config)
+    query = sa.select(commands_table).order_by(commands_table.c.created_at.desc()).limit(100)
+    if agent:
+        query = query.where(commands_table.c.agent_id == agent)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    out = [
+        [
+            r.id,
+            r.agent_id,
+            r.kind,
+            str(r.attempts),
+            {True: "ok", False: "failed", None: "waiting"}[r.result_ok],
+            (r.result_detail or "")[:60],
+        ]
+        for r in rows
+    ]
+    click.echo(table(["id", "agent", "kind", "sent", "result", "detail"], out) if out else "none")
+
+
+@main.group()
+def broker() -> None:
+    """Broker accounts for agents and the server."""
+
+
+@broker.command("add-user")
+@click.argument("username")
+@click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False), required=True)
+def broker_add_user(username: str, password_file: Path) -> None:
+    """Add or reset a broker user (e.g. edge-server); print the new password."""
+    from server.broker import BrokerAccountError, add_user
+
+    try:
+        click.echo(add_user(password_file, username))
+    except (BrokerAccountError, OSError) as exc:
+        click.echo(f"broker: {exc}", err=True)
+        sys.exit(1)
+
+
+@broker.command("provision-agent")
+@click.option("--agent", "agent_id", required=True)
+@click.option("--site", required=True)
+@click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--broker-host", default=None, help="As the agent reaches it (default: mqtt.host).")
+@click.option("--broker-port", type=int, default=None)
+@click.pass_context
+def broker_provision_agent(
+    ctx: click.Context,
+    agent_id: str,
+    site: str,
+    password_file: Path,
+    out: Path,
+    broker_host: str | None,
+    broker_port: int | None,
+) -> None:
+    """Create the agent's broker account and write its agent.toml skeleton to --out."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from edge_agent.wire import Ident
+    from server.broker import BrokerAccountError, add_user, agent_config_skeleton
+
+    config = _config(ctx.find_root())
+    try:
+        TypeAdapter(Ident).validate_python(agent_id)
+        TypeAdapter(Ident).validate_python(site)
+    except ValidationError:
+        click.echo("broker: agent and site must be lower-case identifiers", err=True)
+        sys.exit(2)
+    if out.exists():
+        click.echo(f"broker: {out} exists; not overwritten", err=True)
+        sys.exit(2)
+    try:
+        password = add_user(password_file, agent_id)
+        out.write_text(
+            agent_config_skeleton(
+                agent_id=agent_id,
+                site=site,
+                host=broker_host or config.mqtt.host,
+                port=broker_port or config.mqtt.port,
+                prefix=config.mqtt.topic_prefix,
+                password=password,
+            ),
+            encoding="utf-8",
+        )
+        out.chmod(0o600)
+    except (BrokerAccountError, OSError) as exc:
+        click.echo(f"broker: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"agent {agent_id} (site {site}): broker account in {password_file}, config {out}")
+    click.echo("reload the broker to take the new account: systemctl reload mosquitto")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from edge_agent.configfile import Port, Strict, load
+from edge_agent.configfile import Port, Strict, between, load
 from edge_agent.wire import Ident
 
 
@@ -53,10 +53,23 @@ class MqttSection(Strict):
     shared_group: Ident = "ingest"
 
 
+class IngestSection(Strict):
+    #: A gap in an agent's sequence older than this is logged as an error.
+    gap_report_after_s: Annotated[float, between(10, 30 * 86400)] = 3600.0
+
+
+class CommandsSection(Strict):
+    #: How often queued commands are looked at, and how long before one is sent again.
+    poll_s: Annotated[float, between(0.2, 600)] = 5.0
+    retry_s: Annotated[float, between(1, 86400)] = 60.0
+
+
 class ServerConfig(Strict):
     server: ServerSection = Field(default_factory=ServerSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
+    ingest: IngestSection = Field(default_factory=IngestSection)
+    commands: CommandsSection = Field(default_factory=CommandsSection)
 
 
 def load_config(path: Path | str) -> ServerConfig:

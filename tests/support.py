@@ -109,3 +109,22 @@ class Processes:
     def stop_all(self) -> None:
         for name in list(self.procs):
             self.stop(name)
+
+
+ACL = Path(__file__).parent.parent / "deploy" / "mosquitto" / "acl"
+
+
+def secure_broker(workdir: Path, users: list[str]) -> tuple[Broker, dict[str, str]]:
+    """A Mosquitto with the shipped ACL and a password per user, as deployed."""
+    from server.broker import add_user
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    passwd = workdir / "passwd"
+    passwords = {user: add_user(passwd, user) for user in users}
+    acl = workdir / "acl"
+    acl.write_text(ACL.read_text())
+    broker = Broker(
+        workdir,
+        extra_config=f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n",
+    )
+    return broker, passwords

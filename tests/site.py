@@ -1,0 +1,185 @@
+"""A site for failure tests: a secured Mosquitto, an ingest process and agents, all real."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support import BIN, Broker, Processes, secure_broker, wait_for
+
+SERVER_USER = "edge-server"
+
+
+@dataclass
+class Site:
+    root: Path
+    processes: Processes
+    agents: list[str] = field(default_factory=lambda: ["station-1", "station-2"])
+    agent_extra: str = ""
+    broker: Broker = field(init=False)
+    passwords: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.broker, self.passwords = secure_broker(
+            self.root / "broker", [SERVER_USER, *self.agents]
+        )
+        self.broker.start()
+        self.server_toml.write_text(
+            f"""
+[database]
+url = "sqlite:///{self.db}"
+[mqtt]
+port = {self.broker.port}
+username = "{SERVER_USER}"
+password = "{self.passwords[SERVER_USER]}"
+[commands]
+poll_s = 0.5
+retry_s = 5
+"""
+        )
+        for agent in self.agents:
+            self.agent_toml(agent).write_text(
+                f"""
+[agent]
+id = "{agent}"
+site = "county"
+data_dir = "{self.root / agent}"
+[mqtt]
+port = {self.broker.port}
+username = "{agent}"
+password = "{self.passwords[agent]}"
+keepalive_s = 5
+[link]
+batch_max_events = 200
+ack_timeout_s = 5
+status_interval_s = 2
+reconnect_min_s = 0.2
+reconnect_max_s = 2
+{self.agent_extra}
+"""
+            )
+
+    @property
+    def db(self) -> Path:
+        return self.root / "server.db"
+
+    @property
+    def server_toml(self) -> Path:
+        return self.root / "server.toml"
+
+    def agent_toml(self, agent: str = "station-1") -> Path:
+        return self.root / f"{agent}.toml"
+
+    def outbox(self, agent: str = "station-1") -> Path:
+        return self.root / agent / "outbox.db"
+
+    # --- processes ----------------------------------------------------------------------------
+
+    def start_server(self) -> None:
+        self.processes.start("server", "edge-server", "--config", str(self.server_toml), "run")
+
+    def stop_server(self) -> None:
+        self.processes.stop("server")
+
+    def start_agent(self, agent: str = "station-1") -> None:
+        self.processes.start(agent, "edge-agent", "--config", str(self.agent_toml(agent)), "run")
+
+    def kill_agent(self, agent: str = "station-1") -> int:
+        return self.processes.stop(agent, signal.SIGKILL)
+
+    def inject(self, count: int, kind: str = "climate", agent: str = "station-1") -> int:
+        out = subprocess.run(
+            [
+                str(BIN / "edge-agent"),
+                "--config",
+                str(self.agent_toml(agent)),
+                "inject",
+                "--count",
+                str(count),
+                "--kind",
+                kind,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return int(out.rsplit("last seq", 1)[1])
+
+    def server_cli(self, *args: str) -> str:
+        return subprocess.run(
+            [str(BIN / "edge-server"), "--config", str(self.server_toml), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    def last_seq(self, agent: str = "station-1") -> int:
+        """The outbox's last sequence number (the agent's own events included)."""
+        with sqlite3.connect(self.outbox(agent), timeout=10) as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+        return int(row[0])
+
+    def wait_all_delivered(self, agent: str = "station-1", timeout: float = 60) -> int:
+        """Wait until the server acknowledges everything the outbox has numbered."""
+        wait_for(
+            lambda: self.acked(agent) >= self.last_seq(agent),
+            timeout,
+            interval=0.2,
+            what=f"{agent} fully acknowledged (acked {self.acked(agent)})",
+        )
+        return self.last_seq(agent)
+
+    # --- what the server holds ----------------------------------------------------------------
+
+    def query(self, sql: str, *params: object) -> list[tuple[object, ...]]:
+        if not self.db.exists():
+            return []
+        with sqlite3.connect(self.db, timeout=10) as conn:
+            try:
+                return conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError:
+                return []
+
+    def acked(self, agent: str = "station-1") -> int:
+        rows = self.query("SELECT acked_seq FROM agents WHERE agent_id = ?", agent)
+        return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+
+    def wait_acked(self, seq: int, agent: str = "station-1", timeout: float = 60) -> None:
+        wait_for(
+            lambda: self.acked(agent) >= seq,
+            timeout,
+            interval=0.2,
+            what=f"{agent} acknowledged through seq {seq} (now {self.acked(agent)})",
+        )
+
+    def seqs(self, agent: str = "station-1") -> list[int]:
+        rows = self.query(
+            "SELECT seq, span FROM events WHERE agent_id = ? AND epoch = "
+            "(SELECT epoch FROM agents WHERE agent_id = ?) ORDER BY seq",
+            agent,
+            agent,
+        )
+        return [int(s) + i for s, span in rows for i in range(int(span))]  # type: ignore[call-overload]
+
+    def assert_complete(self, last_seq: int, agent: str = "station-1") -> None:
+        """Every number 1..last_seq once, and the derived records applied in that order."""
+        assert self.seqs(agent) == list(range(1, last_seq + 1))
+        applied = [
+            int(s)  # type: ignore[call-overload]
+            for (s,) in self.query(
+                "SELECT seq FROM climate_records WHERE agent_id = ? AND epoch = "
+                "(SELECT epoch FROM agents WHERE agent_id = ?) ORDER BY id",
+                agent,
+                agent,
+            )
+        ]
+        assert applied == sorted(applied), "climate records applied out of order"
+        assert len(applied) == len(set(applied)), "a climate record applied twice"
+        unapplied = self.query(
+            "SELECT count(*) FROM events WHERE agent_id = ? AND status = 'ok' AND NOT applied",
+            agent,
+        )
+        assert unapplied == [(0,)]

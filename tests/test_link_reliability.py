@@ -1,0 +1,270 @@
+"""The link under failure, with real processes and a Mosquitto with authentication and ACL on.
+
+For a stream of numbered events: every event arrives once and is applied in order, whatever
+is stopped, killed, replayed or corrupted in between.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.site import SERVER_USER, Site
+from tests.support import Processes, wait_for
+
+
+@pytest.fixture
+def site(tmp_path: Path, processes: Processes) -> Iterator[Site]:
+    s = Site(tmp_path, processes)
+    yield s
+    processes.stop_all()
+    s.broker.stop()
+
+
+def test_broker_stopped_and_restarted_every_event_arrives_once_in_order(site: Site) -> None:
+    site.start_server()
+    site.start_agent()
+    site.inject(1500)
+    site.broker.stop()
+    time.sleep(2)
+    last = site.inject(1500)
+    site.broker.start()
+    site.wait_acked(last)
+    site.assert_complete(site.wait_all_delivered())
+
+
+def test_agent_killed_mid_burst_loses_nothing_and_doubles_nothing(site: Site) -> None:
+    last = site.inject(20_000, "mixed")
+    site.start_server()
+    site.start_agent()
+    wait_for(lambda: site.acked() > 1000, 60, interval=0.05, what="part of the burst delivered")
+    site.kill_agent()
+    assert site.acked() < last, "the kill must land in the middle of the burst"
+    site.start_agent()
+    site.assert_complete(site.wait_all_delivered())
+    dispenses = site.query("SELECT count(*) FROM events WHERE kind = 'cabinet.dispense'")
+    assert dispenses == [(20_000 // 43,)]
+
+
+def test_killed_agent_is_marked_offline_by_its_last_will(site: Site) -> None:
+    site.start_server()
+    site.start_agent()
+    wait_for(lambda: site.query("SELECT online FROM agents") == [(1,)], 30, what="online")
+    site.kill_agent()
+    wait_for(lambda: site.query("SELECT online FROM agents") == [(0,)], 30, what="last will")
+
+
+def test_server_down_for_a_while_nothing_lost(site: Site) -> None:
+    site.start_server()
+    site.start_agent()
+    site.wait_acked(1)
+    site.stop_server()
+    last = site.inject(2000)
+    time.sleep(3)
+    site.start_server()
+    site.wait_acked(last)
+    site.assert_complete(site.wait_all_delivered())
+
+
+def capture_batches(site: Site) -> tuple[mqtt.Client, list[bytes]]:
+    seen: list[bytes] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="spy")
+    client.username_pw_set(SERVER_USER, site.passwords[SERVER_USER])
+    client.on_message = lambda _c, _u, m: seen.append(m.payload)
+    client.connect("127.0.0.1", site.broker.port)
+    client.subscribe("fp/v1/+/+/events", qos=1)
+    client.loop_start()
+    return client, seen
+
+
+def test_replayed_and_duplicated_batches_are_applied_once(site: Site) -> None:
+    spy, seen = capture_batches(site)
+    time.sleep(0.5)
+    site.start_server()
+    site.start_agent()
+    last = site.inject(600)
+    site.wait_acked(last)
+    wait_for(lambda: len(seen) >= 3, what="batches captured")
+    spy.loop_stop()
+    spy.disconnect()
+    records_before = site.query("SELECT count(*) FROM climate_records")
+
+    replay = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="replayer")
+    replay.username_pw_set("station-1", site.passwords["station-1"])
+    replay.connect("127.0.0.1", site.broker.port)
+    replay.loop_start()
+    for payload in [seen[0], seen[0], *seen]:
+        replay.publish("fp/v1/county/station-1/events", payload, qos=1).wait_for_publish(5)
+    time.sleep(2)
+    replay.loop_stop()
+    replay.disconnect()
+    assert site.query("SELECT count(*) FROM climate_records") == records_before
+    site.assert_complete(site.acked())
+    assert "duplicate" in site.processes.log("server")
+
+
+def test_corrupt_outbox_is_kept_aside_and_the_agent_starts_clean(site: Site) -> None:
+    site.start_server()
+    site.start_agent()
+    last = site.inject(100)
+    site.wait_acked(last)
+    site.processes.stop("station-1")
+    site.inject(50)  # these will be lost with the file
+    outbox = site.outbox()
+    outbox.write_bytes(b"\x00garbage\xff" * 5000)
+    for suffix in ("-wal", "-shm"):
+        Path(str(outbox) + suffix).unlink(missing_ok=True)
+    site.start_agent()
+    wait_for(lambda: site.query("SELECT count(*) FROM lost_ranges") == [(1,)], 30, what="epoch")
+    log = site.processes.log("station-1")
+    assert "is corrupt" in log
+    assert "Traceback" not in log
+    kept = list(outbox.parent.glob("outbox.db.corrupt-*"))
+    assert kept, "the corrupt file is kept for inspection"
+    resets = site.query("SELECT body FROM events WHERE kind = 'agent.outbox_reset'")
+    assert len(resets) == 1
+    assert "corrupt" in json.loads(str(resets[0][0]))["payload"]["kept_as"]
+    site.inject(30)
+    site.assert_complete(site.wait_all_delivered())
+
+
+def test_outbox_cap_folds_climate_and_keeps_every_ledger_event(
+    tmp_path: Path, processes: Processes
+) -> None:
+    site = Site(tmp_path, processes, agent_extra="[outbox]\nmax_events = 300\n")
+    try:
+        site.broker.stop()
+        last = site.inject(4300, "mixed")  # 100 dispenses among 4200 climate records
+        site.broker.start()
+        site.start_server()
+        site.start_agent()
+        site.wait_acked(last)
+        site.assert_complete(site.wait_all_delivered())
+        assert site.query("SELECT count(*) FROM events WHERE kind = 'cabinet.dispense'") == [(100,)]
+        folded = site.query("SELECT sum(count) FROM climate_summaries")[0][0]
+        kept = site.query("SELECT count(*) FROM climate_records")[0][0]
+        assert folded
+        assert int(folded) > 0  # type: ignore[call-overload]
+        assert int(folded) + int(kept) == 4200  # type: ignore[call-overload]
+        alarms = site.query("SELECT body FROM events WHERE kind = 'agent.storage_alarm'")
+        assert any("cap_reached" in str(b) for (b,) in alarms)
+    finally:
+        processes.stop_all()
+        site.broker.stop()
+
+
+def test_agent_credentials_cannot_reach_another_agents_topics(site: Site) -> None:
+    received: list[str] = []
+    server = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="watch")
+    server.username_pw_set(SERVER_USER, site.passwords[SERVER_USER])
+    server.on_message = lambda _c, _u, m: received.append(m.topic)
+    server.connect("127.0.0.1", site.broker.port)
+    server.subscribe("fp/v1/#", qos=1)
+    server.loop_start()
+
+    snooped: list[str] = []
+    intruder = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="intruder")
+    intruder.username_pw_set("station-1", site.passwords["station-1"])
+    intruder.on_message = lambda _c, _u, m: snooped.append(m.topic)
+    intruder.connect("127.0.0.1", site.broker.port)
+    intruder.subscribe("fp/v1/county/station-2/commands", qos=1)
+    intruder.subscribe("fp/v1/county/station-2/acks", qos=1)
+    intruder.loop_start()
+    time.sleep(0.5)
+    for channel in ("events", "status", "acks", "commands"):
+        intruder.publish(f"fp/v1/county/station-2/{channel}", b"{}", qos=1).wait_for_publish(5)
+    intruder.publish("fp/v1/county/station-1/events", b"{}", qos=1).wait_for_publish(5)
+    server.publish("fp/v1/county/station-2/commands", b"{}", qos=1).wait_for_publish(5)
+    wait_for(lambda: "fp/v1/county/station-1/events" in received, what="own topic delivered")
+    time.sleep(1)
+    assert not [
+        t for t in received if "/station-2/" in t and t.endswith(("events", "status", "acks"))
+    ]
+    assert snooped == [], "station-1 must not read station-2's commands or acks"
+
+    codes: list[object] = []
+    wrong = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="wrong")
+    wrong.username_pw_set("station-1", "not-the-password")
+    wrong.on_connect = lambda _c, _u, _f, rc, _p: codes.append(rc)
+    wrong.connect("127.0.0.1", site.broker.port)
+    wrong.loop_start()
+    wait_for(lambda: codes, what="CONNACK for a wrong password")
+    wrong.loop_stop()
+    assert codes[0].is_failure  # type: ignore[attr-defined]
+    for c in (server, intruder):
+        c.loop_stop()
+        c.disconnect()
+
+
+def test_command_is_applied_once_and_its_result_reaches_the_server(site: Site) -> None:
+    site.start_server()
+    site.start_agent()
+    wait_for(lambda: site.query("SELECT online FROM agents") == [(1,)], 30, what="online")
+    cid = site.server_cli("command", "send", "station-1", "ping").strip()
+    wait_for(
+        lambda: site.query("SELECT result_ok FROM commands WHERE id = ?", cid) == [(1,)],
+        30,
+        what="ping result",
+    )
+    message = site.query("SELECT message FROM commands WHERE id = ?", cid)[0][0]
+    again = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="again")
+    again.username_pw_set(SERVER_USER, site.passwords[SERVER_USER])
+    again.connect("127.0.0.1", site.broker.port)
+    again.loop_start()
+    for _ in range(2):
+        again.publish("fp/v1/county/station-1/commands", str(message), qos=1).wait_for_publish(5)
+    time.sleep(2)
+    again.loop_stop()
+    again.disconnect()
+    results = site.query("SELECT count(*) FROM events WHERE kind = 'command.result'")
+    assert results == [(1,)], "a command delivered three times is applied once"
+    assert "ok" in site.server_cli("command", "list")
+
+    bad = site.server_cli(
+        "command", "send", "station-1", "config.update", "--data", '{"toml": "x = ["}'
+    )
+    wait_for(
+        lambda: site.query("SELECT result_ok FROM commands WHERE id = ?", bad.strip()) == [(0,)],
+        30,
+        what="config.update refused",
+    )
+    detail = site.query("SELECT result_detail FROM commands WHERE id = ?", bad.strip())[0][0]
+    assert "invalid TOML" in str(detail)
+
+
+def test_agent_without_clock_adopts_server_time_and_earlier_events_are_re_dated(
+    tmp_path: Path, processes: Processes
+) -> None:
+    site = Site(tmp_path, processes, agent_extra='[clock]\nsource = "server"\n')
+    try:
+        site.start_server()
+        site.start_agent()
+        site.wait_acked(1)
+        started = site.query("SELECT clock_synced FROM events WHERE kind = 'agent.started'")
+        assert started == [(0,)], "stamped before any server time was known"
+        wait_for(lambda: site.query("SELECT online FROM agents") == [(1,)], 30, what="online")
+        site.server_cli("command", "send", "station-1", "ping")
+        wait_for(
+            lambda: (
+                site.query("SELECT time_corrected FROM events WHERE kind = 'agent.started'")
+                == [(1,)]
+            ),
+            30,
+            what="agent.started re-dated from the boot reference",
+        )
+        result = site.query("SELECT clock_synced FROM events WHERE kind = 'command.result'")
+        assert result == [(1,)], "after the first live ack the agent's events are synchronised"
+        wait_for(
+            lambda: '"clock":"server"' in str(site.query("SELECT status FROM agents")),
+            30,
+            what="status reports the server clock",
+        )
+    finally:
+        processes.stop_all()
+        site.broker.stop()
