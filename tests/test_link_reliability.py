@@ -76,7 +76,7 @@ def capture_batches(site: Site) -> tuple[mqtt.Client, list[bytes]]:
     seen: list[bytes] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="spy")
     client.username_pw_set(SERVER_USER, site.passwords[SERVER_USER])
-    client.on_message = lambda _c, _u, m: seen.append(m.payload)
+    client.on_message = lambda _c, _u, m: seen.append(bytes(m.payload))
     client.connect("127.0.0.1", site.broker.port)
     client.subscribe("fp/v1/+/+/events", qos=1)
     client.loop_start()
