@@ -1,16 +1,22 @@
 """The ingest process: broker -> validate -> store -> acknowledge.
 
-Synchronous on purpose: paho's network thread calls ``on_message``, which commits to the
-database before returning, and only then does paho send the PUBACK and we publish the
-acknowledgement. Several such processes can share the load through an MQTT shared subscription.
-The main thread publishes queued commands and pings systemd's watchdog.
+paho's network thread only queues incoming messages. One writer thread takes whatever has
+queued up (up to ``GROUP_MAX`` messages) and stores it in one transaction: under load many
+batches share one disk flush (group commit), when idle each message is stored at once. Only
+after the commit does it send the broker's PUBACK (paho's manual acknowledgement) and publish
+each agent's ``Ack``, so nothing is acknowledged that is not on disk.
+
+Several such processes share the load through an MQTT shared subscription. The main thread
+publishes queued commands and pings systemd's watchdog while the writer is alive.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import threading
+import time
 from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
@@ -23,9 +29,12 @@ from edge_agent.watchdog import sd_notify
 from edge_agent.wire import Ack, Channel, encode, topic, topic_filter
 from server import commands
 from server.config import ServerConfig
-from server.ingest import Ingestor
+from server.ingest import Ingestor, IngestResult
 
 log = logging.getLogger(__name__)
+
+#: At most this many messages share one transaction.
+GROUP_MAX = 64
 
 
 class IngestService:
@@ -35,13 +44,19 @@ class IngestService:
             engine, config.mqtt.topic_prefix, gap_report_after_s=config.ingest.gap_report_after_s
         )
         m = config.mqtt
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=m.client_id)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=m.client_id, manual_ack=True
+        )
         if m.username:
             self.client.username_pw_set(m.username, m.password)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        self.client.max_inflight_messages_set(100)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
+        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._stopping = threading.Event()
+        self._writer_beat = time.monotonic()
 
     def _subscriptions(self) -> list[tuple[str, int]]:
         group = f"$share/{self.config.mqtt.shared_group}/"
@@ -62,30 +77,78 @@ class IngestService:
         if reason.is_failure:
             log.warning("disconnected from broker: %s; reconnecting", reason)
 
-    def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        self._inbox.put(message)
+
+    # --- the writer ---------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._writer_beat = time.monotonic()
+            try:
+                group = [self._inbox.get(timeout=0.5)]
+            except queue.Empty:
+                continue
+            while len(group) < GROUP_MAX:
+                try:
+                    group.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            self.store(group)
+
+    def store(self, group: list[mqtt.MQTTMessage]) -> None:
+        """Store a group of messages, then acknowledge them to the broker and the agents.
+
+        The broker's PUBACK goes out after the commit, and also after a failure: what counts
+        for the agent is the ``Ack``, which a failed message does not get, so the agent sends
+        it again; holding PUBACKs back would only stall the broker's in-flight window.
+        """
         now = datetime.now(UTC)
         try:
-            result = self.ingestor.handle(message.topic, bytes(message.payload), now)
+            results = self._store_group(group, now)
+        finally:
+            for message in group:
+                self.client.ack(message.mid, message.qos)
+        latest: dict[str, IngestResult] = {}
+        for result in results:
+            if result.agent_id is not None and result.acked_seq is not None:
+                latest[result.agent_id] = result
+            if result.stored or result.rejected:
+                log.info(
+                    "agent %s: %d stored, %d duplicate, %d rejected; acked %s",
+                    result.agent_id,
+                    result.stored,
+                    result.duplicates,
+                    result.rejected,
+                    result.acked_seq,
+                )
+            elif result.duplicates:
+                log.info(
+                    "agent %s: %d duplicate events ignored", result.agent_id, result.duplicates
+                )
+        for result in latest.values():
+            self._publish_ack(result, now)
+
+    def _store_group(self, group: list[mqtt.MQTTMessage], now: datetime) -> list[IngestResult]:
+        items = [(m.topic, bytes(m.payload)) for m in group]
+        try:
+            return self.ingestor.handle_many(items, now)
         except sa.exc.SQLAlchemyError as exc:
-            # Not acknowledged: the agent sends it again after its ack timeout.
-            log.error("cannot store message from %s: %s", message.topic, exc)
+            if len(group) == 1:
+                log.error("cannot store message from %s: %s", group[0].topic, exc)
+                return []
+        log.warning("a group of %d messages failed; storing them one by one", len(group))
+        results: list[IngestResult] = []
+        for topic_, payload in items:
+            try:
+                results += self.ingestor.handle_many([(topic_, payload)], now)
+            except sa.exc.SQLAlchemyError as exc:
+                log.error("cannot store message from %s: %s", topic_, exc)
+        return results
+
+    def _publish_ack(self, result: IngestResult, now: datetime) -> None:
+        if not (result.agent_id and result.site_id and result.epoch) or result.acked_seq is None:
             return
-        if (
-            result.acked_seq is None
-            or result.agent_id is None
-            or result.site_id is None
-            or result.epoch is None
-        ):
-            return
-        if result.stored or result.rejected:
-            log.info(
-                "agent %s: %d stored, %d duplicate, %d rejected; acked %d",
-                result.agent_id,
-                result.stored,
-                result.duplicates,
-                result.rejected,
-                result.acked_seq,
-            )
         ack = Ack(
             agent_id=result.agent_id,
             epoch=result.epoch,
@@ -93,10 +156,11 @@ class IngestService:
             highest_seq=result.highest_seq,
             server_time=now,
         )
-        ack_topic = topic(
-            self.config.mqtt.topic_prefix, result.site_id, result.agent_id, Channel.ACKS
-        )
-        client.publish(ack_topic, encode(ack), qos=1, retain=True)
+        prefix = self.config.mqtt.topic_prefix
+        ack_topic = topic(prefix, result.site_id, result.agent_id, Channel.ACKS)
+        self.client.publish(ack_topic, encode(ack), qos=1, retain=True)
+
+    # --- commands and supervision ---------------------------------------------------------------
 
     def publish_due_commands(self) -> int:
         """Send commands still waiting for a result; return how many were sent."""
@@ -113,26 +177,30 @@ class IngestService:
         return len(sent)
 
     def run(self) -> None:
-        stopping = threading.Event()
-
         def stop(_sig: int, _frame: FrameType | None) -> None:
             log.info("server stopping")
-            stopping.set()
+            self._stopping.set()
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
+        writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        writer.start()
         m = self.config.mqtt
         self.client.connect_async(m.host, m.port, keepalive=60)
         self.client.loop_start()
         sd_notify("READY=1")
         try:
-            while not stopping.wait(self.config.commands.poll_s):
+            while not self._stopping.wait(self.config.commands.poll_s):
                 if self.client.is_connected():
                     try:
                         self.publish_due_commands()
                     except sa.exc.SQLAlchemyError as exc:
                         log.error("cannot read queued commands: %s", exc)
-                sd_notify("WATCHDOG=1")
+                if writer.is_alive() and time.monotonic() - self._writer_beat < 60:
+                    sd_notify("WATCHDOG=1")
+                else:
+                    log.error("ingest writer is not running; withholding watchdog pings")
         finally:
             self.client.disconnect()
             self.client.loop_stop()
+            writer.join(timeout=10)

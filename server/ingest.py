@@ -26,7 +26,6 @@ from pydantic import ValidationError
 from sqlalchemy.dialects import postgresql, sqlite
 
 from edge_agent.wire import (
-    EVENTS_ADAPTER,
     AgentStatus,
     Channel,
     ClimateRecordEvent,
@@ -35,10 +34,11 @@ from edge_agent.wire import (
     Event,
     EventBatch,
     TopicError,
+    TypedEventBatch,
     parse_event,
     parse_topic,
 )
-from server.store.db import utc
+from server.store.db import bulk_insert, db_time, utc
 from server.store.schema import (
     agents,
     boot_refs,
@@ -53,6 +53,22 @@ from server.store.schema import (
 log = logging.getLogger(__name__)
 
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
+
+EVENT_COLUMNS = (
+    "agent_id", "epoch", "seq", "span", "received_at", "body", "status", "error", "applied",
+    "event_id", "kind", "occurred_at", "agent_occurred_at", "clock_synced", "time_corrected",
+    "boot_id", "mono_s",
+)  # fmt: skip
+RECORD_COLUMNS = (
+    "agent_id", "epoch", "seq", "site_id", "storeroom", "sensor", "serial", "temperature_c",
+    "humidity_pct", "raw_temperature_c", "raw_humidity_pct", "quality", "occurred_at",
+    "agent_occurred_at", "clock_synced", "time_corrected",
+)  # fmt: skip
+SUMMARY_COLUMNS = (
+    "agent_id", "epoch", "seq", "site_id", "storeroom", "sensor", "count", "first_at",
+    "last_at", "temperature_min_c", "temperature_mean_c", "temperature_max_c",
+    "humidity_min_pct", "humidity_mean_pct", "humidity_max_pct",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -80,9 +96,47 @@ class _Agent:
 class _Incoming:
     seq: int
     span: int
-    raw: dict[str, Any]
+    body: str
     event: Event | None
     error: str | None
+
+
+@dataclass
+class _Batch:
+    """A validated event batch, ready to be stored."""
+
+    topic: str
+    site: str
+    agent: str
+    epoch: str
+    incoming: list[_Incoming]
+    stray: list[tuple[bytes, str]]
+    payload: bytes
+
+
+@dataclass
+class _Status:
+    topic: str
+    site: str
+    agent: str
+    status: AgentStatus
+    payload: bytes
+
+
+@dataclass
+class _DeadLetter:
+    topic: str
+    payload: bytes
+    reason: str
+
+
+@dataclass
+class _Nothing:
+    site: str
+    agent: str
+
+
+_Prepared = _Batch | _Status | _DeadLetter | _Nothing
 
 
 @dataclass
@@ -121,6 +175,7 @@ class Ingestor:
         self.prefix = topic_prefix
         self.gap_report_after = timedelta(seconds=gap_report_after_s)
         self._postgres = engine.dialect.name == "postgresql"
+        self._t = db_time(engine)
 
     def _insert_ignore(self, table: sa.Table) -> Any:
         """An INSERT that leaves an existing row alone, in the engine's dialect."""
@@ -132,65 +187,116 @@ class Ingestor:
 
     def handle(self, topic: str, payload: bytes, now: datetime) -> IngestResult:
         """Process one message from the broker; raise only on database failure."""
+        return self.handle_many([(topic, payload)], now)[0]
+
+    def handle_many(self, messages: list[tuple[str, bytes]], now: datetime) -> list[IngestResult]:
+        """Process several messages in one transaction (one disk flush), in order.
+
+        Validation happens before the transaction; a message that is refused is dead-lettered
+        inside it without disturbing the others. Raises only on database failure, and then
+        nothing of the group is stored.
+        """
+        prepared = [self._prepare(topic, payload) for topic, payload in messages]
+        with self.engine.begin() as conn:
+            return [self._commit_one(conn, item, now) for item in prepared]
+
+    def _commit_one(self, conn: sa.Connection, item: _Prepared, now: datetime) -> IngestResult:
+        if isinstance(item, _DeadLetter):
+            log.error("dead letter from %s: %s", item.topic, item.reason)
+            self._insert_dead_letter(conn, item.topic, item.payload, item.reason, now)
+            return IngestResult(dead_lettered=True)
+        if isinstance(item, _Nothing):
+            return IngestResult(item.site, item.agent)
+        try:
+            if isinstance(item, _Status):
+                self._store_status(conn, item, now)
+                return IngestResult(item.site, item.agent)
+            result = self._store(conn, item.site, item.agent, item.epoch, item.incoming, now)
+        except _Refused as exc:
+            log.error("dead letter from %s: %s", item.topic, exc)
+            self._insert_dead_letter(
+                conn, item.topic, item.payload if isinstance(item, _Status) else b"", str(exc), now
+            )
+            return IngestResult(dead_lettered=True)
+        for raw, error in item.stray:
+            self._insert_dead_letter(conn, item.topic, raw, error, now)
+        if item.stray:
+            log.error(
+                "agent %s: %d events dead-lettered: %s",
+                item.agent,
+                len(item.stray),
+                item.stray[0][1],
+            )
+        return result
+
+    # --- validation (outside any transaction) ----------------------------------------------
+
+    def _prepare(self, topic: str, payload: bytes) -> _Prepared:
         try:
             site, agent, channel = parse_topic(self.prefix, topic)
         except TopicError as exc:
-            return self._dead_letter(topic, payload, str(exc), now)
+            return _DeadLetter(topic, payload, str(exc))
         if channel is Channel.STATUS:
-            return self._status(site, agent, topic, payload, now)
+            return self._prepare_status(site, agent, topic, payload)
         if channel is not Channel.EVENTS:
-            return self._dead_letter(topic, payload, f"server does not consume {channel}", now)
+            return _DeadLetter(topic, payload, f"server does not consume {channel}")
         if len(payload) > MAX_PAYLOAD_BYTES:
-            return self._dead_letter(topic, b"", f"payload of {len(payload)} bytes too big", now)
+            return _DeadLetter(topic, b"", f"payload of {len(payload)} bytes too big")
+        try:
+            typed = TypedEventBatch.model_validate_json(payload)
+        except ValidationError:
+            pass  # the slow path below finds out which events are bad
+        else:
+            if typed.agent_id == agent and all(e.agent_id == agent for e in typed.events):
+                incoming = [
+                    _Incoming(e.seq, e.span, e.model_dump_json(exclude_none=True), e, None)
+                    for e in typed.events
+                ]
+                return _Batch(topic, site, agent, typed.epoch, incoming, [], payload)
         try:
             batch = EventBatch.model_validate_json(payload)
         except ValidationError as exc:
-            return self._dead_letter(topic, payload, f"not an event batch: {_brief(exc)}", now)
+            return _DeadLetter(topic, payload, f"not an event batch: {_brief(exc)}")
         if batch.agent_id != agent:
             reason = f"batch agent_id {batch.agent_id!r} differs from topic agent {agent!r}"
-            return self._dead_letter(topic, payload, reason, now)
+            return _DeadLetter(topic, payload, reason)
         incoming, stray = self._classify(agent, batch.events)
-        try:
-            with self.engine.begin() as conn:
-                result = self._store(conn, site, agent, batch.epoch, incoming, now)
-                for raw, error in stray:
-                    self._insert_dead_letter(conn, topic, json.dumps(raw).encode(), error, now)
-        except _Refused as exc:
-            return self._dead_letter(topic, payload, str(exc), now)
-        if stray:
-            log.error("agent %s: %d events dead-lettered: %s", agent, len(stray), stray[0][1])
-        return result
+        return _Batch(topic, site, agent, batch.epoch, incoming, stray, payload)
 
-    # --- validation -------------------------------------------------------------------------
+    def _prepare_status(self, site: str, agent: str, topic: str, payload: bytes) -> _Prepared:
+        if not payload:
+            return _Nothing(site, agent)  # a cleared retained message
+        try:
+            status = AgentStatus.model_validate_json(payload)
+        except ValidationError as exc:
+            return _DeadLetter(topic, payload, f"not an agent status: {_brief(exc)}")
+        if status.agent_id != agent:
+            reason = f"status agent_id {status.agent_id!r} differs from topic agent {agent!r}"
+            return _DeadLetter(topic, payload, reason)
+        return _Status(topic, site, agent, status, payload)
 
     def _classify(
         self, agent: str, raws: list[dict[str, Any]]
-    ) -> tuple[list[_Incoming], list[tuple[dict[str, Any], str]]]:
-        """Validate events; a bad one with a usable seq is kept as rejected, others set apart."""
-        try:
-            parsed: list[Event | None] = list(EVENTS_ADAPTER.validate_python(raws))
-        except ValidationError:
-            parsed = [None] * len(raws)
+    ) -> tuple[list[_Incoming], list[tuple[bytes, str]]]:
+        """Validate events one by one; a bad one with a usable seq is kept as rejected."""
         incoming: list[_Incoming] = []
-        stray: list[tuple[dict[str, Any], str]] = []
-        for raw, event in zip(raws, parsed, strict=True):
-            error = None
-            if event is None:
-                try:
-                    event = parse_event(raw)
-                except ValidationError as exc:
-                    error = _brief(exc)
-            if event is not None and event.agent_id != agent:
-                stray.append((raw, f"event agent_id {event.agent_id!r} differs from {agent!r}"))
+        stray: list[tuple[bytes, str]] = []
+        for raw in raws:
+            body = json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+            try:
+                event = parse_event(raw)
+            except ValidationError as exc:
+                seq = raw.get("seq")
+                if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq < 2**62:
+                    incoming.append(_Incoming(seq, 1, body, None, _brief(exc)))
+                else:
+                    stray.append((body.encode(), _brief(exc)))
                 continue
-            if event is not None:
-                incoming.append(_Incoming(event.seq, event.span, raw, event, None))
+            if event.agent_id != agent:
+                reason = f"event agent_id {event.agent_id!r} differs from {agent!r}"
+                stray.append((body.encode(), reason))
                 continue
-            seq = raw.get("seq")
-            if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq < 2**62:
-                incoming.append(_Incoming(seq, 1, raw, None, error))
-            else:
-                stray.append((raw, error or "no usable seq"))
+            incoming.append(_Incoming(event.seq, event.span, body, event, None))
         return incoming, stray
 
     # --- storing ----------------------------------------------------------------------------
@@ -291,11 +397,24 @@ class Ingestor:
                 fresh[item.seq] = item
         duplicates = len(incoming) - len(fresh)
         refs = self._boot_refs(conn, agent, [i.event for i in fresh.values() if i.event])
+        # Common case: nothing is held back, so the events that continue the sequence are
+        # applied right away and stored as applied (no second write of their rows).
+        in_order: list[int] = []
+        acked = state.acked
+        if not late and state.highest <= state.acked:
+            for seq in sorted(fresh):
+                if seq != acked + 1:
+                    break
+                acked = seq + fresh[seq].span - 1
+                in_order.append(seq)
         if fresh:
-            conn.execute(
-                events.insert(),
-                [self._event_row(agent, epoch, item, refs, now) for item in fresh.values()],
-            )
+            received = self._t(now)
+            now_applied = set(in_order)
+            rows = [
+                self._event_row(agent, epoch, i, refs, received, i.seq in now_applied)
+                for i in fresh.values()
+            ]
+            bulk_insert(conn, events, EVENT_COLUMNS, rows)
         rejected = sum(1 for i in fresh.values() if i.event is None)
         for item in fresh.values():
             if item.event is None:
@@ -308,47 +427,51 @@ class Ingestor:
             self._mark_applied(conn, agent, epoch, list(fresh))
             return IngestResult(site, agent, epoch, len(fresh) - rejected, duplicates, rejected)
         self._correct_earlier(conn, agent, refs)
-        acked, highest = self._advance(conn, site, agent, epoch, state, fresh, refs, now)
+        acked, highest = self._advance(
+            conn, site, agent, epoch, state, fresh, in_order, acked, refs, now
+        )
         return IngestResult(
             site, agent, epoch, len(fresh) - rejected, duplicates, rejected, False, acked, highest
         )
 
     def _event_row(
-        self, agent: str, epoch: str, item: _Incoming, refs: _Refs, now: datetime
-    ) -> dict[str, Any]:
-        row: dict[str, Any] = {
-            "agent_id": agent,
-            "epoch": epoch,
-            "seq": item.seq,
-            "span": item.span,
-            "received_at": now,
-            "body": json.dumps(item.raw, ensure_ascii=False, separators=(",", ":")),
-            "status": "ok" if item.event else "rejected",
-            "error": item.error,
-            "applied": False,
-            "event_id": None,
-            "kind": None,
-            "occurred_at": None,
-            "agent_occurred_at": None,
-            "clock_synced": None,
-            "time_corrected": False,
-            "boot_id": None,
-            "mono_s": None,
-        }
+        self,
+        agent: str,
+        epoch: str,
+        item: _Incoming,
+        refs: _Refs,
+        received: object,
+        applied: bool,
+    ) -> tuple[object, ...]:
+        """A row in ``EVENT_COLUMNS`` order, times already in the database's form."""
         e = item.event
-        if e is not None:
-            corrected = refs.corrected(e)
-            row |= {
-                "event_id": str(e.id),
-                "kind": e.kind,
-                "occurred_at": corrected or e.occurred_at,
-                "agent_occurred_at": e.occurred_at,
-                "clock_synced": e.clock_synced,
-                "time_corrected": corrected is not None,
-                "boot_id": e.boot_id,
-                "mono_s": e.mono_s,
-            }
-        return row
+        if e is None:
+            return (
+                agent,
+                epoch,
+                item.seq,
+                item.span,
+                received,
+                item.body,
+                "rejected",
+                item.error,
+                applied,
+                None,
+                None,
+                None,
+                None,
+                None,
+                False,
+                None,
+                None,
+            )
+        corrected = refs.corrected(e)
+        agent_time = self._t(e.occurred_at)
+        return (
+            agent, epoch, item.seq, item.span, received, item.body, "ok", None, applied,
+            str(e.id), e.kind, self._t(corrected) if corrected else agent_time, agent_time,
+            e.clock_synced, corrected is not None, e.boot_id, e.mono_s,
+        )  # fmt: skip
 
     def _advance(
         self,
@@ -358,29 +481,20 @@ class Ingestor:
         epoch: str,
         state: _Agent,
         fresh: dict[int, _Incoming],
+        in_order: list[int],
+        acked: int,
         refs: _Refs,
         now: datetime,
     ) -> tuple[int, int]:
-        """Move ``acked`` over every contiguous stored event, applying each in order."""
+        """Apply what continues the sequence, in order, and move ``acked`` past it."""
         highest = max([state.highest, *(i.seq + i.span - 1 for i in fresh.values())])
-        acked = state.acked
-        ready: list[Event] = []
-        applied_seqs: list[int] = []
-        if state.highest <= state.acked:
-            # Common case: nothing held back, so the batch alone decides.
-            for seq in sorted(fresh):
-                if seq != acked + 1:
-                    break
-                item = fresh[seq]
-                acked = seq + item.span - 1
-                applied_seqs.append(seq)
-                if item.event is not None:
-                    ready.append(item.event)
+        ready = [e for seq in in_order if (e := fresh[seq].event) is not None]
         if acked < highest:
-            acked = self._advance_stored(conn, agent, epoch, acked, fresh, ready, applied_seqs)
+            walked: list[int] = []
+            acked = self._advance_stored(conn, agent, epoch, acked, fresh, ready, walked)
             self._load_refs(conn, agent, {e.boot_id for e in ready} - set(refs.known), refs)
+            self._mark_applied(conn, agent, epoch, walked)
         self._apply(conn, site, agent, epoch, ready, refs)
-        self._mark_applied(conn, agent, epoch, applied_seqs)
         gap_since = state.gap_since if acked < highest else None
         if acked < highest and gap_since is None:
             gap_since = now
@@ -475,38 +589,32 @@ class Ingestor:
         refs: _Refs,
     ) -> None:
         """Write the derived tables for events now in order."""
-        records: list[dict[str, Any]] = []
-        summaries: list[dict[str, Any]] = []
+        records: list[tuple[object, ...]] = []
+        summaries: list[tuple[object, ...]] = []
+        t = self._t
         for e in ready:
             if isinstance(e, ClimateRecordEvent):
                 p = e.payload
                 corrected = refs.corrected(e)
+                agent_time = t(e.occurred_at)
                 records.append(
-                    {
-                        "agent_id": agent,
-                        "epoch": epoch,
-                        "seq": e.seq,
-                        "site_id": site,
-                        "storeroom": p.storeroom,
-                        "sensor": p.sensor,
-                        "serial": p.serial,
-                        "temperature_c": p.temperature_c,
-                        "humidity_pct": p.humidity_pct,
-                        "raw_temperature_c": p.raw_temperature_c,
-                        "raw_humidity_pct": p.raw_humidity_pct,
-                        "quality": ",".join(p.quality),
-                        "occurred_at": corrected or e.occurred_at,
-                        "agent_occurred_at": e.occurred_at,
-                        "clock_synced": e.clock_synced,
-                        "time_corrected": corrected is not None,
-                    }
-                )
-            elif isinstance(e, ClimateSummaryEvent):
-                for s in e.payload.sensors:
-                    summaries.append(
-                        {"agent_id": agent, "epoch": epoch, "seq": e.seq, "site_id": site}
-                        | s.model_dump()
+                    (
+                        agent, epoch, e.seq, site, p.storeroom, p.sensor, p.serial,
+                        p.temperature_c, p.humidity_pct, p.raw_temperature_c, p.raw_humidity_pct,
+                        ",".join(p.quality), t(corrected) if corrected else agent_time,
+                        agent_time, e.clock_synced, corrected is not None,
                     )
+                )  # fmt: skip
+            elif isinstance(e, ClimateSummaryEvent):
+                for m in e.payload.sensors:
+                    summaries.append(
+                        (
+                            agent, epoch, e.seq, site, m.storeroom, m.sensor, m.count,
+                            t(m.first_at), t(m.last_at), m.temperature_min_c,
+                            m.temperature_mean_c, m.temperature_max_c, m.humidity_min_pct,
+                            m.humidity_mean_pct, m.humidity_max_pct,
+                        )
+                    )  # fmt: skip
             elif isinstance(e, CommandResultEvent):
                 r = e.payload
                 conn.execute(
@@ -514,10 +622,8 @@ class Ingestor:
                     .where(commands.c.id == str(r.command_id), commands.c.agent_id == agent)
                     .values(result_ok=r.ok, result_detail=r.detail, result_at=e.occurred_at)
                 )
-        if records:
-            conn.execute(climate_records.insert(), records)
-        if summaries:
-            conn.execute(climate_summaries.insert(), summaries)
+        bulk_insert(conn, climate_records, RECORD_COLUMNS, records)
+        bulk_insert(conn, climate_summaries, SUMMARY_COLUMNS, summaries)
 
     # --- time without a real-time clock --------------------------------------------------------
 
@@ -580,35 +686,13 @@ class Ingestor:
 
     # --- status and dead letters -------------------------------------------------------------
 
-    def _status(
-        self, site: str, agent: str, topic: str, payload: bytes, now: datetime
-    ) -> IngestResult:
-        if not payload:
-            return IngestResult(site, agent)  # a cleared retained message
-        try:
-            status = AgentStatus.model_validate_json(payload)
-        except ValidationError as exc:
-            return self._dead_letter(topic, payload, f"not an agent status: {_brief(exc)}", now)
-        if status.agent_id != agent:
-            reason = f"status agent_id {status.agent_id!r} differs from topic agent {agent!r}"
-            return self._dead_letter(topic, payload, reason, now)
-        try:
-            with self.engine.begin() as conn:
-                self._lock_agent(conn, site, agent, None, now)
-                conn.execute(
-                    agents.update()
-                    .where(agents.c.agent_id == agent)
-                    .values(online=status.online, status=status.model_dump_json(), status_at=now)
-                )
-        except _Refused as exc:
-            return self._dead_letter(topic, payload, str(exc), now)
-        return IngestResult(site, agent)
-
-    def _dead_letter(self, topic: str, payload: bytes, reason: str, now: datetime) -> IngestResult:
-        log.error("dead letter from %s: %s", topic, reason)
-        with self.engine.begin() as conn:
-            self._insert_dead_letter(conn, topic, payload, reason, now)
-        return IngestResult(dead_lettered=True)
+    def _store_status(self, conn: sa.Connection, item: _Status, now: datetime) -> None:
+        self._lock_agent(conn, item.site, item.agent, None, now)
+        conn.execute(
+            agents.update()
+            .where(agents.c.agent_id == item.agent)
+            .values(online=item.status.online, status=item.status.model_dump_json(), status_at=now)
+        )
 
     @staticmethod
     def _insert_dead_letter(

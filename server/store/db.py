@@ -9,6 +9,7 @@ acknowledged event has reached the disk.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
@@ -78,3 +79,42 @@ def open_store(url: str) -> sa.Engine:
 def utc(value: datetime) -> datetime:
     """SQLite hands back naive datetimes; everything stored is UTC."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _sqlite_time(value: datetime) -> str:
+    # The layout SQLAlchemy's SQLite DateTime writes and reads: naive UTC with microseconds.
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _same_time(value: datetime) -> datetime:
+    return value
+
+
+def db_time(engine: sa.Engine) -> Callable[[datetime], object]:
+    """How a time goes into ``bulk_insert`` rows for this engine."""
+    return _sqlite_time if engine.dialect.name == "sqlite" else _same_time
+
+
+def bulk_insert(
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: list[tuple[object, ...]],
+) -> None:
+    """Insert many rows (tuples in ``columns`` order, times made by ``db_time``).
+
+    On SQLite the rows go straight to the driver: this is ingest's hot path, and SQLAlchemy's
+    per-value processing would cost more than the insert itself.
+    """
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        conn.execute(table.insert(), [dict(zip(columns, r, strict=True)) for r in rows])
+        return
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) "
+        f"VALUES ({', '.join('?' for _ in columns)})"
+    )
+    conn.exec_driver_sql(sql, rows)

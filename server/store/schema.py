@@ -37,6 +37,8 @@ events = sa.Table(
     sa.Column("epoch", sa.String(32), primary_key=True),
     sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("span", sa.Integer, nullable=False, server_default="1"),
+    #: Not indexed: (agent, epoch, seq) identifies an event here; an index on a random UUID
+    #: would cost every insert a random B-tree write.
     sa.Column("event_id", sa.String(36), nullable=True),
     sa.Column("kind", sa.String(64), nullable=True),
     #: Corrected where the agent's clock was not set; the agent's own time is kept beside it.
@@ -53,7 +55,6 @@ events = sa.Table(
     #: Derived tables are written in sequence order; events after a gap wait here, unapplied.
     sa.Column("applied", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("body", sa.Text, nullable=False),
-    sa.UniqueConstraint("event_id", name="uq_events_event_id"),
     sa.Index("ix_events_boot", "agent_id", "boot_id"),
 )
 

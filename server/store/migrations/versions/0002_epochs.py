@@ -134,7 +134,6 @@ def upgrade() -> None:
     op.drop_table("events")
     op.rename_table("events_v2", "events")
     with op.batch_alter_table("events", schema=None) as batch_op:
-        batch_op.create_unique_constraint("uq_events_event_id", ["event_id"])
         batch_op.create_index("ix_events_boot", ["agent_id", "boot_id"], unique=False)
 
 

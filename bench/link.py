@@ -1,0 +1,303 @@
+"""Link benchmark: backlog drain and sustained ingest against a bare MQTT path.
+
+Run from the repository root with the project installed::
+
+    python bench/link.py [--days 7] [--events 100000] [--batch 500]
+
+Everything is real: a private Mosquitto on loopback, ``edge-server run`` as a process with
+durable SQLite commits and deduplication, ``edge-agent run`` as a process draining its outbox.
+
+Figures (one per line, ``figure: NAME VALUE UNIT``):
+
+- ``backlog_drain_s``: a 7-day site backlog (six sensors every minute plus 200 dispenses a day,
+  61,880 events), from the agent's broker connection to the last event acknowledged.
+- ``backlog_drain_events_per_s``: the same, as a rate.
+- ``bare_events_per_s``: batched messages through Mosquitto to a paho subscriber that only
+  decodes them (``json.loads``).
+- ``ingest_events_per_s``: the same batches through Mosquitto into ``edge-server`` ingest,
+  until the acknowledgement of the last one.
+- ``ingest_vs_bare_ratio``: the second over the first, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.clock import Stamp
+from edge_agent.outbox import Outbox
+from edge_agent.wire import ClimateRecord, Dispense, encode_batch
+from simulators.broker import Mosquitto
+
+BIN = Path(sys.executable).parent
+SENSORS = [
+    (f"no{r}-condoms" if r == 1 else f"no{r}-x", f"no{r}-{s}") for r in (1, 2, 3) for s in "ab"
+]
+
+
+def figure(name: str, value: float, unit: str) -> None:
+    print(f"figure: {name} {value:.4g} {unit}", flush=True)
+
+
+def fill_week(outbox: Outbox, days: int) -> int:
+    """Six sensors every minute and 200 dispenses a day, stamped across ``days`` days."""
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    minutes = days * 24 * 60
+    dispense_every = (24 * 60) / 200
+    next_dispense = 0.0
+    mono = 0.0
+    for minute in range(minutes):
+        at = start + timedelta(minutes=minute)
+        mono += 60.0
+        stamp = Stamp(at, True, "bench-boot", mono)
+        for room, sensor in SENSORS:
+            t = 20.0 + (minute % 300) / 100
+            outbox.append(
+                "climate.record",
+                ClimateRecord(
+                    storeroom=room,
+                    sensor=sensor,
+                    temperature_c=t,
+                    humidity_pct=55.0,
+                    raw_temperature_c=t,
+                    raw_humidity_pct=55.0,
+                ),
+                stamp,
+            )
+        while next_dispense <= minute % (24 * 60) + (minute // (24 * 60)) * 24 * 60:
+            next_dispense += dispense_every
+            outbox.append(
+                "cabinet.dispense",
+                Dispense(
+                    box="box-1",
+                    slot=minute % 8,
+                    product="condom-53mm",
+                    batch="B2026-07",
+                    quantity=1,
+                    card=f"{minute:016x}",
+                ),
+                stamp,
+            )
+    return outbox.last_seq
+
+
+def acked(db: Path, agent: str) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            row = conn.execute(
+                "SELECT acked_seq FROM agents WHERE agent_id = ?", [agent]
+            ).fetchone()
+    except sqlite3.OperationalError:
+        return 0
+    return int(row[0]) if row else 0
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as f:
+        return subprocess.Popen([str(BIN / args[0]), *args[1:]], stdout=f, stderr=subprocess.STDOUT)
+
+
+def wait_log(log: Path, text: str, timeout: float = 30) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if log.exists() and text in log.read_text(errors="replace"):
+            return time.monotonic()
+        time.sleep(0.01)
+    raise RuntimeError(f"{log.name}: no {text!r} within {timeout} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def backlog_drain(work: Path, broker: Mosquitto, days: int) -> None:
+    server_toml = work / "server.toml"
+    db = work / "server.db"
+    server_toml.write_text(f'[database]\nurl = "sqlite:///{db}"\n[mqtt]\nport = {broker.port}\n')
+    agent_toml = work / "agent.toml"
+    agent_toml.write_text(
+        f'[agent]\nid = "bench-agent"\nsite = "bench"\ndata_dir = "{work / "agent"}"\n'
+        f"[mqtt]\nport = {broker.port}\n[link]\nbatch_max_events = 500\n"
+    )
+    t = time.perf_counter()
+    outbox = Outbox(work / "agent" / "outbox.db", "bench-agent")
+    last = fill_week(outbox, days)
+    outbox.close()
+    print(f"# outbox filled with {last} events in {time.perf_counter() - t:.1f} s", flush=True)
+    server = start(["edge-server", "--config", str(server_toml), "run"], work / "server.log")
+    try:
+        wait_log(work / "server.log", "connected to broker")
+        agent = start(["edge-agent", "--config", str(agent_toml), "run"], work / "agent.log")
+        try:
+            t0 = wait_log(work / "agent.log", "connected to broker")
+            target = last + 1  # the agent's own agent.started
+            while acked(db, "bench-agent") < target:
+                if time.monotonic() - t0 > 240:
+                    raise RuntimeError("backlog not drained in 240 s")
+                time.sleep(0.01)
+            elapsed = time.monotonic() - t0
+        finally:
+            stop(agent)
+    finally:
+        stop(server)
+    figure("backlog_drain_s", elapsed, "s")
+    figure("backlog_drain_events_per_s", target / elapsed, "events/s")
+
+
+def make_batches(work: Path, agent: str, epoch: str, events: int, batch: int) -> list[bytes]:
+    """Real stored event JSON from an outbox, spliced into batches as the agent does."""
+    outbox = Outbox(work / f"{agent}.db", agent)
+    stamp = Stamp(datetime(2026, 11, 1, tzinfo=UTC), True, "bench-boot", 1.0)
+    for i in range(events):
+        room, sensor = SENSORS[i % 6]
+        t = 20.0 + (i % 300) / 100
+        outbox.append(
+            "climate.record",
+            ClimateRecord(
+                storeroom=room,
+                sensor=sensor,
+                temperature_c=t,
+                humidity_pct=55.0,
+                raw_temperature_c=t,
+                raw_humidity_pct=55.0,
+            ),
+            stamp,
+        )
+    pending = outbox.pending(0, events, 10**12)
+    outbox.close()
+    now = datetime.now(UTC)
+    return [
+        encode_batch(agent, epoch, now, [p.body for p in pending[i : i + batch]])
+        for i in range(0, len(pending), batch)
+    ]
+
+
+class Publisher:
+    def __init__(self, port: int, client_id: str) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        self.client.max_inflight_messages_set(64)
+        self.client.max_queued_messages_set(0)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def publish_all(self, topic: str, payloads: list[bytes]) -> None:
+        infos = [self.client.publish(topic, p, qos=1) for p in payloads]
+        for info in infos:
+            info.wait_for_publish(60)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def bare_rate(broker: Mosquitto, batches: list[bytes], total: int) -> float:
+    """Publisher -> Mosquitto -> subscriber that only decodes: the floor of any MQTT ingest."""
+    done = threading.Event()
+    counted = [0]
+
+    def on_message(_c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        counted[0] += len(json.loads(message.payload)["events"])
+        if counted[0] >= total:
+            done.set()
+
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bare-sub")
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", broker.port)
+    sub.subscribe("bare/events", qos=1)
+    sub.loop_start()
+    time.sleep(0.3)
+    pub = Publisher(broker.port, "bare-pub")
+    t0 = time.perf_counter()
+    pub.publish_all("bare/events", batches)
+    if not done.wait(120):
+        raise RuntimeError("bare subscriber did not get every event")
+    elapsed = time.perf_counter() - t0
+    pub.close()
+    sub.disconnect()
+    sub.loop_stop()
+    return total / elapsed
+
+
+def ingest_rate(
+    work: Path, broker: Mosquitto, batches: list[bytes], total: int, agent: str, epoch: str
+) -> float:
+    """The same batches into edge-server ingest, until the last one is acknowledged."""
+    db = work / "ingest.db"
+    server_toml = work / "ingest.toml"
+    server_toml.write_text(
+        f'[database]\nurl = "sqlite:///{db}"\n'
+        f'[mqtt]\nport = {broker.port}\nclient_id = "bench-ingest"\n'
+    )
+    server = start(["edge-server", "--config", str(server_toml), "run"], work / "ingest.log")
+    try:
+        wait_log(work / "ingest.log", "connected to broker")
+        done = threading.Event()
+
+        def on_message(_c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+            ack = json.loads(message.payload)
+            if ack.get("epoch") == epoch and ack["acked_seq"] >= total:
+                done.set()
+
+        acks = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-acks")
+        acks.on_message = on_message
+        acks.connect("127.0.0.1", broker.port)
+        acks.subscribe(f"fp/v1/bench/{agent}/acks", qos=1)
+        acks.loop_start()
+        time.sleep(0.3)
+        pub = Publisher(broker.port, "bench-pub")
+        t0 = time.perf_counter()
+        pub.publish_all(f"fp/v1/bench/{agent}/events", batches)
+        if not done.wait(240):
+            raise RuntimeError("ingest did not acknowledge every event")
+        elapsed = time.perf_counter() - t0
+        pub.close()
+        acks.disconnect()
+        acks.loop_stop()
+    finally:
+        stop(server)
+    return total / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=500)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-link-") as tmp:
+        work = Path(tmp)
+        broker = Mosquitto(work / "broker")
+        broker.start()
+        try:
+            backlog_drain(work, broker, args.days)
+            agent, epoch = "bench-sustained", uuid.uuid4().hex
+            batches = make_batches(work, agent, epoch, args.events, args.batch)
+            bare = bare_rate(broker, batches, args.events)
+            ours = ingest_rate(work, broker, batches, args.events, agent, epoch)
+        finally:
+            broker.stop()
+    print(f"# batches of {args.batch} events, {args.events} events, cpus {os.cpu_count()}")
+    figure("bare_events_per_s", bare, "events/s")
+    figure("ingest_events_per_s", ours, "events/s")
+    figure("ingest_vs_bare_ratio", ours / bare, "ratio")
+
+
+if __name__ == "__main__":
+    main()
