@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 from edge_agent.clock import Stamp
-from edge_agent.outbox import MIGRATIONS, Outbox, OutboxError, OutboxFull
+from edge_agent.outbox import MIGRATIONS, AsyncOutbox, Outbox, OutboxError, OutboxFull
 from edge_agent.wire import (
     AgentStarted,
     ClimateRecord,
     ClimateRecordEvent,
     ClimateSummaryEvent,
     SensorFault,
+    StorageAlarmEvent,
     parse_event,
 )
 
@@ -252,3 +253,36 @@ def test_unopenable_outbox_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutboxError, match="cannot create directory"):
         Outbox(tmp_path / "file" / "outbox.db", "a")
+
+
+async def test_disk_full_holds_events_in_memory_and_writes_them_when_room_returns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    box = AsyncOutbox(tmp_path / "o.db", "a", max_bytes=64 * 1024)
+    await box.open()
+    fault = SensorFault(storeroom="no1", sensor="no1-a", error="x" * 400)
+    stored: list[int] = []
+    held = 0
+    while held < 10:
+        seq = await box.append("climate.sensor_fault", fault, STAMP)
+        if seq is None:
+            held += 1
+        else:
+            stored.append(seq)
+    assert box.storage == "disk_full"
+    assert "holding events in memory" in caplog.text
+    assert stored == list(range(1, len(stored) + 1)), "nothing accepted before was lost"
+
+    await box.ack(stored[-1])  # the server took the backlog: room again
+    assert await box.flush_held()
+    assert str(box.storage) == "ok"
+    events = [parse_event(json.loads(p.body)) for p in await box.pending(stored[-1], 10_000, 10**9)]
+    kinds = [e.kind for e in events]
+    assert kinds[0] == "agent.storage_alarm"
+    assert kinds.count("climate.sensor_fault") == held
+    assert kinds[-1] == "agent.storage_alarm"
+    assert [e.payload.state for e in events if isinstance(e, StorageAlarmEvent)] == [
+        "disk_full",
+        "recovered",
+    ]
+    await box.close()
