@@ -17,6 +17,8 @@ Figures (one per line, ``figure: NAME VALUE UNIT``):
 - ``ingest_events_per_s``: the same batches through Mosquitto into ``edge-server`` ingest,
   until the acknowledgement of the last one.
 - ``ingest_vs_bare_ratio``: the second over the first, measured in the same run.
+- ``validation_only_events_per_s`` / ``validation_only_vs_bare_ratio``: the wire schema's
+  validation of the same batches alone, in-process: the ceiling of any ingest that validates.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.clock import Stamp
 from edge_agent.outbox import Outbox
-from edge_agent.wire import ClimateRecord, Dispense, encode_batch
+from edge_agent.wire import ClimateRecord, Dispense, TypedEventBatch, encode_batch
 from simulators.broker import Mosquitto
 
 BIN = Path(sys.executable).parent
@@ -235,6 +237,14 @@ def bare_rate(broker: Mosquitto, batches: list[bytes], total: int) -> float:
     return total / elapsed
 
 
+def validation_rate(batches: list[bytes], total: int) -> float:
+    """Only the wire schema's validation of the same batches, in-process: ingest's ceiling."""
+    t0 = time.perf_counter()
+    for payload in batches:
+        TypedEventBatch.model_validate_json(payload)
+    return total / (time.perf_counter() - t0)
+
+
 def ingest_rate(
     work: Path, broker: Mosquitto, batches: list[bytes], total: int, agent: str, epoch: str
 ) -> float:
@@ -290,6 +300,7 @@ def main() -> None:
             agent, epoch = "bench-sustained", uuid.uuid4().hex
             batches = make_batches(work, agent, epoch, args.events, args.batch)
             bare = bare_rate(broker, batches, args.events)
+            validate = validation_rate(batches, args.events)
             ours = ingest_rate(work, broker, batches, args.events, agent, epoch)
         finally:
             broker.stop()
@@ -297,6 +308,8 @@ def main() -> None:
     figure("bare_events_per_s", bare, "events/s")
     figure("ingest_events_per_s", ours, "events/s")
     figure("ingest_vs_bare_ratio", ours / bare, "ratio")
+    figure("validation_only_events_per_s", validate, "events/s")
+    figure("validation_only_vs_bare_ratio", validate / bare, "ratio")
 
 
 if __name__ == "__main__":
