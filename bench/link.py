@@ -39,15 +39,13 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_agent import synthetic
 from edge_agent.clock import Stamp
 from edge_agent.outbox import Outbox
-from edge_agent.wire import ClimateRecord, Dispense, TypedEventBatch, encode_batch
+from edge_agent.wire import TypedEventBatch, encode_batch
 from simulators.broker import Mosquitto
 
 BIN = Path(sys.executable).parent
-SENSORS = [
-    (f"no{r}-condoms" if r == 1 else f"no{r}-x", f"no{r}-{s}") for r in (1, 2, 3) for s in "ab"
-]
 
 
 def figure(name: str, value: float, unit: str) -> None:
@@ -65,34 +63,11 @@ def fill_week(outbox: Outbox, days: int) -> int:
         at = start + timedelta(minutes=minute)
         mono += 60.0
         stamp = Stamp(at, True, "bench-boot", mono)
-        for room, sensor in SENSORS:
-            t = 20.0 + (minute % 300) / 100
-            outbox.append(
-                "climate.record",
-                ClimateRecord(
-                    storeroom=room,
-                    sensor=sensor,
-                    temperature_c=t,
-                    humidity_pct=55.0,
-                    raw_temperature_c=t,
-                    raw_humidity_pct=55.0,
-                ),
-                stamp,
-            )
+        for k in range(len(synthetic.SENSORS)):
+            outbox.append("climate.record", synthetic.record(minute * 6 + k), stamp)
         while next_dispense <= minute % (24 * 60) + (minute // (24 * 60)) * 24 * 60:
             next_dispense += dispense_every
-            outbox.append(
-                "cabinet.dispense",
-                Dispense(
-                    box="box-1",
-                    slot=minute % 8,
-                    product="condom-53mm",
-                    batch="B2026-07",
-                    quantity=1,
-                    card=f"{minute:016x}",
-                ),
-                stamp,
-            )
+            outbox.append("cabinet.dispense", synthetic.dispense(minute), stamp)
     return outbox.last_seq
 
 
@@ -167,21 +142,8 @@ def make_batches(work: Path, agent: str, epoch: str, events: int, batch: int) ->
     """Real stored event JSON from an outbox, spliced into batches as the agent does."""
     outbox = Outbox(work / f"{agent}.db", agent)
     stamp = Stamp(datetime(2026, 11, 1, tzinfo=UTC), True, "bench-boot", 1.0)
-    for i in range(events):
-        room, sensor = SENSORS[i % 6]
-        t = 20.0 + (i % 300) / 100
-        outbox.append(
-            "climate.record",
-            ClimateRecord(
-                storeroom=room,
-                sensor=sensor,
-                temperature_c=t,
-                humidity_pct=55.0,
-                raw_temperature_c=t,
-                raw_humidity_pct=55.0,
-            ),
-            stamp,
-        )
+    for kind, payload in synthetic.events(events, "climate"):
+        outbox.append(kind, payload, stamp)
     pending = outbox.pending(0, events, 10**12)
     outbox.close()
     now = datetime.now(UTC)

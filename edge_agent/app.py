@@ -6,11 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-
-from pydantic import BaseModel
 
 from edge_agent import __version__
 from edge_agent.climate.service import ClimateService
@@ -20,7 +17,7 @@ from edge_agent.config import AgentConfig
 from edge_agent.link import Link
 from edge_agent.outbox import AsyncOutbox
 from edge_agent.watchdog import Watchdog, sd_notify, watchdog_interval
-from edge_agent.wire import AgentStarted, ClimateRecord, Dispense, OutboxReset
+from edge_agent.wire import AgentStarted, OutboxReset
 
 log = logging.getLogger(__name__)
 
@@ -125,33 +122,3 @@ async def run(
     finally:
         await outbox.close()
     return exit_code
-
-
-def synthetic_events(count: int, kind: str) -> Iterator[tuple[str, BaseModel]]:
-    """Plausible numbered events for load and failure tests (``edge-agent inject``)."""
-    for i in range(count):
-        if kind == "dispense" or (kind == "mixed" and i % 43 == 42):
-            yield (
-                "cabinet.dispense",
-                Dispense(
-                    box="box-1",
-                    slot=i % 8,
-                    product="condom-53mm",
-                    batch="B2026-07",
-                    quantity=1,
-                    card=f"{i % 997:016x}",
-                ),
-            )
-            continue
-        t = 18.0 + (i % 120) / 10
-        yield (
-            "climate.record",
-            ClimateRecord(
-                storeroom=f"no{i % 3 + 1}",
-                sensor=f"no{i % 3 + 1}-{'ab'[i % 6 // 3]}",
-                temperature_c=t,
-                humidity_pct=55.0,
-                raw_temperature_c=t,
-                raw_humidity_pct=55.0,
-            ),
-        )

@@ -90,7 +90,7 @@ def run(config_path: Path) -> None:
 @click.pass_obj
 def inject(config_path: Path, count: int, kind: str) -> None:
     """Append synthetic numbered events to the outbox (for load and failure tests)."""
-    from edge_agent.app import synthetic_events
+    from edge_agent import synthetic
     from edge_agent.clock import Clock
     from edge_agent.outbox import Outbox, OutboxError
 
@@ -103,7 +103,7 @@ def inject(config_path: Path, count: int, kind: str) -> None:
             max_bytes=int(config.outbox.max_mb * 1024 * 1024),
         )
         last = 0
-        for event_kind, payload in synthetic_events(count, kind):
+        for event_kind, payload in synthetic.events(count, kind):
             last = outbox.append(event_kind, payload, Clock().stamp())
     except OutboxError as exc:
         click.echo(f"inject: {exc}", err=True)
