@@ -1,0 +1,139 @@
+"""The climate rules, driven directly: states, hysteresis, record intervals, validation."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_agent.climate.rules import (
+    Limits,
+    Quality,
+    RecordPolicy,
+    RoomMonitor,
+    RoomState,
+    SensorHealth,
+    disagreement,
+)
+
+LIMITS = Limits()  # 10-30 °C, 35-75 %RH, warn within 1 °C / 3 %RH
+
+
+def states(monitor: RoomMonitor, temps: list[float], rh: float = 50.0) -> list[RoomState]:
+    out = []
+    for t in temps:
+        monitor.feed("a", t, rh)
+        out.append(monitor.state)
+    return out
+
+
+def test_normal_warning_alarm_and_back() -> None:
+    m = RoomMonitor("no1", LIMITS)
+    got = states(m, [25.0, 29.5, 30.5, 31.0, 31.0, 29.0, 28.0, 27.5, 25.0])
+    assert got == [
+        RoomState.NORMAL,
+        RoomState.WARNING,  # within 1 °C of 30
+        RoomState.WARNING,  # first sample out: not yet an alarm
+        RoomState.ALARM,  # second consecutive sample out
+        RoomState.ALARM,
+        RoomState.ALARM,  # 29.0: back in range, but one good sample does not clear it
+        RoomState.NORMAL,  # 28.0: the second; clearly inside warn margin + hysteresis
+        RoomState.NORMAL,
+        RoomState.NORMAL,
+    ]
+
+
+def test_transitions_are_reported_once_each() -> None:
+    m = RoomMonitor("no1", LIMITS)
+    transitions = [m.feed("a", t, 50.0) for t in [20.0, 31.0, 31.0, 31.0, 20.0, 20.0, 20.0]]
+    changes = [(x.before, x.after) for x in transitions if x is not None]
+    assert changes == [
+        (RoomState.NORMAL, RoomState.WARNING),
+        (RoomState.WARNING, RoomState.ALARM),
+        (RoomState.ALARM, RoomState.NORMAL),
+    ]
+
+
+@given(st.lists(st.floats(29.6, 30.4), min_size=10, max_size=60))
+def test_a_value_hovering_on_a_limit_does_not_flap(temps: list[float]) -> None:
+    """Noise of ±0.4 °C around 30 °C: at most one change into alarm and one out."""
+    m = RoomMonitor("no1", LIMITS)
+    m.feed("a", 29.8, 50.0)
+    changes = [x for t in temps if (x := m.feed("a", t, 50.0)) is not None]
+    assert len([c for c in changes if c.after is RoomState.NORMAL]) == 0
+    alarms_cleared = [c for c in changes if c.before is RoomState.ALARM]
+    assert alarms_cleared == [], "clearing needs values clearly inside, which ±0.4 °C never gives"
+
+
+def test_room_follows_its_worst_sensor_and_humidity_counts() -> None:
+    m = RoomMonitor("no1", LIMITS)
+    m.feed("a", 20.0, 50.0)
+    m.feed("b", 20.0, 80.0)
+    assert m.feed("b", 20.0, 80.0) is not None
+    assert m.state == RoomState.ALARM
+    m.forget("b")
+    after = [m.feed("a", 20.0, 50.0) for _ in range(2)]
+    assert after[-1] is not None
+    assert after[-1].after == RoomState.NORMAL
+
+
+def test_record_intervals_in_and_out_of_range() -> None:
+    policy = RecordPolicy(in_range_s=1800, out_of_range_s=120)
+    times = [t for t in range(0, 7200, 60) if policy.due(t, in_range=t < 3600)]
+    in_range = [t for t in times if t < 3600]
+    out = [t for t in times if t >= 3600]
+    assert in_range == [0, 1800]
+    assert out[0] == 3600, "at once on leaving the range"
+    assert all(b - a == 120 for a, b in itertools.pairwise(out))
+
+
+def test_record_interval_never_exceeds_the_gsp_maxima() -> None:
+    policy = RecordPolicy(in_range_s=7200, out_of_range_s=600)
+    assert (policy.in_range_s, policy.out_of_range_s) == (1800, 120)
+
+
+@given(st.lists(st.tuples(st.integers(1, 90), st.booleans()), min_size=1, max_size=200))
+def test_no_gap_between_records_exceeds_the_interval(steps: list[tuple[int, bool]]) -> None:
+    policy = RecordPolicy(in_range_s=1800, out_of_range_s=120)
+    now, last = 0.0, None
+    policy.due(now, True)
+    last = now
+    for dt, in_range in steps:
+        now += dt
+        if policy.due(now, in_range):
+            last = now
+        limit = 1800 if in_range else 120
+        assert now - last < limit + 90  # samples come at most 90 s apart here
+
+
+def test_validation_flags_implausible_spike_and_stuck() -> None:
+    h = SensorHealth(stuck_after_s=600)
+    assert h.check(0, 61.0, 50.0) is None
+    assert h.check(0, 20.0, 101.0) is None
+    assert h.check(0, 20.0, 50.0) == []
+    assert h.check(60, 26.0, 50.0) == [Quality.SPIKE]  # 6 °C in a minute
+    assert h.check(120, 26.0, 50.0) == []
+    assert h.check(800, 26.0, 50.0) == [Quality.STUCK]
+
+
+def test_fault_after_120_s_without_a_valid_reading_then_recovery() -> None:
+    h = SensorHealth()
+    h.check(0, 20.0, 50.0)
+    assert not h.fault_due(60)
+    assert h.fault_due(121)
+    assert not h.fault_due(500), "reported once"
+    assert h.check(600, 20.0, 50.0) == []
+    assert h.recovered()
+    assert not h.recovered()
+
+
+def test_fault_for_a_sensor_that_never_answered() -> None:
+    h = SensorHealth()
+    assert not h.fault_due(10)
+    assert h.fault_due(131)
+
+
+def test_disagreement_between_two_sensors() -> None:
+    assert disagreement({"a": (20.0, 50.0), "b": (20.5, 52.0)}, 1.5, 8.0) is None
+    assert disagreement({"a": (20.0, 50.0), "b": (22.0, 52.0)}, 1.5, 8.0) == ("a", "b", 2.0, 2.0)
