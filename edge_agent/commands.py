@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,12 +33,17 @@ log = logging.getLogger(__name__)
 
 def write_atomically(path: Path, text: str) -> None:
     """Write a file so that a power cut leaves either the old or the new one, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -62,13 +68,26 @@ class CommandHandler:
         self._config_path = config_path
         self._data_dir = data_dir
         self._request_restart = request_restart
+        self._one_at_a_time = asyncio.Lock()
 
     async def handle(self, command: Command) -> None:
-        if await self._outbox.seen_command(command.id):
-            log.info(
-                "command %s (%s) seen before; not applied again", command.id, command.body.kind
-            )
-            return
+        """Apply a command unless seen before, and queue its result; one command at a time."""
+        kind = command.body.kind
+        async with self._one_at_a_time:
+            if await self._outbox.seen_command(command.id):
+                log.info("command %s (%s) seen before; not applied again", command.id, kind)
+                return
+            try:
+                ok, detail, restart = await self._apply(command)
+            except Exception as exc:  # the server must hear of it, not resend it for ever
+                log.exception("command %s (%s) failed", command.id, kind)
+                ok, detail, restart = False, f"failed: {exc!r}"[:1000], False
+            log.info("command %s (%s): %s, %s", command.id, kind, "ok" if ok else "failed", detail)
+            await self._outbox.record_command(command.id, kind, ok, detail, self._clock.stamp())
+        if restart:
+            self._request_restart()
+
+    async def _apply(self, command: Command) -> tuple[bool, str, bool]:
         restart = False
         body = command.body
         if isinstance(body, PingCommand):
@@ -83,10 +102,7 @@ class CommandHandler:
             ok, detail = await asyncio.to_thread(self._update_cards, body)
         else:
             ok, detail = await asyncio.to_thread(self._store_order, body)
-        log.info("command %s (%s): %s, %s", command.id, body.kind, "ok" if ok else "failed", detail)
-        await self._outbox.record_command(command.id, body.kind, ok, detail, self._clock.stamp())
-        if restart:
-            self._request_restart()
+        return ok, detail, restart
 
     def _update_config(self, body: ConfigUpdateCommand) -> tuple[bool, str]:
         if self._config_path is None:

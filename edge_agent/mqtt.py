@@ -74,14 +74,21 @@ class MqttSession:
     # --- connection -----------------------------------------------------------------------
 
     async def connect(self, within_s: float = 10.0) -> None:
+        # paho's own socket timeout bounds the blocking connect; the outer wait only guards
+        # against a resolver that hangs. A connect that finishes after we gave up finds the
+        # session closed and shuts its socket (``_on_socket_open``).
+        self.client.connect_timeout = within_s
         try:
             await asyncio.wait_for(
-                self._loop.run_in_executor(None, self._blocking_connect), within_s
+                self._loop.run_in_executor(None, self._blocking_connect), 3 * within_s
             )
             await asyncio.wait_for(asyncio.shield(self._connected), within_s)
-        except (OSError, TimeoutError) as exc:
-            self._abort()
-            raise MqttError(f"cannot connect to {self._host}:{self._port}: {exc!r}") from exc
+        except TimeoutError as exc:
+            self._fail(MqttError("connect timed out"))
+            raise MqttError(f"cannot connect to {self._host}:{self._port}: timed out") from exc
+        except OSError as exc:
+            self._fail(MqttError(str(exc)))
+            raise MqttError(f"cannot connect to {self._host}:{self._port}: {exc}") from exc
         except MqttError:
             self._abort()
             raise
@@ -160,6 +167,13 @@ class MqttSession:
                 self._fail(MqttError(f"read failed: {exc}"))
 
         def start() -> None:
+            if self._closed.done():
+                # A connect that finished after the session was given up: close it quietly.
+                with contextlib.suppress(Exception):
+                    client.disconnect()
+                with contextlib.suppress(OSError):
+                    sock.close()
+                return
             self._loop.add_reader(sock.fileno(), readable)
             self._misc = self._loop.create_task(self._misc_loop())
 

@@ -103,27 +103,40 @@ class Reset:
 
 
 def _migration_1(db: sqlite_utils.Database) -> None:
-    db["meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
-    db["meta"].insert_all(  # type: ignore[union-attr]
-        [
-            {"key": "epoch", "value": uuid.uuid4().hex},
-            {"key": "last_seq", "value": "0"},
-            {"key": "acked_seq", "value": "0"},
-            {"key": "compacted_total", "value": "0"},
-        ]
+    """The first outbox (spine): numbered events and two counters."""
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER)")
+    db.execute("INSERT INTO meta (key, value) VALUES ('last_seq', 0), ('acked_seq', 0)")
+    db.execute(
+        "CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, kind TEXT NOT NULL, "
+        "occurred_at TEXT NOT NULL, body TEXT NOT NULL)"
     )
-    db["events"].create(  # type: ignore[union-attr]
-        {"seq": int, "span": int, "id": str, "kind": str, "occurred_at": str, "body": str},
-        pk="seq",
-        not_null={"span", "id", "kind", "occurred_at", "body"},
+
+
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """Epochs, spans (compaction), the sent high-water mark and seen commands.
+
+    ``meta`` becomes text-valued (an epoch is hex and must not be read as a number). Events
+    already in the outbox keep their numbers and go out in the new epoch, which the server
+    takes as the continuation of an agent it knew before epochs.
+    """
+    db.execute("ALTER TABLE meta RENAME TO meta_v1")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO meta (key, value) SELECT key, CAST(value AS TEXT) FROM meta_v1")
+    db.execute("DROP TABLE meta_v1")
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?), ('compacted_total', '0'), "
+        "('sent_seq', (SELECT value FROM meta WHERE key = 'last_seq'))",
+        ["epoch", uuid.uuid4().hex],
     )
-    db["commands"].create(  # type: ignore[union-attr]
-        {"id": str, "kind": str, "received_at": str, "ok": int, "detail": str}, pk="id"
+    db.execute("ALTER TABLE events ADD COLUMN span INTEGER NOT NULL DEFAULT 1")
+    db.execute(
+        "CREATE TABLE commands (id TEXT PRIMARY KEY, kind TEXT, received_at TEXT, ok INTEGER, "
+        "detail TEXT)"
     )
 
 
 #: Schema migrations, applied in order; ``PRAGMA user_version`` records how many ran.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_migration_1, _migration_2]
 
 
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
@@ -227,7 +240,7 @@ class Outbox:
         self._acked_seq = int(meta["acked_seq"])
         self._compacted = int(meta["compacted_total"])
         self._rows = self._count()
-        # Anything numbered before this start may have been published: never compact it.
+        # Anything numbered before this start may have been published: never fold it.
         self._sent_hwm = self.last_seq
 
     # --- helpers ------------------------------------------------------------------------------
@@ -313,12 +326,19 @@ class Outbox:
             seq = self._append_once(kind, payload, stamp)
         except OutboxFull:
             log.warning("outbox %s full; compacting climate records and retrying", self.path)
-            self.compact(0)
+            try:
+                self.compact(0)
+            except OutboxError as exc:
+                log.error("%s", exc)
             seq = self._append_once(kind, payload, stamp)
         if self._rows > self.max_events:
-            self._rows = self._count()  # another process may have acknowledged or appended
-            if self._rows > self.max_events:
-                self._over_cap()
+            try:
+                self._rows = self._count()  # another process may have acknowledged or appended
+                if self._rows > self.max_events:
+                    self._over_cap()
+            except (OutboxError, sqlite3.Error) as exc:
+                # The event itself is stored; only the clean-up failed and is retried next time.
+                log.error("outbox %s over its cap and cannot fold: %s", self.path, exc)
         return seq
 
     def _append_once(self, kind: str, payload: BaseModel, stamp: Stamp) -> int:
@@ -348,15 +368,23 @@ class Outbox:
             self._storage_changed("cap_reached", detail, None)
 
     def _storage_changed(self, state: Storage, detail: str, stamp: Stamp | None) -> None:
-        self.storage = state
+        """Record the change as an alarm event; the state changes only once that is stored."""
         alarm = StorageAlarm(
             state="recovered" if state == "ok" else state,
             detail=detail,
             compacted_total=self._compacted,
         )
-        stamp = stamp or self._last_stamp()
-        with self._transaction():
-            self._insert_event("agent.storage_alarm", alarm, stamp)
+        rows_before = self._rows
+        try:
+            with self._transaction():
+                self._insert_event("agent.storage_alarm", alarm, stamp or self._last_stamp())
+        except sqlite3.Error as exc:
+            self._rows = rows_before
+            log.error(
+                "outbox %s: storage %s, but the alarm cannot be stored: %s", self.path, state, exc
+            )
+            return
+        self.storage = state
 
     def _last_stamp(self) -> Stamp:
         body = self.db.execute("SELECT body FROM events ORDER BY seq DESC LIMIT 1").fetchone()
@@ -394,7 +422,7 @@ class Outbox:
     def pending(self, after_seq: int, max_events: int, max_bytes: int) -> list[Pending]:
         """Events with seq > ``after_seq``, oldest first, within both limits (at least one)."""
         rows = self.db.execute(
-            "SELECT seq, span, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            "SELECT seq, span, body FROM events WHERE seq + span - 1 > ? ORDER BY seq LIMIT ?",
             [after_seq, max_events],
         ).fetchall()
         out: list[Pending] = []
@@ -404,9 +432,30 @@ class Outbox:
             if out and size > max_bytes:
                 break
             out.append(Pending(seq, span, body))
-        if out:
-            self._sent_hwm = max(self._sent_hwm, out[-1].last_seq)
+        if out and out[-1].last_seq > self._sent_hwm:
+            self._mark_sent(out[-1].last_seq)
         return out
+
+    def _mark_sent(self, seq: int) -> None:
+        """Record, for every process on this outbox, that events up to ``seq`` may be out.
+
+        Compaction must never fold an event the server may hold. Losing this write in a power
+        cut is harmless (after a restart everything numbered counts as sent), so it is
+        committed without the full sync that events get.
+        """
+        self._sent_hwm = seq
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._transaction():
+                self.db.execute(
+                    "UPDATE meta SET value = ? "
+                    "WHERE key = 'sent_seq' AND CAST(value AS INTEGER) < ?",
+                    [str(seq), seq],
+                )
+        except sqlite3.Error as exc:
+            log.warning("outbox %s: cannot record sent seq %d: %s", self.path, seq, exc)
+        finally:
+            self.db.execute("PRAGMA synchronous=FULL")
 
     def ack(self, acked_seq: int) -> int:
         """Forget events the server has stored; return how many were removed."""
@@ -422,11 +471,16 @@ class Outbox:
                 last,
             )
             acked_seq = last
-        with self._transaction():
-            removed = self.db.execute(
-                "DELETE FROM events WHERE seq + span - 1 <= ?", [acked_seq]
-            ).rowcount
-            self._set_meta("acked_seq", acked_seq)
+        try:
+            with self._transaction():
+                removed = self.db.execute(
+                    "DELETE FROM events WHERE seq + span - 1 <= ?", [acked_seq]
+                ).rowcount
+                self._set_meta("acked_seq", acked_seq)
+        except sqlite3.Error as exc:
+            raise OutboxError(
+                f"outbox {self.path}: cannot forget acknowledged events: {exc}"
+            ) from exc
         self._acked_seq = acked_seq
         self._rows = self._count()
         if self.storage == "cap_reached" and self._rows < self.max_events // 2:
@@ -456,17 +510,22 @@ class Outbox:
     def compact(self, target_rows: int) -> int:
         """Fold unsent climate records into summaries until at most ``target_rows`` remain."""
         folded = 0
-        for window in COMPACTION_WINDOWS_S:
-            if self._rows <= target_rows:
-                break
-            folded += self._compact_pass(window)
+        rows_before = self._rows
+        try:
+            for window in COMPACTION_WINDOWS_S:
+                if self._rows <= target_rows:
+                    break
+                folded += self._compact_pass(window)
+        except sqlite3.Error as exc:
+            self._rows = rows_before if not folded else self._count()
+            raise OutboxError(f"outbox {self.path}: cannot fold climate records: {exc}") from exc
         return folded
 
     def _runs(self, window_s: int) -> Iterator[list[tuple[int, int, str, str]]]:
         """Maximal runs of consecutive unsent climate records within one time window."""
         run: list[tuple[int, int, str, str]] = []
         run_key: int | None = None
-        cursor = self._sent_hwm
+        cursor = max(self._sent_hwm, int(self._meta("sent_seq")))
         while True:
             rows = self.db.execute(
                 "SELECT seq, span, kind, occurred_at, body FROM events WHERE seq > ? "
@@ -574,6 +633,7 @@ class AsyncOutbox:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._outbox: Outbox | None = None
         self._held: collections.deque[tuple[str, BaseModel, Stamp]] = collections.deque()
+        self._hold_lock = asyncio.Lock()
         self.dropped_while_full = 0
         #: Set whenever an event is appended, so the link wakes up without polling.
         self.appended = asyncio.Event()
@@ -606,10 +666,14 @@ class AsyncOutbox:
 
     async def append(self, kind: str, payload: BaseModel, stamp: Stamp) -> int | None:
         """Store an event; ``None`` when it is held in memory because the disk is full."""
-        if self._held:
-            self._hold(kind, payload, stamp)
-            await self.flush_held()
-            return None
+        async with self._hold_lock:
+            if self._held:
+                self._hold(kind, payload, stamp)
+                await self._flush_held()
+                return None
+            return await self._append_or_hold(kind, payload, stamp)
+
+    async def _append_or_hold(self, kind: str, payload: BaseModel, stamp: Stamp) -> int | None:
         try:
             seq = await self._run(self.sync.append, kind, payload, stamp)
         except OutboxFull as exc:
@@ -636,6 +700,10 @@ class AsyncOutbox:
 
     async def flush_held(self) -> bool:
         """Write held events in order; True when none remain."""
+        async with self._hold_lock:
+            return await self._flush_held()
+
+    async def _flush_held(self) -> bool:
         while self._held:
             kind, payload, stamp = self._held[0]
             try:

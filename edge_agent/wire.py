@@ -176,7 +176,8 @@ class _EventBase(_Model):
     occurred_at: UtcTime
     clock_synced: bool
     boot_id: str = Field(max_length=64)
-    mono_s: float = Field(ge=0.0, allow_inf_nan=False)
+    #: Seconds since boot; bounded so that date arithmetic on it cannot overflow.
+    mono_s: float = Field(ge=0.0, le=1e9, allow_inf_nan=False)
 
 
 class ClimateRecordEvent(_EventBase):

@@ -151,7 +151,10 @@ class _Refs:
         if event.clock_synced or ref is None:
             return None
         wall, mono = ref
-        return wall + timedelta(seconds=event.mono_s - mono)
+        try:
+            return wall + timedelta(seconds=event.mono_s - mono)
+        except OverflowError:
+            return None  # nonsense monotonic time: keep the agent's own
 
 
 def _brief(exc: ValidationError) -> str:
@@ -161,6 +164,12 @@ def _brief(exc: ValidationError) -> str:
         parts.append(f"{loc}: {err['msg']}" if loc else str(err["msg"]))
     more = exc.error_count() - 3
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+
+
+def _count(value: object, below: int) -> int:
+    """``value`` if it is a whole number from 1 to ``below - 1``, else 0."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and 1 <= value < below
+    return value if ok else 0  # type: ignore[return-value]
 
 
 class _Refused(Exception):
@@ -197,8 +206,20 @@ class Ingestor:
         nothing of the group is stored.
         """
         prepared = [self._prepare(topic, payload) for topic, payload in messages]
-        with self.engine.begin() as conn:
-            return [self._commit_one(conn, item, now) for item in prepared]
+        try:
+            with self.engine.begin() as conn:
+                return [self._commit_one(conn, item, now) for item in prepared]
+        except sa.exc.SQLAlchemyError:
+            raise
+        except Exception as exc:  # a bug meeting odd input must cost one message, not ingest
+            if len(prepared) > 1:
+                log.warning("a group failed (%r); storing its messages one by one", exc)
+                return [r for t, p in messages for r in self.handle_many([(t, p)], now)]
+            topic, payload = messages[0]
+            log.exception("message from %s could not be processed; dead-lettered", topic)
+            with self.engine.begin() as conn:
+                self._insert_dead_letter(conn, topic, payload, f"processing failed: {exc!r}", now)
+            return [IngestResult(dead_lettered=True)]
 
     def _commit_one(self, conn: sa.Connection, item: _Prepared, now: datetime) -> IngestResult:
         if isinstance(item, _DeadLetter):
@@ -214,9 +235,7 @@ class Ingestor:
             result = self._store(conn, item.site, item.agent, item.epoch, item.incoming, now)
         except _Refused as exc:
             log.error("dead letter from %s: %s", item.topic, exc)
-            self._insert_dead_letter(
-                conn, item.topic, item.payload if isinstance(item, _Status) else b"", str(exc), now
-            )
+            self._insert_dead_letter(conn, item.topic, item.payload, str(exc), now)
             return IngestResult(dead_lettered=True)
         for raw, error in item.stray:
             self._insert_dead_letter(conn, item.topic, raw, error, now)
@@ -286,9 +305,10 @@ class Ingestor:
             try:
                 event = parse_event(raw)
             except ValidationError as exc:
-                seq = raw.get("seq")
-                if isinstance(seq, int) and not isinstance(seq, bool) and 1 <= seq < 2**62:
-                    incoming.append(_Incoming(seq, 1, body, None, _brief(exc)))
+                seq, span = _count(raw.get("seq"), 2**62), _count(raw.get("span", 1), 10**7)
+                if seq and span:
+                    # Kept as rejected, over every number it claims, so the sequence goes on.
+                    incoming.append(_Incoming(seq, span, body, None, _brief(exc)))
                 else:
                     stray.append((body.encode(), _brief(exc)))
                 continue
@@ -342,6 +362,11 @@ class Ingestor:
         ).first()
         if seen is not None:
             return _Agent(epoch, -1, -1, None)  # a late batch of an epoch already left behind
+        if state.epoch is None:
+            # The agent's first epoch (or an agent from before epochs, whose outbox migration
+            # kept its numbering): its progress so far carries over.
+            conn.execute(agents.update().where(agents.c.agent_id == agent).values(epoch=epoch))
+            return _Agent(epoch, state.acked, state.highest, state.gap_since)
         if state.epoch is not None:
             log.warning(
                 "agent %s starts outbox epoch %s; epoch %s ends at acked seq %d",
@@ -563,7 +588,9 @@ class Ingestor:
         ).all()
         if rows:
             held = [parse_event(json.loads(body)) for _, body in rows]
-            self._apply(conn, site, agent, epoch, held, _Refs())
+            refs = _Refs()
+            self._load_refs(conn, agent, {e.boot_id for e in held}, refs)
+            self._apply(conn, site, agent, epoch, held, refs)
             self._mark_applied(conn, agent, epoch, [seq for seq, _ in rows])
 
     def _mark_applied(self, conn: sa.Connection, agent: str, epoch: str, seqs: list[int]) -> None:
@@ -667,10 +694,16 @@ class Ingestor:
             ).all()
             if not rows:
                 continue
-            fixes = [
-                {"b_epoch": ep, "b_seq": seq, "b_at": wall + timedelta(seconds=m - mono)}
-                for ep, seq, m in rows
-            ]
+            fixes = []
+            for ep, seq, m in rows:
+                try:
+                    fixes.append(
+                        {"b_epoch": ep, "b_seq": seq, "b_at": wall + timedelta(seconds=m - mono)}
+                    )
+                except OverflowError:
+                    log.warning("agent %s seq %d: monotonic time %s unusable", agent, seq, m)
+            if not fixes:
+                continue
             for table in (events, climate_records):
                 conn.execute(
                     table.update()

@@ -286,3 +286,29 @@ def test_command_result_closes_the_command(engine: sa.Engine) -> None:
     with engine.connect() as conn:
         row = conn.execute(sa.select(commands)).one()
     assert (row.result_ok, row.result_detail) == (True, "pong")
+
+
+def test_a_rejected_summary_still_fills_every_number_it_claims(engine: sa.Engine) -> None:
+    bad = summary_event(1, 5)
+    bad["payload"]["unknown_field"] = 1  # e.g. from a newer agent
+    payload = json.loads(batch(6))
+    payload["events"].insert(0, bad)
+    result = Ingestor(engine, "fp").handle(TOPIC, json.dumps(payload).encode(), NOW)
+    assert (result.rejected, result.acked_seq) == (1, 6)
+
+
+def test_a_refused_batch_keeps_its_payload_as_evidence(engine: sa.Engine) -> None:
+    ingest = Ingestor(engine, "fp")
+    ingest.handle(TOPIC, batch(1), NOW)
+    moved = batch(2)
+    assert ingest.handle("fp/v1/other/station-1/events", moved, NOW).dead_lettered
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(dead_letters.c.payload)).scalar_one() == moved
+
+
+def test_agent_from_before_epochs_keeps_its_numbering(engine: sa.Engine) -> None:
+    ingest = Ingestor(engine, "fp")
+    ingest.handle(TOPIC, batch(1, 2, 3), NOW)
+    with engine.begin() as conn:  # as migration 0002 leaves an agent known before epochs
+        conn.execute(agents.update().values(epoch=None))
+    assert ingest.handle(TOPIC, batch(4, epoch="a1a1a1a1"), NOW).acked_seq == 4

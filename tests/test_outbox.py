@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sqlite3
@@ -285,4 +286,66 @@ async def test_disk_full_holds_events_in_memory_and_writes_them_when_room_return
         "disk_full",
         "recovered",
     ]
+    await box.close()
+
+
+def test_an_outbox_of_the_first_schema_is_migrated_with_its_events(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER);
+        INSERT INTO meta VALUES ('last_seq', 3), ('acked_seq', 1);
+        CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL, kind TEXT NOT NULL,
+                             occurred_at TEXT NOT NULL, body TEXT NOT NULL);
+        PRAGMA user_version = 1;
+        """
+    )
+    for seq in (2, 3):
+        body = json.dumps(
+            {
+                "id": str(uuid.uuid4()),
+                "agent_id": "a",
+                "seq": seq,
+                "kind": "agent.started",
+                "occurred_at": "2026-11-23T04:00:00+00:00",
+                "clock_synced": True,
+                "boot_id": "b",
+                "mono_s": 1.0,
+                "payload": {"version": "0.1.0"},
+            }
+        )
+        conn.execute(
+            "INSERT INTO events VALUES (?, ?, 'agent.started', '2026-11-23T04:00:00+00:00', ?)",
+            [seq, str(uuid.uuid4()), body],
+        )
+    conn.commit()
+    conn.close()
+    box = Outbox(path, "a")
+    assert (box.last_seq, box.acked_seq) == (3, 1)
+    assert re.fullmatch(r"[0-9a-f]{32}", box.epoch)
+    assert [p.seq for p in box.pending(1, 10, 10**6)] == [2, 3]
+    assert box.append("climate.record", record(), STAMP) == 4
+
+
+async def test_concurrent_flushes_write_each_held_event_once(tmp_path: Path) -> None:
+    box = AsyncOutbox(tmp_path / "o.db", "a", max_bytes=64 * 1024)
+    await box.open()
+    fault = SensorFault(storeroom="no1", sensor="no1-a", error="x" * 400)
+    stored = [
+        s for _ in range(200) if (s := await box.append("climate.sensor_fault", fault, STAMP))
+    ]
+    assert box.storage == "disk_full"
+    await box.ack(stored[-1])
+    results = await asyncio.gather(
+        box.flush_held(),
+        box.append("climate.sensor_fault", fault, STAMP),
+        box.flush_held(),
+    )
+    assert results[0] or results[2] or box.storage == "disk_full"
+    bodies = [json.loads(p.body) for p in await box.pending(stored[-1], 10_000, 10**9)]
+    ids = [b["id"] for b in bodies]
+    assert len(ids) == len(set(ids))
+    seqs = [b["seq"] for b in bodies]
+    assert seqs == list(range(stored[-1] + 1, stored[-1] + 1 + len(seqs)))
     await box.close()
