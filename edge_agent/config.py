@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date as date_type
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -45,6 +46,14 @@ class OutboxSection(Strict):
     max_mb: Annotated[float, between(1, 1_000_000)] = 1024.0
 
 
+class AlarmOutput(Strict):
+    """A relay coil driven over Modbus (function 5) while the room is in alarm."""
+
+    bus: Ident
+    address: Annotated[int, between(1, 247)]
+    coil: Annotated[int, between(0, 65535)] = 0
+
+
 class Storeroom(Strict):
     id: Ident
     name: str = Field(min_length=1, max_length=64)
@@ -53,6 +62,16 @@ class Storeroom(Strict):
     temp_max_c: Annotated[float, between(-25, 60)] = 30.0
     rh_min_pct: Annotated[float, between(0, 100)] = 35.0
     rh_max_pct: Annotated[float, between(0, 100)] = 75.0
+    #: Within this of a limit is a warning; leaving a state needs this much hysteresis.
+    warn_margin_c: Annotated[float, between(0, 10)] = 1.0
+    warn_margin_pct: Annotated[float, between(0, 30)] = 3.0
+    hysteresis_c: Annotated[float, between(0, 5)] = 0.5
+    hysteresis_pct: Annotated[float, between(0, 10)] = 2.0
+    #: Consecutive samples out of range before the alarm, and clearly back in to clear it.
+    alarm_after_samples: Annotated[int, between(1, 60)] = 2
+    clear_after_samples: Annotated[int, between(1, 60)] = 2
+    #: The sound-and-light output for this room (a relay coil), if any.
+    alarm_output: AlarmOutput | None = None
 
     @model_validator(mode="after")
     def _ordered(self) -> Storeroom:
@@ -70,6 +89,8 @@ class TcpBus(Strict):
     port: Port = 502
     timeout_s: Positive = 1.0
     retries: Annotated[int, between(0, 5)] = 1
+    #: Quiet time between one answer and the next request.
+    frame_gap_ms: Annotated[float, between(0, 1000)] = 0.0
 
 
 class RtuBus(Strict):
@@ -82,6 +103,10 @@ class RtuBus(Strict):
     bytesize: Literal[7, 8] = 8
     timeout_s: Positive = 1.0
     retries: Annotated[int, between(0, 5)] = 1
+    #: Quiet time between frames; at least 3.5 characters are always kept (Modbus RTU).
+    frame_gap_ms: Annotated[float, between(0, 1000)] = 5.0
+    #: For adapters that hear their own transmission (2-wire RS485 without echo suppression).
+    local_echo: bool = False
 
 
 Bus = Annotated[TcpBus | RtuBus, Field(discriminator="kind")]
@@ -101,6 +126,15 @@ class RegisterMapConfig(Strict):
     humidity: RegisterFieldConfig
 
 
+class Calibration(Strict):
+    """From the sensor's calibration certificate; applied by the agent, never written to it."""
+
+    certificate: str = Field(min_length=1, max_length=64)
+    date: date_type
+    temperature_offset_c: Annotated[float, between(-5, 5)] = 0.0
+    humidity_offset_pct: Annotated[float, between(-20, 20)] = 0.0
+
+
 class Sensor(Strict):
     id: Ident
     storeroom: Ident
@@ -109,6 +143,7 @@ class Sensor(Strict):
     profile: str | None = None
     registers: RegisterMapConfig | None = None
     serial: str | None = Field(default=None, max_length=64)
+    calibration: Calibration | None = None
 
     @model_validator(mode="after")
     def _one_map(self) -> Sensor:
@@ -121,7 +156,20 @@ class Sensor(Strict):
 
 
 class ClimateSection(Strict):
+    #: How often each sensor is read (GSP: at least every minute).
     poll_interval_s: Annotated[float, between(1, 60)] = 60.0
+    #: How often a reading is recorded; never longer than GSP's 30 min / 2 min.
+    record_in_range_s: Annotated[float, between(1, 1800)] = 1800.0
+    record_out_of_range_s: Annotated[float, between(1, 120)] = 120.0
+    #: No valid reading for this long is a sensor fault.
+    fault_after_s: Annotated[float, between(10, 3600)] = 120.0
+    #: A value unchanged for this long is flagged as stuck.
+    stuck_after_s: Annotated[float, between(60, 7 * 86400)] = 6 * 3600.0
+    #: Two sensors of one room further apart than this raise a warning.
+    disagreement_c: Annotated[float, between(0.1, 20)] = 2.0
+    disagreement_pct: Annotated[float, between(0.5, 50)] = 10.0
+    #: A failing sensor is asked again after this long at most (its own backoff).
+    sensor_backoff_max_s: Annotated[float, between(1, 600)] = 60.0
     storerooms: list[Storeroom] = Field(default_factory=list)
     buses: list[Bus] = Field(default_factory=list)
     sensors: list[Sensor] = Field(default_factory=list)
@@ -148,6 +196,10 @@ class AgentConfig(Strict):
         yield from duplicates("climate.sensors", [s.id for s in c.sensors])
         rooms = {s.id for s in c.storerooms}
         buses = {b.id for b in c.buses}
+        for i, room in enumerate(c.storerooms):
+            out = room.alarm_output
+            if out is not None and out.bus not in buses:
+                yield f"climate.storerooms[{i}].alarm_output.bus", _unknown("bus", out.bus, buses)
         taken: set[tuple[str, int]] = set()
         for i, sensor in enumerate(c.sensors):
             where = f"climate.sensors[{i}]"

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -81,6 +81,50 @@ class ClimateRecord(_Model):
     quality: list[Annotated[str, StringConstraints(max_length=32)]] = Field(
         default_factory=list, max_length=16
     )
+    #: The certificate whose correction was applied (raw values are the transmitter's own).
+    calibration: str | None = Field(default=None, max_length=64)
+
+
+class RoomStateChange(_Model):
+    """A storeroom went to ``state`` (normal, warning or alarm) from ``previous``."""
+
+    storeroom: Ident
+    state: Literal["normal", "warning", "alarm"]
+    previous: Literal["normal", "warning", "alarm"]
+    sensor: Ident
+    temperature_c: Temperature
+    humidity_pct: Humidity
+
+
+class SensorRecovered(_Model):
+    storeroom: Ident
+    sensor: Ident
+
+
+class SensorDisagreement(_Model):
+    """Two sensors of one room read further apart than the configured margin."""
+
+    storeroom: Ident
+    sensors: list[Ident] = Field(min_length=2, max_length=2)
+    delta_c: float = Field(ge=0, le=200, allow_inf_nan=False)
+    delta_pct: float = Field(ge=0, le=100, allow_inf_nan=False)
+
+
+class AlarmSilenced(_Model):
+    """A keeper silenced the room's sound-and-light alarm on site."""
+
+    storeroom: Ident
+    by: str = Field(max_length=64)
+
+
+class CalibrationNotice(_Model):
+    """A sensor's calibration is due (11 months old) or expired (12: non-compliant)."""
+
+    storeroom: Ident
+    sensor: Ident
+    certificate: str | None = Field(default=None, max_length=64)
+    calibrated_on: date | None = None
+    state: Literal["due", "expired"]
 
 
 class SensorFault(_Model):
@@ -195,6 +239,31 @@ class SensorFaultEvent(_EventBase):
     payload: SensorFault
 
 
+class SensorRecoveredEvent(_EventBase):
+    kind: Literal["climate.sensor_recovered"] = "climate.sensor_recovered"
+    payload: SensorRecovered
+
+
+class RoomStateEvent(_EventBase):
+    kind: Literal["climate.state"] = "climate.state"
+    payload: RoomStateChange
+
+
+class SensorDisagreementEvent(_EventBase):
+    kind: Literal["climate.disagreement"] = "climate.disagreement"
+    payload: SensorDisagreement
+
+
+class AlarmSilencedEvent(_EventBase):
+    kind: Literal["climate.alarm_silenced"] = "climate.alarm_silenced"
+    payload: AlarmSilenced
+
+
+class CalibrationEvent(_EventBase):
+    kind: Literal["climate.calibration"] = "climate.calibration"
+    payload: CalibrationNotice
+
+
 class DispenseEvent(_EventBase):
     kind: Literal["cabinet.dispense"] = "cabinet.dispense"
     payload: Dispense
@@ -224,6 +293,11 @@ Event = Annotated[
     ClimateRecordEvent
     | ClimateSummaryEvent
     | SensorFaultEvent
+    | SensorRecoveredEvent
+    | RoomStateEvent
+    | SensorDisagreementEvent
+    | AlarmSilencedEvent
+    | CalibrationEvent
     | DispenseEvent
     | AgentStartedEvent
     | OutboxResetEvent

@@ -40,8 +40,11 @@ site = "county"
 data_dir = "{tmp_path / "agent-data"}"
 [mqtt]
 port = {broker.port}
+[link]
+ack_timeout_s = 5
 [climate]
 poll_interval_s = 1
+record_in_range_s = 1
 [[climate.storerooms]]
 id = "no1-condoms"
 name = "一号库"

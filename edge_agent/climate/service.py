@@ -1,7 +1,9 @@
-"""The climate loop: poll every transmitter, turn registers into records, append to the outbox.
+"""The climate loop: read every transmitter, judge each reading, record, alarm.
 
-This is the thin I/O shell; what a reading means is decided by pure code (register decoding
-now; limits, record intervals and alarm states as they are added).
+This is the thin I/O shell around the pure rules (``rules.py``): one task per sensor reads its
+registers, the rules decide what the reading means, and what they decide becomes outbox events
+and the state of the room's sound-and-light output. Time for the rules is the loop's monotonic
+clock; wall time only goes into the events' stamps.
 """
 
 from __future__ import annotations
@@ -9,23 +11,48 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import date, datetime
 
+from pydantic import BaseModel
+
+from edge_agent.climate.alarm import AlarmOutputs
+from edge_agent.climate.rules import (
+    Limits,
+    Quality,
+    RecordPolicy,
+    RoomMonitor,
+    RoomState,
+    SensorHealth,
+    disagreement,
+)
 from edge_agent.clock import Clock
-from edge_agent.config import ClimateSection, RtuBus, Sensor, TcpBus
+from edge_agent.config import ClimateSection, RtuBus, Sensor, Storeroom, TcpBus
 from edge_agent.drivers.modbus import DriverError, ModbusBus, PymodbusBus, RtuSettings, TcpSettings
 from edge_agent.drivers.registers import (
     PROFILES,
     ClimateMap,
     ReadBlock,
+    RegisterDecodeError,
     RegisterField,
     plan_reads,
     read_values,
 )
 from edge_agent.outbox import AsyncOutbox, OutboxError
-from edge_agent.wire import ClimateRecord, SensorFault
+from edge_agent.wire import (
+    AlarmSilenced,
+    CalibrationNotice,
+    ClimateRecord,
+    RoomStateChange,
+    SensorDisagreement,
+    SensorFault,
+    SensorRecovered,
+)
 
 log = logging.getLogger(__name__)
+
+CALIBRATION_DUE_DAYS = 335  # about 11 months
+CALIBRATION_EXPIRED_DAYS = 365
 
 
 def climate_map(sensor: Sensor) -> ClimateMap:
@@ -40,9 +67,11 @@ def climate_map(sensor: Sensor) -> ClimateMap:
 
 
 def open_bus(config: TcpBus | RtuBus) -> ModbusBus:
+    gap = config.frame_gap_ms / 1000
     if isinstance(config, TcpBus):
         return PymodbusBus(
-            config.id, TcpSettings(config.host, config.port, config.timeout_s, config.retries)
+            config.id,
+            TcpSettings(config.host, config.port, config.timeout_s, config.retries, gap),
         )
     return PymodbusBus(
         config.id,
@@ -54,21 +83,56 @@ def open_bus(config: TcpBus | RtuBus) -> ModbusBus:
             config.bytesize,
             config.timeout_s,
             config.retries,
+            gap,
+            config.local_echo,
         ),
     )
 
 
-def make_record(sensor: Sensor, temperature: float, humidity: float) -> ClimateRecord:
-    """Raises ValueError (pydantic's) when a value is outside what any sensor can report."""
-    return ClimateRecord(
-        storeroom=sensor.storeroom,
-        sensor=sensor.id,
-        serial=sensor.serial,
-        temperature_c=round(temperature, 3),
-        humidity_pct=round(humidity, 3),
-        raw_temperature_c=round(temperature, 3),
-        raw_humidity_pct=round(humidity, 3),
+def limits_of(room: Storeroom) -> Limits:
+    return Limits(
+        temp_min_c=room.temp_min_c,
+        temp_max_c=room.temp_max_c,
+        rh_min_pct=room.rh_min_pct,
+        rh_max_pct=room.rh_max_pct,
+        warn_margin_c=room.warn_margin_c,
+        warn_margin_pct=room.warn_margin_pct,
+        hysteresis_c=room.hysteresis_c,
+        hysteresis_pct=room.hysteresis_pct,
+        alarm_after_samples=room.alarm_after_samples,
+        clear_after_samples=room.clear_after_samples,
     )
+
+
+def calibration_state(sensor: Sensor, today: date) -> Quality | None:
+    cal = sensor.calibration
+    if cal is None:
+        return None
+    age = (today - cal.date).days
+    if age >= CALIBRATION_EXPIRED_DAYS:
+        return Quality.CALIBRATION_EXPIRED
+    if age >= CALIBRATION_DUE_DAYS:
+        return Quality.CALIBRATION_DUE
+    return None
+
+
+@dataclass
+class _SensorRun:
+    sensor: Sensor
+    fields: dict[str, RegisterField]
+    blocks: list[ReadBlock]
+    health: SensorHealth
+    policy: RecordPolicy
+    calibration: Quality | None = None
+    failures: int = 0
+
+
+@dataclass
+class _Room:
+    config: Storeroom
+    monitor: RoomMonitor
+    latest: dict[str, tuple[float, float]] = field(default_factory=dict)
+    disagreeing: bool = False
 
 
 class ClimateService:
@@ -86,58 +150,225 @@ class ClimateService:
         self._on_record = on_record
         self._heartbeat = heartbeat
         self._buses: dict[str, ModbusBus] = {b.id: open_bus(b) for b in config.buses}
+        self._rooms = {r.id: _Room(r, RoomMonitor(r.id, limits_of(r))) for r in config.storerooms}
+        self.alarms = AlarmOutputs(
+            {r.id: r.alarm_output for r in config.storerooms if r.alarm_output},
+            self._buses,
+        )
+        for room in config.storerooms:
+            count = sum(1 for s in config.sensors if s.storeroom == room.id)
+            if count < 2:
+                log.warning(
+                    "storeroom %s has %d sensor(s); GSP asks for at least 2", room.id, count
+                )
 
     async def run(self) -> None:
         try:
             async with asyncio.TaskGroup() as group:
+                group.create_task(self.alarms.run(), name="climate:alarm-outputs")
                 for sensor in self._config.sensors:
                     group.create_task(self._poll(sensor), name=f"climate:{sensor.id}")
         finally:
             for bus in self._buses.values():
                 await bus.close()
 
-    async def _poll(self, sensor: Sensor) -> None:
+    # --- local alarm -----------------------------------------------------------------------
+
+    async def silence(self, storeroom: str, by: str) -> bool:
+        """A keeper silenced the room's alarm on site: output off until the next alarm."""
+        if storeroom not in self._rooms:
+            raise KeyError(storeroom)
+        if not self.alarms.silence(storeroom):
+            return False
+        await self._emit("climate.alarm_silenced", AlarmSilenced(storeroom=storeroom, by=by[:64]))
+        return True
+
+    # --- one sensor ---------------------------------------------------------------------------
+
+    def _start(self, sensor: Sensor) -> _SensorRun:
         cmap = climate_map(sensor)
         fields = {"temperature": cmap.temperature, "humidity": cmap.humidity}
-        blocks = plan_reads(fields.values())
+        return _SensorRun(
+            sensor,
+            fields,
+            plan_reads(fields.values()),
+            SensorHealth(self._config.fault_after_s, self._config.stuck_after_s),
+            RecordPolicy(self._config.record_in_range_s, self._config.record_out_of_range_s),
+        )
+
+    async def _poll(self, sensor: Sensor) -> None:
+        run = self._start(sensor)
         bus = self._buses[sensor.bus]
-        healthy: bool | None = None
         loop = asyncio.get_running_loop()
-        next_at = loop.time()
+        checked_on: date | None = None
         while True:
             self._heartbeat()
+            today = self._clock.now().date()
+            if today != checked_on:
+                checked_on = today
+                await self._check_calibration(run, today)
             try:
-                healthy = await self._poll_once(sensor, bus, fields, blocks, healthy)
+                ok = await self._poll_once(run, bus, loop.time())
             except OutboxError as exc:
                 log.error("sensor %s: event not stored: %s", sensor.id, exc)
-            next_at += self._config.poll_interval_s
-            await asyncio.sleep(max(0.0, next_at - loop.time()))
+                ok = True
+            run.failures = 0 if ok else run.failures + 1
+            # A failing sensor backs off on its own (doubling, capped); the others go on.
+            delay = self._config.poll_interval_s * 2 ** min(run.failures, 6)
+            await asyncio.sleep(
+                min(delay, max(self._config.poll_interval_s, self._config.sensor_backoff_max_s))
+            )
 
-    async def _poll_once(
-        self,
-        sensor: Sensor,
-        bus: ModbusBus,
-        fields: dict[str, RegisterField],
-        blocks: list[ReadBlock],
-        healthy: bool | None,
-    ) -> bool:
-        """One reading of one sensor; return whether it answered properly."""
+    async def _poll_once(self, run: _SensorRun, bus: ModbusBus, now: float) -> bool:
+        """Read, judge and record one reading; return whether the sensor answered properly."""
+        sensor = run.sensor
+        room = self._rooms[sensor.storeroom]
         try:
-            data = [await bus.read(sensor.address, block) for block in blocks]
-            values = read_values(fields, blocks, data)
-            record = make_record(sensor, values["temperature"], values["humidity"])
-        except (DriverError, ValueError) as exc:
-            if healthy is not False:
-                log.warning("sensor %s: %s", sensor.id, exc)
-                fault = SensorFault(
-                    storeroom=sensor.storeroom, sensor=sensor.id, error=str(exc)[:500]
-                )
-                await self._outbox.append("climate.sensor_fault", fault, self._clock.stamp())
+            data = [await bus.read(sensor.address, block) for block in run.blocks]
+            values = read_values(run.fields, run.blocks, data)
+        except (DriverError, RegisterDecodeError) as exc:
+            await self._failed(run, room, now, str(exc))
             return False
-        if healthy is False:
+        raw_t, raw_rh = values["temperature"], values["humidity"]
+        cal = sensor.calibration
+        t = raw_t + (cal.temperature_offset_c if cal else 0.0)
+        rh = raw_rh + (cal.humidity_offset_pct if cal else 0.0)
+        flags = run.health.check(now, t, rh)
+        if flags is None:
+            await self._failed(run, room, now, f"implausible reading {t:.1f} °C {rh:.1f} %RH")
+            return False
+        if run.health.recovered():
             log.info("sensor %s answers again", sensor.id)
+            await self._emit(
+                "climate.sensor_recovered",
+                SensorRecovered(storeroom=sensor.storeroom, sensor=sensor.id),
+            )
+        transition = None
+        if Quality.SPIKE not in flags:
+            transition = room.monitor.feed(sensor.id, t, rh)
+            room.latest[sensor.id] = (t, rh)
+        in_range = room.monitor.limits.in_range(t, rh)
+        if run.policy.due(now, in_range) or transition is not None:
+            quality = [str(q) for q in flags]
+            if run.calibration is not None:
+                quality.append(str(run.calibration))
+            await self._record(run, t, rh, raw_t, raw_rh, quality)
+        if transition is not None:
+            await self._state_changed(room, transition.after, transition.before, sensor.id, t, rh)
+        await self._check_disagreement(room)
+        return True
+
+    async def _failed(self, run: _SensorRun, room: _Room, now: float, error: str) -> None:
+        sensor = run.sensor
+        if run.failures == 0:
+            log.warning("sensor %s: %s", sensor.id, error)
+        if run.health.fault_due(now):
+            room.monitor.forget(sensor.id)
+            room.latest.pop(sensor.id, None)
+            fault = SensorFault(storeroom=sensor.storeroom, sensor=sensor.id, error=error[:500])
+            await self._emit("climate.sensor_fault", fault)
+
+    async def _record(
+        self,
+        run: _SensorRun,
+        t: float,
+        rh: float,
+        raw_t: float,
+        raw_rh: float,
+        quality: list[str],
+    ) -> None:
+        sensor = run.sensor
+        record = ClimateRecord(
+            storeroom=sensor.storeroom,
+            sensor=sensor.id,
+            serial=sensor.serial,
+            temperature_c=round(t, 3),
+            humidity_pct=round(min(100.0, max(0.0, rh)), 3),
+            raw_temperature_c=round(raw_t, 3),
+            raw_humidity_pct=round(min(100.0, max(0.0, raw_rh)), 3),
+            quality=quality,
+            calibration=sensor.calibration.certificate if sensor.calibration else None,
+        )
         stamp = self._clock.stamp()
         await self._outbox.append("climate.record", record, stamp)
         if self._on_record is not None:
             self._on_record(stamp.occurred_at)
-        return True
+
+    async def _state_changed(
+        self, room: _Room, state: RoomState, before: RoomState, sensor: str, t: float, rh: float
+    ) -> None:
+        log.log(
+            logging.WARNING if state is RoomState.ALARM else logging.INFO,
+            "storeroom %s: %s -> %s (%s: %.1f °C, %.1f %%RH)",
+            room.config.id,
+            before,
+            state,
+            sensor,
+            t,
+            rh,
+        )
+        self.alarms.set(room.config.id, state is RoomState.ALARM)
+        change = RoomStateChange(
+            storeroom=room.config.id,
+            state=state.value,
+            previous=before.value,
+            sensor=sensor,
+            temperature_c=round(t, 3),
+            humidity_pct=round(min(100.0, max(0.0, rh)), 3),
+        )
+        await self._emit("climate.state", change)
+
+    async def _check_disagreement(self, room: _Room) -> None:
+        found = disagreement(
+            room.latest, self._config.disagreement_c, self._config.disagreement_pct
+        )
+        if found is None:
+            room.disagreeing = False
+            return
+        if room.disagreeing:
+            return
+        room.disagreeing = True
+        a, b, dt, drh = found
+        log.warning(
+            "storeroom %s: sensors %s and %s differ by %.1f °C, %.1f %%RH",
+            room.config.id,
+            a,
+            b,
+            dt,
+            drh,
+        )
+        await self._emit(
+            "climate.disagreement",
+            SensorDisagreement(storeroom=room.config.id, sensors=[a, b], delta_c=dt, delta_pct=drh),
+        )
+
+    async def _check_calibration(self, run: _SensorRun, today: date) -> None:
+        state = calibration_state(run.sensor, today)
+        if state == run.calibration:
+            return
+        run.calibration = state
+        if state is None:
+            return
+        sensor, cal = run.sensor, run.sensor.calibration
+        expired = state is Quality.CALIBRATION_EXPIRED
+        log.warning(
+            "sensor %s: calibration %s (certificate %s of %s)%s",
+            sensor.id,
+            "expired" if expired else "due",
+            cal.certificate if cal else "-",
+            cal.date if cal else "-",
+            "; its records are flagged non-compliant" if expired else "",
+        )
+        await self._emit(
+            "climate.calibration",
+            CalibrationNotice(
+                storeroom=sensor.storeroom,
+                sensor=sensor.id,
+                certificate=cal.certificate if cal else None,
+                calibrated_on=cal.date if cal else None,
+                state="expired" if expired else "due",
+            ),
+        )
+
+    async def _emit(self, kind: str, payload: BaseModel) -> None:
+        await self._outbox.append(kind, payload, self._clock.stamp())

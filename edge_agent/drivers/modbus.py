@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -37,6 +37,8 @@ class ModbusBus(Protocol):
 
     async def read(self, unit: int, block: ReadBlock) -> Sequence[int]: ...
 
+    async def write_coil(self, unit: int, coil: int, on: bool) -> None: ...
+
     async def close(self) -> None: ...
 
 
@@ -46,6 +48,7 @@ class TcpSettings:
     port: int = 502
     timeout_s: float = 1.0
     retries: int = 1
+    frame_gap_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,13 @@ class RtuSettings:
     bytesize: Literal[7, 8] = 8
     timeout_s: float = 1.0
     retries: int = 1
+    frame_gap_s: float = 0.005
+    local_echo: bool = False
+
+    @property
+    def min_gap_s(self) -> float:
+        """Modbus RTU's 3.5 character times of silence (11 bits a character)."""
+        return 3.5 * 11 / self.baudrate
 
 
 class PymodbusBus:
@@ -65,6 +75,7 @@ class PymodbusBus:
     def __init__(self, name: str, settings: TcpSettings | RtuSettings) -> None:
         self.name = name
         self._lock = asyncio.Lock()
+        self._gap_s = settings.frame_gap_s
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
         if isinstance(settings, TcpSettings):
             self._where = f"{settings.host}:{settings.port}"
@@ -77,12 +88,14 @@ class PymodbusBus:
             )
         else:
             self._where = settings.device
+            self._gap_s = max(settings.frame_gap_s, settings.min_gap_s)
             self._client = AsyncModbusSerialClient(
                 settings.device,
                 baudrate=settings.baudrate,
                 parity=settings.parity,
                 stopbits=settings.stopbits,
                 bytesize=settings.bytesize,
+                handle_local_echo=settings.local_echo,
                 timeout=settings.timeout_s,
                 retries=settings.retries,
                 reconnect_delay=0,
@@ -99,18 +112,10 @@ class PymodbusBus:
             raise BusUnavailable(f"bus {self.name} ({self._where}): cannot connect")
 
     async def read(self, unit: int, block: ReadBlock) -> Sequence[int]:
-        async with self._lock:
-            await self._ensure_connected()
-            try:
-                response = await self._call(block.function, unit, block.address, block.count)
-            except ModbusException as exc:
-                raise DeviceError(
-                    f"bus {self.name} unit {unit}: no valid answer to FC{block.function} "
-                    f"@{block.address}+{block.count}: {exc}"
-                ) from exc
-            except OSError as exc:
-                self._client.close()
-                raise BusUnavailable(f"bus {self.name} ({self._where}): {exc}") from exc
+        what = f"FC{block.function} @{block.address}+{block.count}"
+        response = await self._transact(
+            unit, what, lambda: self._call(block.function, unit, block.address, block.count)
+        )
         if response.isError():
             raise DeviceError(
                 f"bus {self.name} unit {unit}: exception response "
@@ -123,6 +128,34 @@ class PymodbusBus:
                 f"bus {self.name} unit {unit}: asked {block.count} registers, got {len(registers)}"
             )
         return registers[: block.count]
+
+    async def write_coil(self, unit: int, coil: int, on: bool) -> None:
+        response = await self._transact(
+            unit,
+            f"FC5 coil {coil}",
+            lambda: self._client.write_coil(coil, on, device_id=unit),
+        )
+        if response.isError():
+            raise DeviceError(f"bus {self.name} unit {unit}: coil {coil} not set: {response}")
+
+    async def _transact(self, unit: int, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """One request on the bus: alone on the wire, then the quiet gap before the next."""
+        async with self._lock:
+            await self._ensure_connected()
+            try:
+                return await call()
+            except ModbusException as exc:
+                if not self._client.connected:
+                    raise BusUnavailable(f"bus {self.name} ({self._where}): {exc}") from exc
+                raise DeviceError(
+                    f"bus {self.name} unit {unit}: no valid answer to {what}: {exc}"
+                ) from exc
+            except OSError as exc:
+                self._client.close()
+                raise BusUnavailable(f"bus {self.name} ({self._where}): {exc}") from exc
+            finally:
+                if self._gap_s:
+                    await asyncio.sleep(self._gap_s)
 
     async def _call(self, function: FunctionCode, unit: int, address: int, count: int):  # type: ignore[no-untyped-def]
         if function == 3:

@@ -1,0 +1,88 @@
+"""The storerooms' sound-and-light outputs: relay coils that follow the alarm state.
+
+Works with no network: the decision is the agent's own. The coil is written as soon as a room's
+state changes (so within seconds of the alarm) and written again every ``REASSERT_S``, so a
+relay board that lost power or missed a write comes back in step. A write that fails is retried
+every ``RETRY_S``. A keeper can silence a room; the output then stays off until the room clears
+and alarms again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from edge_agent.config import AlarmOutput
+from edge_agent.drivers.modbus import DriverError, ModbusBus
+
+log = logging.getLogger(__name__)
+
+REASSERT_S = 30.0
+RETRY_S = 2.0
+
+
+@dataclass
+class _Output:
+    config: AlarmOutput
+    alarm: bool = False
+    silenced: bool = False
+    written: bool | None = None
+    written_at: float = 0.0
+
+    @property
+    def wanted(self) -> bool:
+        return self.alarm and not self.silenced
+
+
+class AlarmOutputs:
+    def __init__(self, outputs: Mapping[str, AlarmOutput], buses: Mapping[str, ModbusBus]) -> None:
+        self._outputs = {room: _Output(cfg) for room, cfg in outputs.items()}
+        self._buses = buses
+        self._changed = asyncio.Event()
+
+    def set(self, storeroom: str, alarm: bool) -> None:
+        out = self._outputs.get(storeroom)
+        if out is None:
+            return
+        if alarm and not out.alarm:
+            out.silenced = False  # a new alarm sounds again
+        out.alarm = alarm
+        self._changed.set()
+
+    def silence(self, storeroom: str) -> bool:
+        """Silence a sounding output; False when there is nothing to silence."""
+        out = self._outputs.get(storeroom)
+        if out is None or not out.wanted:
+            return False
+        out.silenced = True
+        self._changed.set()
+        return True
+
+    def state(self, storeroom: str) -> bool | None:
+        out = self._outputs.get(storeroom)
+        return None if out is None else out.wanted
+
+    async def run(self) -> None:
+        while True:
+            self._changed.clear()
+            failed = False
+            now = time.monotonic()
+            for room, out in self._outputs.items():
+                if out.written == out.wanted and now - out.written_at < REASSERT_S:
+                    continue
+                cfg = out.config
+                try:
+                    await self._buses[cfg.bus].write_coil(cfg.address, cfg.coil, out.wanted)
+                except DriverError as exc:
+                    failed = True
+                    log.error("alarm output of %s not set: %s", room, exc)
+                    continue
+                if out.written != out.wanted:
+                    log.info("alarm output of %s %s", room, "on" if out.wanted else "off")
+                out.written, out.written_at = out.wanted, now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), RETRY_S if failed else REASSERT_S)
