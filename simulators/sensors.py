@@ -1,7 +1,11 @@
-"""Simulated temperature/humidity transmitters served over real Modbus TCP (pymodbus).
+"""Simulated temperature/humidity transmitters and relay boards on real Modbus TCP and RTU.
 
 The simulator is a device, not part of the agent: it knows register layouts the way a
-transmitter's manual states them and shares no code with the agent's drivers.
+transmitter's manual states them and shares no code with the agent's drivers. RTU devices sit on
+a virtual RS485 cable (two pseudo-terminals, ``serial_link.PtyCable``) whose agent side is a
+symlink, printed at start. Values come from the simulated world (``environment.World``) or are
+fixed; faults (silent, bad CRC, frozen, nonsense, unplugged) come from the scenario or from
+``set_fault``.
 """
 
 from __future__ import annotations
@@ -19,51 +23,104 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 from pymodbus.constants import ExcCodes
-from pymodbus.server import ModbusTcpServer
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from edge_agent.configfile import Port, Strict, between, load
+from simulators.environment import RoomConfig, ScenarioEvent, World
+from simulators.serial_link import PtyCable
 
 log = logging.getLogger(__name__)
 
-REGISTERS = 32
+REGISTERS = 64
+FAULTS = ("silent", "bad_crc", "frozen", "nonsense")
+
+
+@dataclass(frozen=True)
+class Value:
+    address: int
+    kind: Literal["int16x10", "uint16x10", "float32"] = "int16x10"
+    word_swap: bool = False
+
+    def encode(self, value: float) -> list[int]:
+        if self.kind == "float32":
+            hi, lo = struct.unpack(">HH", struct.pack(">f", value))
+            return [lo, hi] if self.word_swap else [hi, lo]
+        fmt = ">h" if self.kind == "int16x10" else ">H"
+        scaled = max(-32768, min(65535, round(value * 10)))
+        if fmt == ">h":
+            scaled = max(-32768, min(32767, scaled))
+        return [struct.unpack(">H", struct.pack(fmt, scaled))[0]]
 
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a transmitter family keeps temperature and humidity (x10 integers)."""
+    """Where a transmitter family keeps temperature and humidity, as its manual says."""
 
     function: Literal[3, 4]
-    temperature_address: int
-    humidity_address: int
+    temperature: Value
+    humidity: Value
 
 
 #: The transmitter families the simulator can impersonate, named as the agent's profiles are.
 LAYOUTS: dict[str, Layout] = {
-    "rh-t-holding-x10": Layout(function=3, temperature_address=1, humidity_address=0),
-    "t-rh-input-x10": Layout(function=4, temperature_address=1, humidity_address=2),
+    "rh-t-holding-x10": Layout(3, Value(1, "int16x10"), Value(0, "uint16x10")),
+    "t-rh-input-x10": Layout(4, Value(1, "int16x10"), Value(2, "uint16x10")),
+    # A transmitter with IEEE floats, low word first (CDAB), at 0x0010 and 0x0012.
+    "float32-cdab-holding": Layout(
+        3, Value(0x10, "float32", word_swap=True), Value(0x12, "float32", word_swap=True)
+    ),
 }
 
 
 class Transmitter(Strict):
     unit: Annotated[int, between(1, 247)]
-    profile: Literal["rh-t-holding-x10", "t-rh-input-x10"] = "rh-t-holding-x10"
+    profile: Literal["rh-t-holding-x10", "t-rh-input-x10", "float32-cdab-holding"] = (
+        "rh-t-holding-x10"
+    )
+    #: A name for the scenario's faults (default: "UNIT@ENDPOINT").
+    name: str | None = None
+    #: The room it hangs in; without one it reads the fixed values below.
+    room: str | None = None
     temperature_c: Annotated[float, between(-40, 80)] = 22.0
     humidity_pct: Annotated[float, between(0, 100)] = 50.0
-    #: A slow sine on top of the base values, so a demo shows changing readings.
+    #: Its own error, as a calibration certificate would find it.
+    offset_c: Annotated[float, between(-5, 5)] = 0.0
+    offset_pct: Annotated[float, between(-20, 20)] = 0.0
+    #: A slow sine on top of fixed values, so a demo shows changing readings.
     wave_c: Annotated[float, between(0, 20)] = 0.0
     wave_pct: Annotated[float, between(0, 40)] = 0.0
     wave_period_s: Annotated[float, between(1, 86400)] = 600.0
 
 
+class RelayBoard(Strict):
+    unit: Annotated[int, between(1, 247)]
+    coils: Annotated[int, between(1, 64)] = 8
+
+
 class TcpEndpoint(Strict):
     host: str = "127.0.0.1"
     port: Port = 5020
-    devices: list[Transmitter] = Field(min_length=1)
+    devices: list[Transmitter] = Field(default_factory=list)
+    relays: list[RelayBoard] = Field(default_factory=list)
+
+
+class RtuEndpoint(Strict):
+    #: The path the agent opens (a symlink to the current pseudo-terminal).
+    link: Path
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    devices: list[Transmitter] = Field(default_factory=list)
+    relays: list[RelayBoard] = Field(default_factory=list)
 
 
 class SensorsConfig(Strict):
+    #: Simulated seconds per real second, for the rooms and the scenario.
+    time_scale: Annotated[float, between(0.001, 100_000)] = 1.0
+    rooms: list[RoomConfig] = Field(default_factory=list)
+    scenario: list[ScenarioEvent] = Field(default_factory=list)
     tcp: list[TcpEndpoint] = Field(default_factory=list)
+    rtu: list[RtuEndpoint] = Field(default_factory=list)
 
 
 def load_sensors_config(path: Path | str) -> SensorsConfig:
@@ -72,24 +129,41 @@ def load_sensors_config(path: Path | str) -> SensorsConfig:
 
 def x10(value: float) -> int:
     """A signed tenth as an unsigned 16-bit register."""
-    raw: int = struct.unpack(">H", struct.pack(">h", round(value * 10)))[0]
-    return raw
+    return Value(0).encode(value)[0]
 
 
 class SimulatedTransmitter:
-    def __init__(self, spec: Transmitter, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        spec: Transmitter,
+        name: str,
+        world: World | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.spec = spec
+        self.name = name
         self.layout = LAYOUTS[spec.profile]
+        self.world = world
         self._clock = clock
         self._t0 = clock()
+        self.faults: set[str] = set()
+        self._frozen: tuple[float, float] | None = None
         self.reads = 0
 
     def values(self) -> tuple[float, float]:
-        phase = 2 * math.pi * (self._clock() - self._t0) / self.spec.wave_period_s
-        return (
-            self.spec.temperature_c + self.spec.wave_c * math.sin(phase),
-            min(100.0, max(0.0, self.spec.humidity_pct + self.spec.wave_pct * math.cos(phase))),
-        )
+        if "nonsense" in self.faults:
+            return 3276.7, 6553.5
+        if "frozen" in self.faults and self._frozen is not None:
+            return self._frozen
+        if self.world is not None and self.spec.room is not None:
+            t, rh = self.world.room(self.spec.room)
+        else:
+            phase = 2 * math.pi * (self._clock() - self._t0) / self.spec.wave_period_s
+            t = self.spec.temperature_c + self.spec.wave_c * math.sin(phase)
+            rh = self.spec.humidity_pct + self.spec.wave_pct * math.cos(phase)
+        values = (t + self.spec.offset_c, min(100.0, max(0.0, rh + self.spec.offset_pct)))
+        self._frozen = values
+        return values
 
     async def on_access(
         self,
@@ -101,10 +175,16 @@ class SimulatedTransmitter:
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         """pymodbus calls this before answering; fill in the live values."""
+        if "silent" in self.faults:
+            return ExcCodes.GATEWAY_NO_RESPONSE  # what a TCP gateway says of a dead device
+        if "bad_crc" in self.faults:
+            return ExcCodes.GATEWAY_PATH_UNAVIABLE
         if set_values is None and function_code == self.layout.function:
-            temperature, humidity = self.values()
-            registers[self.layout.temperature_address - start_address] = x10(temperature)
-            registers[self.layout.humidity_address - start_address] = x10(humidity)
+            t, rh = self.values()
+            for spec, value in ((self.layout.temperature, t), (self.layout.humidity, rh)):
+                words = spec.encode(value)
+                start = spec.address - start_address
+                registers[start : start + len(words)] = words
             self.reads += 1
         return None
 
@@ -121,36 +201,166 @@ class SimulatedTransmitter:
         )
 
 
+class SimulatedRelay:
+    """A relay board: coils the agent switches, whose state a test or a person can read."""
+
+    def __init__(self, spec: RelayBoard, name: str) -> None:
+        self.spec = spec
+        self.name = name
+        self.coils = [False] * spec.coils
+
+    async def on_access(
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        _registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        if set_values is not None and function_code in (5, 15):
+            for i, value in enumerate(set_values):
+                if 0 <= address + i < len(self.coils):
+                    if bool(value) != self.coils[address + i]:
+                        log.warning(
+                            "relay %s coil %d %s", self.name, address + i, "ON" if value else "off"
+                        )
+                        print(
+                            f"relay {self.name} coil {address + i} {'on' if value else 'off'}",
+                            flush=True,
+                        )
+                    self.coils[address + i] = bool(value)
+        return None
+
+    def device(self) -> SimDevice:
+        coils = [SimData(0, count=self.spec.coils, values=False, datatype=DataType.BITS)]
+        di = [SimData(0, count=self.spec.coils, values=False, datatype=DataType.BITS)]
+        regs = [SimData(0, count=4, values=0, datatype=DataType.REGISTERS)]
+        return SimDevice(
+            id=self.spec.unit,
+            simdata=(coils, di, regs, list(regs)),
+            action=partial(SimulatedRelay.on_access, self),
+        )
+
+
 class SensorSimulator:
-    """Every configured endpoint, served until cancelled."""
+    """Every configured endpoint, served until stopped."""
 
     def __init__(self, config: SensorsConfig) -> None:
         self.config = config
-        self.transmitters: dict[tuple[int, int], SimulatedTransmitter] = {}
-        self._servers: list[ModbusTcpServer] = []
+        self.world = World(config.rooms, config.scenario, config.time_scale)
+        self.transmitters: dict[str, SimulatedTransmitter] = {}
+        self.relays: dict[str, SimulatedRelay] = {}
+        self.cables: dict[str, PtyCable] = {}
+        self._cable_units: dict[str, tuple[PtyCable, int]] = {}
+        self._manual: dict[tuple[str, str], bool] = {}
+        self._servers: list[ModbusTcpServer | ModbusSerialServer] = []
+        self._scenario_task: asyncio.Task[None] | None = None
+
+    def _devices(
+        self, where: str, transmitters: list[Transmitter], relays: list[RelayBoard]
+    ) -> list[SimDevice]:
+        devices = []
+        for spec in transmitters:
+            name = spec.name or f"{spec.unit}@{where}"
+            sim = SimulatedTransmitter(spec, name, self.world)
+            self.transmitters[name] = sim
+            devices.append(sim.device())
+        for board in relays:
+            name = f"{board.unit}@{where}"
+            relay = SimulatedRelay(board, name)
+            self.relays[name] = relay
+            devices.append(relay.device())
+        return devices
 
     async def start(self) -> list[str]:
         """Start every server; return a line per endpoint saying where it listens."""
         lines = []
         for endpoint in self.config.tcp:
-            sims = [SimulatedTransmitter(d) for d in endpoint.devices]
-            for sim in sims:
-                self.transmitters[(endpoint.port, sim.spec.unit)] = sim
+            where = f"{endpoint.host}:{endpoint.port}"
             server = ModbusTcpServer(
-                [s.device() for s in sims],
+                self._devices(where, endpoint.devices, endpoint.relays),
                 address=(endpoint.host, endpoint.port),
                 ignore_missing_devices=True,
             )
             await server.serve_forever(background=True)
             self._servers.append(server)
-            units = ",".join(str(s.spec.unit) for s in sims)
-            lines.append(f"modbus-tcp {endpoint.host}:{endpoint.port} units {units}")
+            lines.append(f"modbus-tcp {where} units {self._units(endpoint)}")
+        for rtu in self.config.rtu:
+            cable = PtyCable(rtu.link)
+            cable.start()
+            self.cables[str(rtu.link)] = cable
+            where = str(rtu.link)
+            serial_server = ModbusSerialServer(
+                self._devices(where, rtu.devices, rtu.relays),
+                framer=FramerType.RTU,
+                port=cable.device_path,
+                baudrate=rtu.baudrate,
+                ignore_missing_devices=True,
+            )
+            await serial_server.serve_forever(background=True)
+            self._servers.append(serial_server)
+            for spec in rtu.devices:
+                self._cable_units[spec.name or f"{spec.unit}@{where}"] = (cable, spec.unit)
+            lines.append(f"modbus-rtu {rtu.link} ({rtu.baudrate} 8N1) units {self._units(rtu)}")
+        self._scenario_task = asyncio.get_running_loop().create_task(self._run_scenario())
         return lines
 
+    @staticmethod
+    def _units(endpoint: TcpEndpoint | RtuEndpoint) -> str:
+        units = [d.unit for d in endpoint.devices] + [r.unit for r in endpoint.relays]
+        return ",".join(str(u) for u in units)
+
+    def set_fault(self, target: str, fault: str, on: bool) -> None:
+        """Turn a fault on a transmitter (by name) or an unplugged cable (by link) on or off."""
+        self._manual[(target, fault)] = on
+        self._apply(target, fault, on)
+
+    def _apply(self, target: str, fault: str, on: bool) -> None:
+        if fault == "unplug":
+            cable = self.cables[target]
+            if on and cable.plugged:
+                cable.unplug()
+            elif not on and not cable.plugged:
+                cable.plug()
+            return
+        sim = self.transmitters[target]
+        if on:
+            sim.faults.add(fault)
+        else:
+            sim.faults.discard(fault)
+        if target in self._cable_units and fault in ("silent", "bad_crc"):
+            cable, unit = self._cable_units[target]
+            units = cable.silent_units if fault == "silent" else cable.bad_crc_units
+            if on:
+                units.add(unit)
+            else:
+                units.discard(unit)
+
+    async def _run_scenario(self) -> None:
+        applied: dict[tuple[str, str], bool] = {}
+        while True:
+            for event in self.config.scenario:
+                if event.kind not in (*FAULTS, "unplug"):
+                    continue
+                key = (event.target, event.kind)
+                on = self.world.active(event.kind, event.target) or self._manual.get(key, False)
+                if applied.get(key) != on:
+                    applied[key] = on
+                    log.warning(
+                        "scenario: %s %s %s", event.kind, event.target, "on" if on else "off"
+                    )
+                    self._apply(event.target, event.kind, on)
+            await asyncio.sleep(0.2)
+
     async def stop(self) -> None:
+        if self._scenario_task is not None:
+            self._scenario_task.cancel()
         for server in self._servers:
             await server.shutdown()  # type: ignore[no-untyped-call]
         self._servers.clear()
+        for cable in self.cables.values():
+            cable.close()
 
 
 async def serve(config: SensorsConfig, ready: Callable[[list[str]], None]) -> None:

@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import serial
 
-from edge_agent.drivers.modbus import BusUnavailable, DeviceError, PymodbusBus, TcpSettings
-from edge_agent.drivers.registers import PROFILES, plan_reads, read_values
-from simulators.sensors import SensorsConfig, SensorSimulator, TcpEndpoint, Transmitter
+from edge_agent.drivers.modbus import (
+    BusUnavailable,
+    DeviceError,
+    DriverError,
+    PymodbusBus,
+    RtuSettings,
+    TcpSettings,
+)
+from edge_agent.drivers.registers import (
+    PROFILES,
+    ByteOrder,
+    ClimateMap,
+    DataType,
+    RegisterField,
+    plan_reads,
+    read_values,
+)
+from simulators.sensors import (
+    RelayBoard,
+    RtuEndpoint,
+    SensorsConfig,
+    SensorSimulator,
+    TcpEndpoint,
+    Transmitter,
+)
 from tests.support import PtyPair, free_port
 
 
@@ -48,7 +73,7 @@ async def test_both_builtin_profiles_read_exact_values() -> None:
         )
         with pytest.raises(DeviceError, match="unit 9"):
             await read_climate(bus, 9, "t-rh-input-x10")
-        assert sim.transmitters[(port, 1)].reads == 1
+        assert sim.transmitters[f"1@127.0.0.1:{port}"].reads == 1
     finally:
         await bus.close()
         await sim.stop()
@@ -68,3 +93,118 @@ def test_pty_pair_carries_bytes_both_ways(pty_pair: PtyPair) -> None:
         port.write(b"\x01\x03\x04")
         port.flush()
         assert os.read(pty_pair.controller_fd, 3) == b"\x01\x03\x04"
+
+
+def rtu_config(link: Path) -> SensorsConfig:
+    return SensorsConfig(
+        rtu=[
+            RtuEndpoint(
+                link=link,
+                baudrate=9600,
+                devices=[
+                    Transmitter(unit=1, name="a", temperature_c=21.3, humidity_pct=44.4),
+                    Transmitter(
+                        unit=2,
+                        name="b",
+                        profile="t-rh-input-x10",
+                        temperature_c=-7.5,
+                        humidity_pct=91.0,
+                    ),
+                    Transmitter(
+                        unit=3,
+                        name="c",
+                        profile="float32-cdab-holding",
+                        temperature_c=18.25,
+                        humidity_pct=63.5,
+                    ),
+                ],
+                relays=[RelayBoard(unit=9)],
+            )
+        ]
+    )
+
+
+FLOAT_CDAB = ClimateMap(
+    temperature=RegisterField(3, 0x10, DataType.FLOAT32, ByteOrder.CDAB),
+    humidity=RegisterField(3, 0x12, DataType.FLOAT32, ByteOrder.CDAB),
+)
+
+
+async def read_map(bus: PymodbusBus, unit: int, cmap: ClimateMap) -> dict[str, float]:
+    fields = {"temperature": cmap.temperature, "humidity": cmap.humidity}
+    blocks = plan_reads(fields.values())
+    return read_values(fields, blocks, [await bus.read(unit, b) for b in blocks])
+
+
+@pytest.fixture
+async def rtu(tmp_path: Path) -> AsyncIterator[tuple[SensorSimulator, PymodbusBus]]:
+    link = tmp_path / "ttyRS485"
+    sim = SensorSimulator(rtu_config(link))
+    await sim.start()
+    bus = PymodbusBus("rs485", RtuSettings(str(link), 9600, timeout_s=0.3, retries=0))
+    yield sim, bus
+    await bus.close()
+    await sim.stop()
+
+
+async def test_rtu_over_a_pseudo_terminal_reads_every_profile_and_a_float_map(
+    rtu: tuple[SensorSimulator, PymodbusBus],
+) -> None:
+    _sim, bus = rtu
+    assert await read_climate(bus, 1, "rh-t-holding-x10") == pytest.approx(
+        {"temperature": 21.3, "humidity": 44.4}
+    )
+    assert await read_climate(bus, 2, "t-rh-input-x10") == pytest.approx(
+        {"temperature": -7.5, "humidity": 91.0}
+    )
+    assert await read_map(bus, 3, FLOAT_CDAB) == pytest.approx(
+        {"temperature": 18.25, "humidity": 63.5}
+    )
+
+
+async def test_silent_and_bad_crc_units_fail_alone(
+    rtu: tuple[SensorSimulator, PymodbusBus],
+) -> None:
+    sim, bus = rtu
+    sim.set_fault("a", "silent", True)
+    sim.set_fault("b", "bad_crc", True)
+    with pytest.raises(DeviceError, match="unit 1"):
+        await read_climate(bus, 1, "rh-t-holding-x10")
+    with pytest.raises(DeviceError, match="unit 2"):
+        await read_climate(bus, 2, "t-rh-input-x10")
+    assert (await read_map(bus, 3, FLOAT_CDAB))["temperature"] == pytest.approx(18.25)
+    sim.set_fault("a", "silent", False)
+    sim.set_fault("b", "bad_crc", False)
+    assert (await read_climate(bus, 1, "rh-t-holding-x10"))["temperature"] == pytest.approx(21.3)
+    assert (await read_climate(bus, 2, "t-rh-input-x10"))["temperature"] == pytest.approx(-7.5)
+
+
+async def test_unplugged_bus_is_unavailable_then_comes_back(
+    rtu: tuple[SensorSimulator, PymodbusBus], tmp_path: Path
+) -> None:
+    sim, bus = rtu
+    link = str(tmp_path / "ttyRS485")
+    assert (await read_climate(bus, 1, "rh-t-holding-x10"))["humidity"] == pytest.approx(44.4)
+    sim.set_fault(link, "unplug", True)
+    for _ in range(3):
+        with pytest.raises(DriverError):
+            await read_climate(bus, 1, "rh-t-holding-x10")
+    sim.set_fault(link, "unplug", False)
+    answered = None
+    for _ in range(20):
+        try:
+            answered = await read_climate(bus, 1, "rh-t-holding-x10")
+            break
+        except DriverError:
+            await asyncio.sleep(0.1)
+    assert answered == pytest.approx({"temperature": 21.3, "humidity": 44.4})
+
+
+async def test_relay_coil_is_switched_and_can_be_read_back(
+    rtu: tuple[SensorSimulator, PymodbusBus],
+) -> None:
+    sim, bus = rtu
+    await bus.write_coil(9, 2, True)
+    assert sim.relays[f"9@{sim.config.rtu[0].link}"].coils[:3] == [False, False, True]
+    await bus.write_coil(9, 2, False)
+    assert not any(sim.relays[f"9@{sim.config.rtu[0].link}"].coils)
