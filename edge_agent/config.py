@@ -163,6 +163,8 @@ class ClimateSection(Strict):
     record_out_of_range_s: Annotated[float, between(1, 120)] = 120.0
     #: No valid reading for this long is a sensor fault.
     fault_after_s: Annotated[float, between(10, 3600)] = 120.0
+    #: A change faster than this is flagged as a spike and kept out of the room's state.
+    spike_c_per_min: Annotated[float, between(0.1, 10_000)] = 5.0
     #: A value unchanged for this long is flagged as stuck.
     stuck_after_s: Annotated[float, between(60, 7 * 86400)] = 6 * 3600.0
     #: Two sensors of one room further apart than this raise a warning.

@@ -12,6 +12,7 @@ import click
 import sqlalchemy as sa
 
 from edge_agent.configfile import ConfigError
+from server.climate.queries import Notice
 from server.config import ServerConfig, load_config
 from server.i18n import Language, pad, t, table
 
@@ -128,16 +129,27 @@ def latest(ctx: click.Context, lang: str | None) -> None:
 @click.option("--interval", type=float, default=1.0, show_default=True)
 @click.pass_context
 def tail(ctx: click.Context, lang: str | None, interval: float) -> None:
-    """Print readings as they arrive, until Ctrl-C."""
-    from server.climate.queries import last_id, since
+    """Print readings, alarms and sensor faults as they arrive, until Ctrl-C."""
+    from server.climate.queries import last_id, notices_since, since
 
     config = _config(ctx.find_root())
     language = _lang(config, lang)
     engine = _engine(config)
     zone = config.server.zone
     cursor = last_id(engine)
+    seen: set[tuple[str, str, int]] = set()
+    notices = notices_since(engine, None)
+    seen.update(n.key for n in notices)
+    after = notices[-1].received_at if notices else None
     try:
         while True:
+            for n in notices_since(engine, after):
+                after = n.received_at
+                if n.key in seen:
+                    continue
+                seen.add(n.key)
+                when = n.occurred_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+                click.echo(f"{when}  {n.site_id}  {describe_notice(n, language)}")
             for r in since(engine, cursor):
                 cursor = r.id
                 when = r.occurred_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
@@ -150,6 +162,26 @@ def tail(ctx: click.Context, lang: str | None, interval: float) -> None:
             time.sleep(interval)
     except KeyboardInterrupt:
         pass
+
+
+def describe_notice(n: Notice, lang: Language) -> str:
+    p = n.payload
+    room = str(p.get("storeroom", ""))
+    kind = n.kind.removeprefix("climate.")
+    if kind == "state":
+        return (
+            f"{pad(room, 14)} {t('state.' + str(p['state']), lang)}  "
+            f"({p['sensor']} {float(p['temperature_c']):.1f} °C {float(p['humidity_pct']):.1f} %RH)"  # type: ignore[arg-type]
+        )
+    if kind in ("sensor_fault", "sensor_recovered"):
+        detail = f": {p['error']}" if kind == "sensor_fault" else ""
+        return f"{pad(room, 14)} {t(kind, lang)} {p['sensor']}{detail}"
+    if kind == "alarm_silenced":
+        return f"{pad(room, 14)} {t(kind, lang)} ({p['by']})"
+    if kind == "disagreement":
+        delta = f"Δ{p['delta_c']} °C Δ{p['delta_pct']} %RH"
+        return f"{pad(room, 14)} {t(kind, lang)}: {p['sensors']} {delta}"
+    return f"{pad(room, 14)} {t('calibration.' + str(p['state']), lang)}: {p['sensor']}"
 
 
 @main.group()

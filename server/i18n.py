@@ -17,6 +17,15 @@ _TEXTS: dict[str, dict[Language, str]] = {
     "time": {"zh": "时间", "en": "time"},
     "clock_unsynced": {"zh": "时钟未同步", "en": "clock not synced"},
     "no_readings": {"zh": "暂无温湿度记录。", "en": "No climate records yet."},
+    "state.normal": {"zh": "✓ 恢复正常", "en": "✓ back to normal"},
+    "state.warning": {"zh": "△ 接近限值（预警）", "en": "△ near a limit (warning)"},
+    "state.alarm": {"zh": "⚠ 超出限值（报警）", "en": "⚠ out of limits (ALARM)"},
+    "sensor_fault": {"zh": "✗ 传感器故障", "en": "✗ sensor fault"},
+    "sensor_recovered": {"zh": "✓ 传感器恢复", "en": "✓ sensor recovered"},
+    "alarm_silenced": {"zh": "声光报警已由现场静音", "en": "alarm silenced on site"},
+    "disagreement": {"zh": "两个传感器读数相差过大", "en": "two sensors disagree"},
+    "calibration.due": {"zh": "传感器校准即将到期", "en": "sensor calibration due"},
+    "calibration.expired": {"zh": "传感器校准已过期（不合规）", "en": "sensor calibration expired"},
 }
 
 

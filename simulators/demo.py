@@ -29,7 +29,9 @@ STOREROOMS = [
 
 TEXTS = {
     "zh": {
-        "intro": "演示：模拟县药具管理站（3 个库房，6 个温湿度变送器），数据经 MQTT 送到服务器。",
+        "intro": "演示：模拟县药具管理站（3 个库房，6 个温湿度变送器：一号、二号库在 RS485 总线上，"
+        "三号库经 Modbus TCP 网关），数据经 MQTT 送到服务器。模拟时间加速 240 倍："
+        "约 6 秒后二号库空调故障、温度超限报警，随后恢复；一号库一个变送器会暂时失去响应。",
         "where": "工作目录：{dir}（日志在 logs/ 下）",
         "stop": "按 Ctrl-C 停止。以下为服务器收到的温湿度记录：",
         "died": "进程 {name} 意外退出（代码 {code}），日志：{log}",
@@ -37,8 +39,11 @@ TEXTS = {
         "no_broker": "无法启动 Mosquitto：{err}",
     },
     "en": {
-        "intro": "Demo: a simulated county commodity station (3 storerooms, 6 transmitters), "
-        "readings carried over MQTT to the server.",
+        "intro": "Demo: a simulated county commodity station (3 storerooms, 6 transmitters: "
+        "No.1 and No.2 on an RS485 bus, No.3 on a Modbus TCP gateway), readings carried over "
+        "MQTT to the server. Simulated time runs 240x: after about 6 s the air conditioning of "
+        "No.2 fails, the room goes into alarm, then recovers; a transmitter in No.1 falls silent "
+        "for a while.",
         "where": "Working directory: {dir} (logs under logs/)",
         "stop": "Press Ctrl-C to stop. Climate records as the server stores them:",
         "died": "process {name} exited unexpectedly (code {code}), log: {log}",
@@ -48,16 +53,53 @@ TEXTS = {
 }
 
 
+#: Simulated seconds per real second: the scenario's hours pass in minutes.
+TIME_SCALE = 240.0
+
+#: An air-conditioning failure in No.2 (pills) from 0.4 h to 1.6 h of simulated time, and a
+#: transmitter in No.1 that stops answering for a while, then cycles again every 3 hours.
+SCENARIO = [
+    ("ac_failure", "no2-pills", 0.4, 1.2),
+    ("silent", "no1-b", 2.2, 1.0),
+]
+CYCLE_H = 3.0
+
+
 @dataclass
 class DemoSite:
+    """A county station: No.1 and No.2 on one RS485 bus (RTU on a pseudo-terminal), No.3 on a
+    Modbus TCP gateway, and a relay board for the sound-and-light alarms."""
+
     workdir: Path
     broker_port: int
     modbus_port: int
-    poll_interval_s: float = 5.0
+    poll_interval_s: float = 2.0
+    cycles: int = 40
 
     def write(self) -> dict[str, Path]:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        sensors = ["[[tcp]]", f"port = {self.modbus_port}"]
+        rs485 = self.workdir / "ttyRS485-1"
+        sensors = [f"time_scale = {TIME_SCALE}"]
+        for room, _name, _group, temperature, humidity in STOREROOMS:
+            sensors += [
+                "[[rooms]]",
+                f'id = "{room}"',
+                f"base_c = {temperature}",
+                f"base_pct = {humidity}",
+                "daily_c = 1.5",
+                "daily_pct = 4.0",
+            ]
+        for cycle in range(self.cycles):
+            for kind, target, at_h, duration_h in SCENARIO:
+                sensors += [
+                    "[[scenario]]",
+                    f'kind = "{kind}"',
+                    f'target = "{target}"',
+                    f"at_h = {at_h + cycle * CYCLE_H}",
+                    f"duration_h = {duration_h}",
+                ]
+        rtu_devices: list[str] = []
+        tcp_devices: list[str] = []
         agent = [
             "[agent]",
             'id = "county-station-01"',
@@ -69,8 +111,18 @@ class DemoSite:
             "ack_timeout_s = 10",
             "[climate]",
             f"poll_interval_s = {self.poll_interval_s}",
-            f"record_in_range_s = {self.poll_interval_s}",
+            f"record_in_range_s = {self.poll_interval_s * 5}",
             f"record_out_of_range_s = {self.poll_interval_s}",
+            "fault_after_s = 10",
+            "sensor_backoff_max_s = 4",
+            "# Time runs 240x in the simulated rooms: real minutes of change pass in seconds.",
+            "spike_c_per_min = 1000",
+            "[[climate.buses]]",
+            'id = "rs485-1"',
+            'kind = "rtu"',
+            f'device = "{rs485}"',
+            "baudrate = 9600",
+            "timeout_s = 0.3",
             "[[climate.buses]]",
             'id = "gateway-1"',
             'kind = "tcp"',
@@ -78,33 +130,38 @@ class DemoSite:
             f"port = {self.modbus_port}",
         ]
         unit = 0
-        for room, name, group, temperature, humidity in STOREROOMS:
+        for index, (room, name, group, _t, _rh) in enumerate(STOREROOMS):
             agent += [
                 "[[climate.storerooms]]",
                 f'id = "{room}"',
                 f'name = "{name}"',
                 f'product_group = "{group}"',
+                f'alarm_output = {{ bus = "rs485-1", address = 9, coil = {index} }}',
             ]
+            on_tcp = room == "no3-iud"
             for suffix, profile in (("a", "rh-t-holding-x10"), ("b", "t-rh-input-x10")):
                 unit += 1
-                sensors += [
-                    "[[tcp.devices]]",
+                sensor = f"{room.split('-')[0]}-{suffix}"
+                device = [
+                    f"[[{'tcp' if on_tcp else 'rtu'}.devices]]",
                     f"unit = {unit}",
+                    f'name = "{sensor}"',
                     f'profile = "{profile}"',
-                    f"temperature_c = {temperature + unit * 0.1:.1f}",
-                    f"humidity_pct = {humidity}",
-                    "wave_c = 1.5",
-                    "wave_pct = 4.0",
-                    "wave_period_s = 120",
+                    f'room = "{room}"',
+                    f"offset_c = {0.1 * (unit % 2)}",
                 ]
+                (tcp_devices if on_tcp else rtu_devices).extend(device)
                 agent += [
                     "[[climate.sensors]]",
-                    f'id = "{room.split("-")[0]}-{suffix}"',
+                    f'id = "{sensor}"',
                     f'storeroom = "{room}"',
-                    'bus = "gateway-1"',
+                    f'bus = "{"gateway-1" if on_tcp else "rs485-1"}"',
                     f"address = {unit}",
                     f'profile = "{profile}"',
                 ]
+        sensors += ["[[tcp]]", f"port = {self.modbus_port}", *tcp_devices]
+        sensors += ["[[rtu]]", f'link = "{rs485}"', "baudrate = 9600", *rtu_devices]
+        sensors += ["[[rtu.relays]]", "unit = 9"]
         server = [
             "[database]",
             f'url = "sqlite:///{self.workdir / "server.db"}"',

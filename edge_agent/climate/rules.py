@@ -170,6 +170,7 @@ class SensorHealth:
 
     fault_after_s: float = 120.0
     stuck_after_s: float = 3600.0
+    spike_c_per_min: float = SPIKE_C_PER_MIN
     _last_valid_at: float | None = None
     _last: tuple[float, float] | None = None
     _unchanged_since: float | None = None
@@ -187,7 +188,7 @@ class SensorHealth:
         flags: list[Quality] = []
         if self._last is not None and self._last_valid_at is not None:
             minutes = max((now - self._last_valid_at) / 60, 1 / 60)
-            if abs(t - self._last[0]) / minutes > SPIKE_C_PER_MIN:
+            if abs(t - self._last[0]) / minutes > self.spike_c_per_min:
                 flags.append(Quality.SPIKE)
         if self._last == (t, rh):
             since = self._unchanged_since

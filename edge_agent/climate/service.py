@@ -192,7 +192,11 @@ class ClimateService:
             sensor,
             fields,
             plan_reads(fields.values()),
-            SensorHealth(self._config.fault_after_s, self._config.stuck_after_s),
+            SensorHealth(
+                self._config.fault_after_s,
+                self._config.stuck_after_s,
+                self._config.spike_c_per_min,
+            ),
             RecordPolicy(self._config.record_in_range_s, self._config.record_out_of_range_s),
         )
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 
 from server.store.db import utc
-from server.store.schema import climate_records
+from server.store.schema import agents, climate_records, events
 
 
 @dataclass(frozen=True)
@@ -78,3 +79,57 @@ def since(engine: sa.Engine, after_id: int, limit: int = 1000) -> list[Reading]:
 def last_id(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.max(climate_records.c.id))).scalar() or 0)
+
+
+NOTICE_KINDS = (
+    "climate.state",
+    "climate.sensor_fault",
+    "climate.sensor_recovered",
+    "climate.alarm_silenced",
+    "climate.disagreement",
+    "climate.calibration",
+)
+
+
+@dataclass(frozen=True)
+class Notice:
+    key: tuple[str, str, int]
+    site_id: str
+    kind: str
+    occurred_at: datetime
+    received_at: datetime
+    payload: dict[str, object]
+
+
+def notices_since(engine: sa.Engine, after: datetime | None, limit: int = 500) -> list[Notice]:
+    """Climate events a person should see (states, faults, silencing), oldest first."""
+    query = (
+        sa.select(
+            events.c.agent_id,
+            events.c.epoch,
+            events.c.seq,
+            agents.c.site_id,
+            events.c.kind,
+            events.c.occurred_at,
+            events.c.received_at,
+            events.c.body,
+        )
+        .join(agents, agents.c.agent_id == events.c.agent_id)
+        .where(events.c.kind.in_(NOTICE_KINDS), events.c.status == "ok")
+        .order_by(events.c.received_at, events.c.seq)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(events.c.received_at >= after)
+    with engine.connect() as conn:
+        return [
+            Notice(
+                (agent, epoch, seq),
+                site,
+                kind,
+                utc(occurred),
+                utc(received),
+                json.loads(body)["payload"],
+            )
+            for agent, epoch, seq, site, kind, occurred, received, body in conn.execute(query)
+        ]
