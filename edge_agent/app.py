@@ -9,7 +9,7 @@ import signal
 from datetime import datetime
 from pathlib import Path
 
-from edge_agent import __version__
+from edge_agent import __version__, control
 from edge_agent.climate.service import ClimateService
 from edge_agent.clock import Clock
 from edge_agent.commands import CommandHandler
@@ -114,6 +114,9 @@ async def run(
             group.create_task(link.run(), name="link")
             group.create_task(climate.run(), name="climate")
             group.create_task(watchdog.run(), name="watchdog")
+            group.create_task(
+                control.serve(config.agent.data_dir / control.SOCKET_NAME, climate), name="control"
+            )
             await stop.wait()
             raise _Stopping
     except* _Stopping:

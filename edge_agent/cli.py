@@ -109,3 +109,21 @@ def inject(config_path: Path, count: int, kind: str) -> None:
         click.echo(f"inject: {exc}", err=True)
         sys.exit(1)
     click.echo(f"{count} events appended; last seq {last}")
+
+
+@main.command()
+@click.argument("storeroom")
+@click.option("--by", default="on site", help="Who silences it (recorded with the event).")
+@click.pass_obj
+def silence(config_path: Path, storeroom: str, by: str) -> None:
+    """Silence the sound-and-light alarm of STOREROOM on the running agent."""
+    from edge_agent.control import SOCKET_NAME, ControlError, request
+
+    config = _load(config_path)
+    try:
+        reply = request(config.agent.data_dir / SOCKET_NAME, f"silence {storeroom} {by}")
+    except ControlError as exc:
+        click.echo(f"silence: {exc}", err=True)
+        sys.exit(1)
+    click.echo(reply)
+    sys.exit(0 if reply.startswith("ok") else 2)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from edge_agent import control
 from edge_agent.climate.service import ClimateService
 from edge_agent.clock import Clock
 from edge_agent.config import AgentConfig
@@ -194,3 +195,17 @@ async def test_unplugged_bus_comes_back(rig: Rig) -> None:
     await rig.wait_for("climate.sensor_fault", 2, within_s=20)
     rig.sim.set_fault(str(rig.link), "unplug", False)
     await rig.wait_for("climate.sensor_recovered", 2, within_s=15)
+
+
+async def test_keeper_silences_through_the_control_socket(rig: Rig, tmp_path: Path) -> None:
+    path = tmp_path / "control.sock"
+    server = asyncio.create_task(control.serve(path, rig.service))
+    await until(path.exists, 5)
+    assert await asyncio.to_thread(control.request, path, "silence no1 Li") == "ok nothing sounding"
+    set_temperature(rig, 35.0)
+    await until(rig.coil, 10)
+    assert await asyncio.to_thread(control.request, path, "silence no1 Li") == "ok silenced"
+    await until(lambda: not rig.coil(), 5)
+    reply = await asyncio.to_thread(control.request, path, "silence no9")
+    assert reply.startswith("error unknown storeroom")
+    server.cancel()

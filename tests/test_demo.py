@@ -23,13 +23,13 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
-def test_demo_shows_readings_of_every_sensor_then_stops_cleanly(tmp_path: Path) -> None:
+def test_demo_shows_readings_an_alarm_and_its_end_then_stops_cleanly(tmp_path: Path) -> None:
     result = subprocess.run(
         [
             str(BIN / "edge-sim"),
             "demo",
             "--seconds",
-            "12",
+            "42",
             "--lang",
             "en",
             "--workdir",
@@ -44,6 +44,10 @@ def test_demo_shows_readings_of_every_sensor_then_stops_cleanly(tmp_path: Path) 
     sensors = set(re.findall(r"\b(no[123]-[ab])\b", result.stdout))
     assert sensors == {"no1-a", "no1-b", "no2-a", "no2-b", "no3-a", "no3-b"}, result.stdout
     assert re.search(r"-?\d+\.\d °C +\d+\.\d %RH", result.stdout)
+    alarm = result.stdout.find("no2-pills      ⚠ out of limits (ALARM)")
+    assert alarm > 0, result.stdout
+    assert result.stdout.find("no2-pills      ✓ back to normal", alarm) > alarm
+    assert "relay 9@" in (tmp_path / "logs" / "sensors.log").read_text(), "the alarm output"
     assert "every process has ended" in result.stdout
     assert processes_mentioning(str(tmp_path)) == []
 
