@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import load_config
-from edge_agent.configfile import ConfigError
+from edge_agent.config import AgentConfig, load_config
+from edge_agent.configfile import ConfigError, loads
 from server.config import load_config as load_server_config
 from tests.support import BIN
 
@@ -208,3 +208,32 @@ def test_server_cli_bad_config_exits_2(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr == "server.toml: mqtt.port: must be 1..65535\n"
+
+
+def test_example_sensor_simulation_is_valid() -> None:
+    from simulators.sensors import load_sensors_config
+
+    config = load_sensors_config(EXAMPLES / "sensors.toml")
+    assert config.rtu[0].relays[0].unit == 9
+    assert {e.kind for e in config.scenario} == {"ac_failure", "silent"}
+
+
+def test_a_custom_float32_word_swapped_map_from_the_config() -> None:
+    from edge_agent.climate.service import climate_map
+    from edge_agent.drivers.registers import ByteOrder, DataType, decode
+
+    text = GOOD.replace(
+        'address = 3\nprofile = "rh-t-holding-x10"',
+        "address = 3\n"
+        'registers.temperature = { function = 3, address = 16, type = "float32", '
+        'byte_order = "CDAB" }\n'
+        'registers.humidity = { function = 3, address = 18, type = "float32", '
+        'byte_order = "CDAB" }',
+    )
+    sensor = loads(text, AgentConfig).climate.sensors[2]
+    cmap = climate_map(sensor)
+    assert (cmap.temperature.type, cmap.temperature.byte_order) == (
+        DataType.FLOAT32,
+        ByteOrder.CDAB,
+    )
+    assert decode(cmap.temperature, [0x0000, 0x41AC]) == 21.5
