@@ -15,6 +15,7 @@ import socket
 from pathlib import Path
 
 from edge_agent.climate.service import ClimateService
+from edge_agent.outbox import OutboxError
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ async def answer(line: str, climate: ClimateService) -> str:
             silenced = await climate.silence(parts[1], who)
         except KeyError:
             return f"error unknown storeroom {parts[1]!r}"
+        except OutboxError as exc:
+            log.error("silencing of %s not recorded: %s", parts[1], exc)
+            return "ok silenced (not recorded: outbox error)"
         return "ok silenced" if silenced else "ok nothing sounding"
     return f"error unknown request {line[:40]!r}"
 

@@ -44,8 +44,12 @@ def sensors(config_path: Path) -> None:
         click.echo("ready", nl=True)
         sys.stdout.flush()
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(config, ready))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(config, ready))
+    except ValueError as exc:
+        click.echo(f"{config_path}: {exc}", err=True)
+        sys.exit(2)
 
 
 @main.command()

@@ -303,8 +303,22 @@ class SensorSimulator:
             for spec in rtu.devices:
                 self._cable_units[spec.name or f"{spec.unit}@{where}"] = (cable, spec.unit)
             lines.append(f"modbus-rtu {rtu.link} ({rtu.baudrate} 8N1) units {self._units(rtu)}")
+        for event in self.config.scenario:
+            self._check_target(event.kind, event.target)
         self._scenario_task = asyncio.get_running_loop().create_task(self._run_scenario())
         return lines
+
+    def _check_target(self, kind: str, target: str) -> None:
+        if kind == "unplug":
+            known = set(self.cables)
+        elif kind in FAULTS:
+            known = set(self.transmitters)
+        else:
+            known = set(self.world.rooms)
+        if target not in known:
+            raise ValueError(
+                f"scenario: {kind} of unknown target {target!r} (known: {', '.join(sorted(known))})"
+            )
 
     @staticmethod
     def _units(endpoint: TcpEndpoint | RtuEndpoint) -> str:
@@ -313,6 +327,7 @@ class SensorSimulator:
 
     def set_fault(self, target: str, fault: str, on: bool) -> None:
         """Turn a fault on a transmitter (by name) or an unplugged cable (by link) on or off."""
+        self._check_target(fault, target)
         self._manual[(target, fault)] = on
         self._apply(target, fault, on)
 

@@ -128,7 +128,10 @@ class PtyCable:
             if unit in self.silent_units:
                 continue  # a dead transmitter: the request goes unanswered
             self._corrupt_next = unit in self.bad_crc_units
-            os.write(self._device_fd, frame)
+            with contextlib.suppress(
+                OSError
+            ):  # a full device queue loses the frame, as a line would
+                os.write(self._device_fd, frame)
 
     def _device_readable(self) -> None:
         try:

@@ -137,3 +137,37 @@ def test_fault_for_a_sensor_that_never_answered() -> None:
 def test_disagreement_between_two_sensors() -> None:
     assert disagreement({"a": (20.0, 50.0), "b": (20.5, 52.0)}, 1.5, 8.0) is None
     assert disagreement({"a": (20.0, 50.0), "b": (22.0, 52.0)}, 1.5, 8.0) == ("a", "b", 2.0, 2.0)
+
+
+def test_one_sensor_out_of_range_alarms_even_when_the_other_reads_in_range() -> None:
+    m = RoomMonitor("no1", LIMITS)
+    for _ in range(3):
+        m.feed("a", 32.0, 50.0)
+        m.feed("b", 29.5, 50.0)
+    assert m.state is RoomState.ALARM
+
+
+def test_a_single_spike_is_flagged_and_the_return_is_not() -> None:
+    h = SensorHealth()
+    h.check(0, 22.0, 50.0)
+    assert h.check(60, 35.0, 50.0) == [Quality.SPIKE]
+    assert h.check(120, 22.0, 50.0) == []
+
+
+def test_a_new_level_is_accepted_after_repeated_spikes() -> None:
+    h = SensorHealth(spikes_to_accept=3)
+    h.check(0, 22.0, 50.0)
+    assert h.check(60, 35.0, 50.0) == [Quality.SPIKE]
+    assert h.check(120, 35.0, 50.0) == [Quality.SPIKE]
+    assert h.check(180, 35.0, 50.0) == []
+    assert h.check(240, 35.0, 50.0) == []
+
+
+def test_record_is_taken_early_rather_than_late() -> None:
+    """With a reading every 60 s, waiting for the next one would pass 30 min: record now."""
+    policy = RecordPolicy(in_range_s=1800, out_of_range_s=120, slack_s=60)
+    records = [t for t in range(0, 7200, 60) if policy.due(t, True)]
+    assert all(b - a <= 1800 for a, b in itertools.pairwise(records))
+    out = RecordPolicy(in_range_s=1800, out_of_range_s=120, slack_s=50)
+    late = [t for t in range(0, 1000, 50) if out.due(t, False)]
+    assert all(b - a <= 120 for a, b in itertools.pairwise(late))

@@ -11,6 +11,7 @@ import pytest
 import serial
 
 from edge_agent.drivers.modbus import (
+    BusLock,
     BusUnavailable,
     DeviceError,
     DriverError,
@@ -27,6 +28,7 @@ from edge_agent.drivers.registers import (
     plan_reads,
     read_values,
 )
+from simulators.environment import ScenarioEvent
 from simulators.sensors import (
     RelayBoard,
     RtuEndpoint,
@@ -208,3 +210,31 @@ async def test_relay_coil_is_switched_and_can_be_read_back(
     assert sim.relays[f"9@{sim.config.rtu[0].link}"].coils[:3] == [False, False, True]
     await bus.write_coil(9, 2, False)
     assert not any(sim.relays[f"9@{sim.config.rtu[0].link}"].coils)
+
+
+async def test_an_urgent_request_goes_before_waiting_ordinary_ones() -> None:
+    lock = BusLock()
+    order: list[str] = []
+
+    async def use(name: str, urgent: bool = False) -> None:
+        async with lock.hold(urgent):
+            order.append(name)
+            await asyncio.sleep(0.01)
+
+    first = asyncio.create_task(use("read-1"))
+    await asyncio.sleep(0)
+    waiting = [asyncio.create_task(use(f"read-{i}")) for i in (2, 3, 4)]
+    await asyncio.sleep(0)
+    alarm = asyncio.create_task(use("alarm", urgent=True))
+    await asyncio.gather(first, *waiting, alarm)
+    assert order[:2] == ["read-1", "alarm"]
+    assert sorted(order[2:]) == ["read-2", "read-3", "read-4"]
+
+
+async def test_a_scenario_with_an_unknown_target_is_refused(tmp_path: Path) -> None:
+    config = rtu_config(tmp_path / "tty")
+    config.scenario.append(ScenarioEvent(at_h=0, duration_h=1, kind="silent", target="nobody"))
+    sim = SensorSimulator(config)
+    with pytest.raises(ValueError, match="unknown target 'nobody'"):
+        await sim.start()
+    await sim.stop()

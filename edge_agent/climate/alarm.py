@@ -75,14 +75,21 @@ class AlarmOutputs:
                 if out.written == out.wanted and now - out.written_at < REASSERT_S:
                     continue
                 cfg = out.config
+                value = out.wanted  # what is written; the wish may change during the write
                 try:
-                    await self._buses[cfg.bus].write_coil(cfg.address, cfg.coil, out.wanted)
+                    await self._buses[cfg.bus].write_coil(cfg.address, cfg.coil, value, urgent=True)
                 except DriverError as exc:
                     failed = True
                     log.error("alarm output of %s not set: %s", room, exc)
                     continue
-                if out.written != out.wanted:
-                    log.info("alarm output of %s %s", room, "on" if out.wanted else "off")
-                out.written, out.written_at = out.wanted, now
+                except Exception:  # the loop must outlive any one failed write
+                    failed = True
+                    log.exception("alarm output of %s not set", room)
+                    continue
+                if out.written != value:
+                    log.info("alarm output of %s %s", room, "on" if value else "off")
+                out.written, out.written_at = value, now
+                if out.wanted != value:
+                    self._changed.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), RETRY_S if failed else REASSERT_S)

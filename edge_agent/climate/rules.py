@@ -92,12 +92,13 @@ class RoomMonitor:
     limits: Limits
     state: RoomState = RoomState.NORMAL
     _latest: dict[str, tuple[float, float]] = field(default_factory=dict)
-    _out_run: int = 0
+    _out_runs: dict[str, int] = field(default_factory=dict)
     _good_run: int = 0
 
     def forget(self, sensor: str) -> None:
         """A sensor that stopped giving valid readings no longer speaks for the room."""
         self._latest.pop(sensor, None)
+        self._out_runs.pop(sensor, None)
 
     def feed(self, sensor: str, t: float, rh: float) -> Transition | None:
         self._latest[sensor] = (t, rh)
@@ -108,10 +109,11 @@ class RoomMonitor:
             if order.index(level) >= order.index(worst):
                 worst, worst_t, worst_rh = level, st, srh
         out = not self.limits.in_range(t, rh)
-        self._out_run = self._out_run + 1 if out else 0
+        self._out_runs[sensor] = self._out_runs.get(sensor, 0) + 1 if out else 0
+        confirmed = max(self._out_runs.values()) >= self.limits.alarm_after_samples
         target = worst
         rising = self.state is not RoomState.ALARM and target is RoomState.ALARM
-        if rising and self._out_run < self.limits.alarm_after_samples:
+        if rising and not confirmed:
             target = RoomState.WARNING if self.state is RoomState.NORMAL else self.state
         if self.state is RoomState.ALARM and target is not RoomState.ALARM:
             self._good_run += 1
@@ -132,6 +134,9 @@ class RecordPolicy:
 
     in_range_s: float = MAX_RECORD_IN_RANGE_S
     out_of_range_s: float = MAX_RECORD_OUT_OF_RANGE_S
+    #: The time to the next reading: a record is taken now if waiting for that one would
+    #: overshoot the interval.
+    slack_s: float = 0.0
     _last_at: float | None = None
     _last_in_range: bool | None = None
 
@@ -145,6 +150,7 @@ class RecordPolicy:
         due = (
             self._last_at is None
             or in_range != self._last_in_range
+            or now - self._last_at + self.slack_s > interval
             or now - self._last_at >= interval
         )
         if due:
@@ -171,8 +177,13 @@ class SensorHealth:
     fault_after_s: float = 120.0
     stuck_after_s: float = 3600.0
     spike_c_per_min: float = SPIKE_C_PER_MIN
+    #: After this many spikes in a row the new level is taken as real.
+    spikes_to_accept: int = 3
     _last_valid_at: float | None = None
     _last: tuple[float, float] | None = None
+    _accepted: tuple[float, float] | None = None
+    _accepted_at: float | None = None
+    _spikes: int = 0
     _unchanged_since: float | None = None
     _started_at: float | None = None
     faulty: bool = False
@@ -186,10 +197,14 @@ class SensorHealth:
         ):
             return None
         flags: list[Quality] = []
-        if self._last is not None and self._last_valid_at is not None:
-            minutes = max((now - self._last_valid_at) / 60, 1 / 60)
-            if abs(t - self._last[0]) / minutes > self.spike_c_per_min:
-                flags.append(Quality.SPIKE)
+        if self._accepted is not None and self._accepted_at is not None:
+            minutes = max((now - self._accepted_at) / 60, 1 / 60)
+            if abs(t - self._accepted[0]) / minutes > self.spike_c_per_min:
+                self._spikes += 1
+                if self._spikes < self.spikes_to_accept:
+                    flags.append(Quality.SPIKE)
+        if Quality.SPIKE not in flags:
+            self._accepted, self._accepted_at, self._spikes = (t, rh), now, 0
         if self._last == (t, rh):
             since = self._unchanged_since
             if since is not None and now - since >= self.stuck_after_s:
@@ -199,6 +214,11 @@ class SensorHealth:
         self._last = (t, rh)
         self._last_valid_at = now
         return flags
+
+    def fault_deadline(self) -> float | None:
+        """When the sensor becomes faulty if no valid reading comes before."""
+        since = self._last_valid_at if self._last_valid_at is not None else self._started_at
+        return None if since is None else since + self.fault_after_s
 
     def fault_due(self, now: float) -> bool:
         """True once when no valid reading has come for ``fault_after_s``."""

@@ -24,6 +24,7 @@ from edge_agent.climate.rules import (
     RoomMonitor,
     RoomState,
     SensorHealth,
+    Transition,
     disagreement,
 )
 from edge_agent.clock import Clock
@@ -38,7 +39,7 @@ from edge_agent.drivers.registers import (
     plan_reads,
     read_values,
 )
-from edge_agent.outbox import AsyncOutbox, OutboxError
+from edge_agent.outbox import AsyncOutbox
 from edge_agent.wire import (
     AlarmSilenced,
     CalibrationNotice,
@@ -197,7 +198,11 @@ class ClimateService:
                 self._config.stuck_after_s,
                 self._config.spike_c_per_min,
             ),
-            RecordPolicy(self._config.record_in_range_s, self._config.record_out_of_range_s),
+            RecordPolicy(
+                self._config.record_in_range_s,
+                self._config.record_out_of_range_s,
+                slack_s=self._config.poll_interval_s,
+            ),
         )
 
     async def _poll(self, sensor: Sensor) -> None:
@@ -205,23 +210,30 @@ class ClimateService:
         bus = self._buses[sensor.bus]
         loop = asyncio.get_running_loop()
         checked_on: date | None = None
+        poll = self._config.poll_interval_s
+        next_at = loop.time()
         while True:
             self._heartbeat()
-            today = self._clock.now().date()
-            if today != checked_on:
-                checked_on = today
-                await self._check_calibration(run, today)
             try:
+                today = self._clock.now().date()
+                if today != checked_on:
+                    await self._check_calibration(run, today)
+                    checked_on = today
                 ok = await self._poll_once(run, bus, loop.time())
-            except OutboxError as exc:
-                log.error("sensor %s: event not stored: %s", sensor.id, exc)
-                ok = True
+            except Exception:  # one sensor's trouble must never stop the others or the agent
+                log.exception("sensor %s: poll failed", sensor.id)
+                ok = False
             run.failures = 0 if ok else run.failures + 1
-            # A failing sensor backs off on its own (doubling, capped); the others go on.
-            delay = self._config.poll_interval_s * 2 ** min(run.failures, 6)
-            await asyncio.sleep(
-                min(delay, max(self._config.poll_interval_s, self._config.sensor_backoff_max_s))
+            # Readings on a fixed grid; a failing sensor backs off on its own (doubling, capped),
+            # but is asked again in time to be declared faulty after fault_after_s.
+            backoff = min(
+                poll * 2 ** min(run.failures, 6), max(poll, self._config.sensor_backoff_max_s)
             )
+            next_at = max(next_at + poll, loop.time()) if ok else loop.time() + backoff
+            fault_at = run.health.fault_deadline()
+            if fault_at is not None and not run.health.faulty:
+                next_at = min(next_at, max(loop.time(), fault_at + 0.05))
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
 
     async def _poll_once(self, run: _SensorRun, bus: ModbusBus, now: float) -> bool:
         """Read, judge and record one reading; return whether the sensor answered properly."""
@@ -251,14 +263,19 @@ class ClimateService:
         if Quality.SPIKE not in flags:
             transition = room.monitor.feed(sensor.id, t, rh)
             room.latest[sensor.id] = (t, rh)
-        in_range = room.monitor.limits.in_range(t, rh)
-        if run.policy.due(now, in_range) or transition is not None:
-            quality = [str(q) for q in flags]
-            if run.calibration is not None:
-                quality.append(str(run.calibration))
-            await self._record(run, t, rh, raw_t, raw_rh, quality)
         if transition is not None:
-            await self._state_changed(room, transition.after, transition.before, sensor.id, t, rh)
+            # The sound-and-light output first: it must not wait for (or fail with) the disk.
+            self.alarms.set(room.config.id, transition.after is RoomState.ALARM)
+        in_range = room.monitor.limits.in_range(t, rh)
+        try:
+            if run.policy.due(now, in_range) or transition is not None:
+                quality = [str(q) for q in flags]
+                if run.calibration is not None:
+                    quality.append(str(run.calibration))
+                await self._record(run, t, rh, raw_t, raw_rh, quality)
+        finally:
+            if transition is not None:
+                await self._state_changed(room, transition)
         await self._check_disagreement(room)
         return True
 
@@ -298,9 +315,9 @@ class ClimateService:
         if self._on_record is not None:
             self._on_record(stamp.occurred_at)
 
-    async def _state_changed(
-        self, room: _Room, state: RoomState, before: RoomState, sensor: str, t: float, rh: float
-    ) -> None:
+    async def _state_changed(self, room: _Room, change: Transition) -> None:
+        state, before = change.after, change.before
+        sensor, t, rh = change.sensor, change.temperature_c, change.humidity_pct
         log.log(
             logging.WARNING if state is RoomState.ALARM else logging.INFO,
             "storeroom %s: %s -> %s (%s: %.1f °C, %.1f %%RH)",
@@ -311,8 +328,7 @@ class ClimateService:
             t,
             rh,
         )
-        self.alarms.set(room.config.id, state is RoomState.ALARM)
-        change = RoomStateChange(
+        event = RoomStateChange(
             storeroom=room.config.id,
             state=state.value,
             previous=before.value,
@@ -320,7 +336,7 @@ class ClimateService:
             temperature_c=round(t, 3),
             humidity_pct=round(min(100.0, max(0.0, rh)), 3),
         )
-        await self._emit("climate.state", change)
+        await self._emit("climate.state", event)
 
     async def _check_disagreement(self, room: _Room) -> None:
         found = disagreement(

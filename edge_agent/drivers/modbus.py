@@ -7,8 +7,9 @@ the wire, and turns every library failure into a ``DriverError`` so callers neve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -37,9 +38,43 @@ class ModbusBus(Protocol):
 
     async def read(self, unit: int, block: ReadBlock) -> Sequence[int]: ...
 
-    async def write_coil(self, unit: int, coil: int, on: bool) -> None: ...
+    async def write_coil(self, unit: int, coil: int, on: bool, *, urgent: bool = False) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class BusLock:
+    """One transaction at a time on a bus, first come first served, except that an urgent
+    request (an alarm output) goes before every waiting ordinary one: behind a row of dead
+    transmitters, each holding the bus for its timeout, the alarm would otherwise wait."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._urgent = 0
+        self._no_urgent = asyncio.Event()
+        self._no_urgent.set()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, urgent: bool = False) -> AsyncIterator[None]:
+        if urgent:
+            self._urgent += 1
+            self._no_urgent.clear()
+        try:
+            while True:
+                await self._lock.acquire()
+                if urgent or not self._urgent:
+                    break
+                self._lock.release()  # let the urgent one in first
+                await self._no_urgent.wait()
+            try:
+                yield
+            finally:
+                self._lock.release()
+        finally:
+            if urgent:
+                self._urgent -= 1
+                if not self._urgent:
+                    self._no_urgent.set()
 
 
 @dataclass(frozen=True)
@@ -74,7 +109,7 @@ class PymodbusBus:
 
     def __init__(self, name: str, settings: TcpSettings | RtuSettings) -> None:
         self.name = name
-        self._lock = asyncio.Lock()
+        self._lock = BusLock()
         self._gap_s = settings.frame_gap_s
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
         if isinstance(settings, TcpSettings):
@@ -129,18 +164,21 @@ class PymodbusBus:
             )
         return registers[: block.count]
 
-    async def write_coil(self, unit: int, coil: int, on: bool) -> None:
+    async def write_coil(self, unit: int, coil: int, on: bool, *, urgent: bool = False) -> None:
         response = await self._transact(
             unit,
             f"FC5 coil {coil}",
             lambda: self._client.write_coil(coil, on, device_id=unit),
+            urgent=urgent,
         )
         if response.isError():
             raise DeviceError(f"bus {self.name} unit {unit}: coil {coil} not set: {response}")
 
-    async def _transact(self, unit: int, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+    async def _transact(
+        self, unit: int, what: str, call: Callable[[], Awaitable[Any]], urgent: bool = False
+    ) -> Any:
         """One request on the bus: alone on the wire, then the quiet gap before the next."""
-        async with self._lock:
+        async with self._lock.hold(urgent):
             await self._ensure_connected()
             try:
                 return await call()
