@@ -86,3 +86,57 @@ class Mosquitto:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+
+class PostgresError(RuntimeError):
+    """PostgreSQL is missing or would not start."""
+
+
+def postgres_bin() -> Path | None:
+    """The newest installed PostgreSQL server's bin directory (Debian layout), if any."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@dataclass
+class Postgres:
+    """A throw-away PostgreSQL cluster on loopback, for tests of the server's PostgreSQL path."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    started: bool = False
+
+    def _run(self, *args: str) -> None:
+        cmd = list(args)
+        if os.geteuid() == 0:  # initdb and postgres refuse to run as root
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise PostgresError(f"{args[0]} failed: {(result.stderr or result.stdout)[-500:]}")
+
+    def start(self) -> None:
+        bindir = postgres_bin()
+        if bindir is None:
+            raise PostgresError("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres")
+        data = self.workdir / "data"
+        self._run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+        options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(
+            str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(self.workdir / "log"),
+            "-w", "start",
+        )  # fmt: skip
+        self.started = True
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        bindir = postgres_bin()
+        if self.started and bindir is not None:
+            self._run(
+                str(bindir / "pg_ctl"), "-D", str(self.workdir / "data"), "-m", "fast", "stop"
+            )
+        self.started = False

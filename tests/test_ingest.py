@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,15 +26,30 @@ from server.store.schema import (
     lost_ranges,
     metadata,
 )
+from simulators.broker import Postgres
 from tests.test_wire import climate_event
 
 NOW = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
 TOPIC = "fp/v1/county/station-1/events"
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> sa.Engine:
-    return open_store(f"sqlite:///{tmp_path / 'server.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """Every ingest test runs on SQLite and on PostgreSQL (a fresh database each)."""
+    if request.param == "sqlite":
+        yield open_store(f"sqlite:///{tmp_path / 'server.db'}")
+        return
+    pg: Postgres = request.getfixturevalue("postgres")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    engine = open_store(pg.url(name))
+    yield engine
+    engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE {name}"))
+    admin.dispose()
 
 
 EPOCH = "e0e0e0e0"
