@@ -29,7 +29,8 @@ class ControlError(Exception):
 async def serve(path: Path, climate: ClimateService) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = (await asyncio.wait_for(reader.readline(), 5)).decode(errors="replace")
+            async with asyncio.timeout(5):
+                line = (await reader.readline()).decode(errors="replace")
             writer.write((await answer(line.strip(), climate) + "\n").encode())
             await writer.drain()
         except (TimeoutError, ConnectionError) as exc:

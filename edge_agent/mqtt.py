@@ -79,10 +79,10 @@ class MqttSession:
         # session closed and shuts its socket (``_on_socket_open``).
         self.client.connect_timeout = within_s
         try:
-            await asyncio.wait_for(
-                self._loop.run_in_executor(None, self._blocking_connect), 3 * within_s
-            )
-            await asyncio.wait_for(asyncio.shield(self._connected), within_s)
+            async with asyncio.timeout(3 * within_s):
+                await self._loop.run_in_executor(None, self._blocking_connect)
+            async with asyncio.timeout(within_s):
+                await asyncio.shield(self._connected)
         except TimeoutError as exc:
             self._fail(MqttError("connect timed out"))
             raise MqttError(f"cannot connect to {self._host}:{self._port}: timed out") from exc
@@ -114,7 +114,8 @@ class MqttSession:
         if not self._closed.done():
             self.client.disconnect()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wait_closed(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self.wait_closed()
         self._fail(MqttError("closed"))
 
     def _fail(self, exc: MqttError) -> None:

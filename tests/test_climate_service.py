@@ -109,8 +109,9 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     task = asyncio.create_task(service.run())
     yield Rig(sim, service, outbox, link)
     task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    async with asyncio.timeout(10):  # the service must stop when asked
+        with pytest.raises(asyncio.CancelledError):
+            await task
     await outbox.close()
     await sim.stop()
 

@@ -91,5 +91,8 @@ class AlarmOutputs:
                 out.written, out.written_at = value, now
                 if out.wanted != value:
                     self._changed.set()
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the event is set, and the agent would not stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), RETRY_S if failed else REASSERT_S)
+                async with asyncio.timeout(RETRY_S if failed else REASSERT_S):
+                    await self._changed.wait()
