@@ -29,13 +29,15 @@ class _Stopping(Exception):
     """Raised inside the task group to cancel every task on a stop request."""
 
 
+def outbox_limits(config: AgentConfig) -> dict[str, int]:
+    return {
+        "max_events": config.outbox.max_events,
+        "max_bytes": int(config.outbox.max_mb * 1024 * 1024),
+    }
+
+
 def open_outbox(config: AgentConfig) -> AsyncOutbox:
-    return AsyncOutbox(
-        config.outbox_path,
-        config.agent.id,
-        max_events=config.outbox.max_events,
-        max_bytes=int(config.outbox.max_mb * 1024 * 1024),
-    )
+    return AsyncOutbox(config.outbox_path, config.agent.id, **outbox_limits(config))
 
 
 async def run(

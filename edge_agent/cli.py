@@ -91,17 +91,13 @@ def run(config_path: Path) -> None:
 def inject(config_path: Path, count: int, kind: str) -> None:
     """Append synthetic numbered events to the outbox (for load and failure tests)."""
     from edge_agent import synthetic
+    from edge_agent.app import outbox_limits
     from edge_agent.clock import Clock
     from edge_agent.outbox import Outbox, OutboxError
 
     config = _load(config_path)
     try:
-        outbox = Outbox(
-            config.outbox_path,
-            config.agent.id,
-            max_events=config.outbox.max_events,
-            max_bytes=int(config.outbox.max_mb * 1024 * 1024),
-        )
+        outbox = Outbox(config.outbox_path, config.agent.id, **outbox_limits(config))
         last = 0
         for event_kind, payload in synthetic.events(count, kind):
             last = outbox.append(event_kind, payload, Clock().stamp())

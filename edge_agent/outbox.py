@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import json
 import logging
 import sqlite3
@@ -274,6 +275,10 @@ class Outbox:
     @property
     def acked_seq(self) -> int:
         return self._acked_seq
+
+    @property
+    def compacted_total(self) -> int:
+        return self._compacted
 
     @property
     def backlog(self) -> int:
@@ -628,8 +633,9 @@ class AsyncOutbox:
         max_events: int = 500_000,
         max_bytes: int | None = None,
     ) -> None:
-        self._args = (path, agent_id)
-        self._limits = {"max_events": max_events, "max_bytes": max_bytes}
+        self._make = functools.partial(
+            Outbox, path, agent_id, max_events=max_events, max_bytes=max_bytes
+        )
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
         self._outbox: Outbox | None = None
         self._held: collections.deque[tuple[str, BaseModel, Stamp]] = collections.deque()
@@ -653,15 +659,7 @@ class AsyncOutbox:
         return "disk_full" if self._held else self.sync.storage
 
     async def open(self) -> Outbox:
-        path, agent_id = self._args
-        self._outbox = await self._run(
-            lambda: Outbox(
-                path,
-                agent_id,
-                max_events=int(self._limits["max_events"] or 500_000),
-                max_bytes=self._limits["max_bytes"],
-            )
-        )
+        self._outbox = await self._run(self._make)
         return self._outbox
 
     async def append(self, kind: str, payload: BaseModel, stamp: Stamp) -> int | None:
@@ -679,7 +677,7 @@ class AsyncOutbox:
         except OutboxFull as exc:
             log.critical("%s; holding events in memory until there is room", exc)
             alarm = StorageAlarm(
-                state="disk_full", detail=str(exc)[:500], compacted_total=self.sync._compacted
+                state="disk_full", detail=str(exc)[:500], compacted_total=self.sync.compacted_total
             )
             self._held.append(("agent.storage_alarm", alarm, stamp))
             self._hold(kind, payload, stamp)
@@ -718,7 +716,7 @@ class AsyncOutbox:
                 if self.dropped_while_full:
                     detail += f"; {self.dropped_while_full} climate records dropped while full"
                 alarm = StorageAlarm(
-                    state="recovered", detail=detail, compacted_total=self.sync._compacted
+                    state="recovered", detail=detail, compacted_total=self.sync.compacted_total
                 )
                 await self._run(self.sync.append, "agent.storage_alarm", alarm, stamp)
         return True

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -204,12 +205,12 @@ def link_status(ctx: click.Context) -> None:
     header = ["site", "agent", "online", "epoch", "acked", "highest", "gap since", "backlog"]
     header += ["storage", "clock", "last seen"]
     out = []
+
+    def local(value: datetime | None) -> str:
+        return utc(value).astimezone(zone).strftime("%m-%d %H:%M:%S") if value else "-"
+
     for r in rows:
         status = json.loads(r.status) if r.status else {}
-
-        def local(value: object) -> str:
-            return utc(value).astimezone(zone).strftime("%m-%d %H:%M:%S") if value else "-"  # type: ignore[arg-type]
-
         out.append(
             [
                 r.site_id,
