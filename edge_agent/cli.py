@@ -96,11 +96,12 @@ def inject(config_path: Path, count: int, kind: str) -> None:
     from edge_agent.outbox import Outbox, OutboxError
 
     config = _load(config_path)
+    clock = Clock(lambda: False) if config.clock.source == "server" else Clock()
     try:
         outbox = Outbox(config.outbox_path, config.agent.id, **outbox_limits(config))
         last = 0
         for event_kind, payload in synthetic.events(count, kind):
-            last = outbox.append(event_kind, payload, Clock().stamp())
+            last = outbox.append(event_kind, payload, clock.stamp())
     except OutboxError as exc:
         click.echo(f"inject: {exc}", err=True)
         sys.exit(1)

@@ -192,11 +192,13 @@ class Link:
             self._server_acked = ack.acked_seq
             self._last_progress = time.monotonic()
             self._wake.set()
-        if ack.highest_seq is not None and ack.highest_seq > ack.acked_seq:
-            # The server holds later events but misses one before them: a lost batch (it was
-            # published before the server subscribed, say). Resend soon rather than after the
-            # full ack timeout; the grace lets batches merely reordered between ingest
-            # processes arrive first.
+        highest = ack.highest_seq
+        if highest is not None and highest > ack.acked_seq and ack.acked_seq < self._cursor:
+            # The server holds later events but misses one before them that this agent has
+            # sent: a lost batch (published before the server subscribed, say). Resend soon
+            # rather than after the full ack timeout; the grace lets batches merely reordered
+            # between ingest processes arrive first. Numbers beyond what was sent are not ours
+            # (a forged or cloned sender's) and never cause a resend.
             if self._gap_since is None:
                 self._gap_since = time.monotonic()
         else:
@@ -230,13 +232,16 @@ class Link:
         self._last_progress = time.monotonic()
 
     def _status(self, online: bool) -> AgentStatus:
-        return AgentStatus(agent_id=self._agent_id, online=online, version=self._version)
+        return AgentStatus(
+            agent_id=self._agent_id, online=online, epoch=self._epoch or None, version=self._version
+        )
 
     async def _send_status(self, session: MqttSession) -> None:
         stats = await self._outbox.stats()
         status = AgentStatus(
             agent_id=self._agent_id,
             online=True,
+            epoch=self._epoch or None,
             version=self._version,
             started_at=self._started_at,
             backlog=stats.backlog,

@@ -19,7 +19,7 @@ import json
 import uuid
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     StringConstraints,
     TypeAdapter,
+    model_validator,
 )
 
 PROTOCOL_VERSION = 1
@@ -225,67 +226,75 @@ class _EventBase(_Model):
 
 
 class ClimateRecordEvent(_EventBase):
-    kind: Literal["climate.record"] = "climate.record"
+    kind: Literal["climate.record"]
     payload: ClimateRecord
 
 
 class ClimateSummaryEvent(_EventBase):
-    kind: Literal["climate.summary"] = "climate.summary"
+    kind: Literal["climate.summary"]
     payload: ClimateSummary
+
+    @model_validator(mode="after")
+    def _span_is_records(self) -> ClimateSummaryEvent:
+        if self.span != self.payload.records:
+            raise ValueError(
+                f"span {self.span} differs from payload.records {self.payload.records}"
+            )
+        return self
 
 
 class SensorFaultEvent(_EventBase):
-    kind: Literal["climate.sensor_fault"] = "climate.sensor_fault"
+    kind: Literal["climate.sensor_fault"]
     payload: SensorFault
 
 
 class SensorRecoveredEvent(_EventBase):
-    kind: Literal["climate.sensor_recovered"] = "climate.sensor_recovered"
+    kind: Literal["climate.sensor_recovered"]
     payload: SensorRecovered
 
 
 class RoomStateEvent(_EventBase):
-    kind: Literal["climate.state"] = "climate.state"
+    kind: Literal["climate.state"]
     payload: RoomStateChange
 
 
 class SensorDisagreementEvent(_EventBase):
-    kind: Literal["climate.disagreement"] = "climate.disagreement"
+    kind: Literal["climate.disagreement"]
     payload: SensorDisagreement
 
 
 class AlarmSilencedEvent(_EventBase):
-    kind: Literal["climate.alarm_silenced"] = "climate.alarm_silenced"
+    kind: Literal["climate.alarm_silenced"]
     payload: AlarmSilenced
 
 
 class CalibrationEvent(_EventBase):
-    kind: Literal["climate.calibration"] = "climate.calibration"
+    kind: Literal["climate.calibration"]
     payload: CalibrationNotice
 
 
 class DispenseEvent(_EventBase):
-    kind: Literal["cabinet.dispense"] = "cabinet.dispense"
+    kind: Literal["cabinet.dispense"]
     payload: Dispense
 
 
 class AgentStartedEvent(_EventBase):
-    kind: Literal["agent.started"] = "agent.started"
+    kind: Literal["agent.started"]
     payload: AgentStarted
 
 
 class OutboxResetEvent(_EventBase):
-    kind: Literal["agent.outbox_reset"] = "agent.outbox_reset"
+    kind: Literal["agent.outbox_reset"]
     payload: OutboxReset
 
 
 class StorageAlarmEvent(_EventBase):
-    kind: Literal["agent.storage_alarm"] = "agent.storage_alarm"
+    kind: Literal["agent.storage_alarm"]
     payload: StorageAlarm
 
 
 class CommandResultEvent(_EventBase):
-    kind: Literal["command.result"] = "command.result"
+    kind: Literal["command.result"]
     payload: CommandResult
 
 
@@ -306,7 +315,17 @@ Event = Annotated[
     Field(discriminator="kind"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
-EVENTS_ADAPTER: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
+
+#: Every event model by its ``kind``: what this version of the protocol understands.
+EVENT_MODELS: dict[str, type[BaseModel]] = {
+    get_args(model.model_fields["kind"].annotation)[0]: model
+    for model in get_args(get_args(Event)[0])
+}
+
+
+class UnknownKind(ValueError):
+    """An event of a kind this version does not know (from a newer agent, say)."""
+
 
 #: The only kind the outbox may fold into summaries when it is full; everything else is kept.
 COMPACTABLE_KIND = "climate.record"
@@ -356,6 +375,9 @@ class AgentStatus(_Model):
     v: Literal[1] = 1
     agent_id: Ident
     online: bool
+    #: The outbox life this agent is sending: lets the server tell a restarted outbox from a
+    #: second box speaking with the same identity.
+    epoch: Epoch | None = None
     version: str = Field(default="", max_length=32)
     started_at: UtcTime | None = None
     backlog: int = Field(default=0, ge=0)
@@ -450,8 +472,13 @@ def parse_topic(prefix: str, value: str) -> tuple[str, str, Channel]:
         raise TopicError(f"topic {value!r} has unknown channel {channel!r}") from None
 
 
-def parse_event(data: dict[str, Any]) -> Event:
-    return EVENT_ADAPTER.validate_python(data)
+def parse_event(data: dict[str, Any], models: dict[str, type[BaseModel]] = EVENT_MODELS) -> Event:
+    """Validate one event by its ``kind``; ``UnknownKind`` when ``models`` has no such kind."""
+    kind = data.get("kind")
+    model = models.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        raise UnknownKind(f"unknown event kind {kind!r}")
+    return model.model_validate(data)  # type: ignore[return-value]
 
 
 def encode(model: BaseModel) -> bytes:

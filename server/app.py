@@ -17,7 +17,7 @@ import queue
 import signal
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -29,20 +29,28 @@ from edge_agent.watchdog import sd_notify
 from edge_agent.wire import Ack, Channel, encode, topic, topic_filter
 from server import commands
 from server.config import ServerConfig
-from server.ingest import Ingestor, IngestResult
+from server.ingest.core import Ingestor, IngestResult, Settings
 
 log = logging.getLogger(__name__)
 
 #: At most this many messages share one transaction.
 GROUP_MAX = 64
+#: How often the writer adopts quiet epochs and lets lagging projections catch up.
+CHORES_EVERY_S = 2.0
+
+
+def settings(config: ServerConfig) -> Settings:
+    return Settings(
+        gap_report_after=timedelta(seconds=config.ingest.gap_report_after_s),
+        max_ahead=config.ingest.max_seq_ahead,
+        epoch_proof=timedelta(seconds=config.ingest.epoch_proof_s),
+    )
 
 
 class IngestService:
     def __init__(self, config: ServerConfig, engine: sa.Engine) -> None:
         self.config = config
-        self.ingestor = Ingestor(
-            engine, config.mqtt.topic_prefix, gap_report_after_s=config.ingest.gap_report_after_s
-        )
+        self.ingestor = Ingestor(engine, config.mqtt.topic_prefix, settings=settings(config))
         m = config.mqtt
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=m.client_id, manual_ack=True
@@ -83,8 +91,12 @@ class IngestService:
     # --- the writer ---------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
+        next_chores = 0.0
         while not self._stopping.is_set():
             self._writer_beat = time.monotonic()
+            if self._writer_beat >= next_chores:
+                self.chores()
+                next_chores = time.monotonic() + CHORES_EVERY_S
             try:
                 group = [self._inbox.get(timeout=0.5)]
             except queue.Empty:
@@ -113,13 +125,16 @@ class IngestService:
         for result in results:
             if result.agent_id is not None and result.acked_seq is not None:
                 latest[result.agent_id] = result
-            if result.stored or result.rejected:
+            if result.stored or result.refused or result.not_understood or result.conflicts:
                 log.info(
-                    "agent %s: %d stored, %d duplicate, %d rejected; acked %s",
+                    "agent %s: %d stored, %d duplicate, %d not understood, %d conflicting, "
+                    "%d refused; acked %s",
                     result.agent_id,
                     result.stored,
                     result.duplicates,
-                    result.rejected,
+                    result.not_understood,
+                    result.conflicts,
+                    len(result.refused),
                     result.acked_seq,
                 )
             elif result.duplicates:
@@ -128,6 +143,14 @@ class IngestService:
                 )
         for result in latest.values():
             self._publish_ack(result, now)
+
+    def chores(self) -> None:
+        """Work no message triggers: adopting a quiet agent's new epoch, projection catch-up."""
+        try:
+            self.ingestor.settle_epochs(datetime.now(UTC))
+            self.ingestor.catch_up()
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("housekeeping failed: %s", exc)
 
     def _store_group(self, group: list[mqtt.MQTTMessage], now: datetime) -> list[IngestResult]:
         items = [(m.topic, bytes(m.payload)) for m in group]

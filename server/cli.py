@@ -131,24 +131,18 @@ def latest(ctx: click.Context, lang: str | None) -> None:
 @click.pass_context
 def tail(ctx: click.Context, lang: str | None, interval: float) -> None:
     """Print readings, alarms and sensor faults as they arrive, until Ctrl-C."""
-    from server.climate.queries import last_id, notices_since, since
+    from server.climate.queries import last_id, last_notice_id, notices_since, since
 
     config = _config(ctx.find_root())
     language = _lang(config, lang)
     engine = _engine(config)
     zone = config.server.zone
     cursor = last_id(engine)
-    seen: set[tuple[str, str, int]] = set()
-    notices = notices_since(engine, None)
-    seen.update(n.key for n in notices)
-    after = notices[-1].received_at if notices else None
+    notice_cursor = last_notice_id(engine)
     try:
         while True:
-            for n in notices_since(engine, after):
-                after = n.received_at
-                if n.key in seen:
-                    continue
-                seen.add(n.key)
+            for n in notices_since(engine, notice_cursor):
+                notice_cursor = n.id
                 when = n.occurred_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
                 click.echo(f"{when}  {n.site_id}  {describe_notice(n, language)}")
             for r in since(engine, cursor):
@@ -194,39 +188,73 @@ def link() -> None:
 @click.pass_context
 def link_status(ctx: click.Context) -> None:
     """Every agent: online, acknowledged and highest seq, gap, backlog, storage, clock."""
-    from server.store.db import utc
-    from server.store.schema import agents
+    from server.link import agent_links
 
     config = _config(ctx.find_root())
-    engine = _engine(config)
     zone = config.server.zone
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(agents).order_by(agents.c.site_id, agents.c.agent_id)).all()
+    links = agent_links(_engine(config))
     header = ["site", "agent", "online", "epoch", "acked", "highest", "gap since", "backlog"]
-    header += ["storage", "clock", "last seen"]
-    out = []
+    header += ["storage", "clock", "not understood", "refused", "conflicts", "last heard"]
 
     def local(value: datetime | None) -> str:
-        return utc(value).astimezone(zone).strftime("%m-%d %H:%M:%S") if value else "-"
+        return value.astimezone(zone).strftime("%m-%d %H:%M:%S") if value else "-"
 
-    for r in rows:
-        status = json.loads(r.status) if r.status else {}
+    out = []
+    for a in links:
         out.append(
             [
-                r.site_id,
-                r.agent_id,
-                {True: "yes", False: "no"}.get(r.online, "?"),
-                (r.epoch or "-")[:8],
-                str(r.acked_seq),
-                str(r.highest_seq),
-                local(r.gap_since),
-                str(status.get("backlog", "?")),
-                str(status.get("storage", "?")),
-                str(status.get("clock", "?")),
-                local(r.last_seen_at),
+                a.site_id,
+                a.agent_id,
+                "?" if a.online is None else ("yes" if a.online else "no"),
+                (a.epoch or "-")[:8] + (f" +{a.other_epochs}" if a.other_epochs else ""),
+                str(a.acked_seq),
+                str(a.highest_seq),
+                local(a.gap_since),
+                str(a.status.get("backlog", "?")),
+                str(a.status.get("storage", "?")),
+                str(a.status.get("clock", "?")),
+                str(a.not_understood),
+                str(a.malformed + a.dead_lettered),
+                str(a.conflicts),
+                local(a.last_heard_at),
             ]
         )
     click.echo(table(header, out) if out else "no agents yet")
+    for a in links:
+        if a.identity_conflict:
+            click.echo(f"agent {a.agent_id}: duplicate agent identity: {a.identity_conflict}")
+
+
+@main.group()
+def events() -> None:
+    """The event journal."""
+
+
+@events.command("replay")
+@click.option("--projection", "names", multiple=True, help="Only this projection (repeatable).")
+@click.option("--agent", default=None, help="Only this agent's streams.")
+@click.pass_context
+def events_replay(ctx: click.Context, names: tuple[str, ...], agent: str | None) -> None:
+    """Rebuild projections from the journal (idempotent; safe while ingest runs)."""
+    from server.projections import default_projections, replay
+
+    config = _config(ctx.find_root())
+    engine = _engine(config)
+    chosen = default_projections()
+    known = [p.name for p in chosen]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        click.echo(
+            f"events: unknown projection {unknown[0]!r} (known: {', '.join(known)})", err=True
+        )
+        sys.exit(2)
+    if names:
+        chosen = [p for p in chosen if p.name in names]
+    done = replay(engine, chosen, agent)
+    for r in done:
+        click.echo(f"{r.projection}\t{r.agent_id}\t{r.epoch}\t{r.events} numbers replayed")
+    understood = sum({(r.agent_id, r.epoch): r.now_understood for r in done}.values())
+    click.echo(f"{len(done)} projection streams replayed; {understood} events newly understood")
 
 
 @main.group()

@@ -15,7 +15,9 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import TypeAdapter, ValidationError
 
-from edge_agent.wire import Channel, Command, CommandBody, encode, topic
+from edge_agent.wire import Channel, Command, CommandBody, CommandResultEvent, encode, topic
+from server.ingest.timefix import BootRef
+from server.projections import Run
 from server.store.schema import agents, commands
 
 BODY_ADAPTER: TypeAdapter[CommandBody] = TypeAdapter(CommandBody)
@@ -92,4 +94,44 @@ def mark_published(engine: sa.Engine, ids: list[str], now: datetime) -> None:
             commands.update()
             .where(commands.c.id.in_(ids))
             .values(published_at=now, attempts=commands.c.attempts + 1)
+        )
+
+
+class CommandsProjection:
+    """Closes each command with the result its agent reported (``command.result``)."""
+
+    name = "commands"
+    kinds = frozenset({"command.result"})
+
+    def apply(self, conn: sa.Connection, run: Run) -> None:
+        for e in run.events:
+            if not isinstance(e, CommandResultEvent):
+                continue
+            r = e.payload
+            conn.execute(
+                commands.update()
+                .where(commands.c.id == str(r.command_id), commands.c.agent_id == run.agent_id)
+                .values(
+                    result_ok=r.ok,
+                    result_detail=r.detail,
+                    result_at=run.when(e)[0],
+                    result_epoch=run.epoch,
+                    result_seq=e.seq,
+                )
+            )
+
+    def redate(self, conn: sa.Connection, agent_id: str, boot_id: str, ref: BootRef) -> int:
+        return 0  # a result's time is informative only; the command's own times are the server's
+
+    def reset(self, conn: sa.Connection, agent_id: str, epoch: str) -> None:
+        conn.execute(
+            commands.update()
+            .where(commands.c.agent_id == agent_id, commands.c.result_epoch == epoch)
+            .values(
+                result_ok=None,
+                result_detail=None,
+                result_at=None,
+                result_epoch=None,
+                result_seq=None,
+            )
         )

@@ -56,6 +56,11 @@ class MqttSection(Strict):
 class IngestSection(Strict):
     #: A gap in an agent's sequence older than this is logged as an error.
     gap_report_after_s: Annotated[float, between(10, 30 * 86400)] = 3600.0
+    #: How far beyond its acknowledged number an agent's events may be; further is refused
+    #: (agents keep at most ``max_in_flight_batches`` x ``batch_max_events`` = 500,000 in flight).
+    max_seq_ahead: Annotated[int, between(1000, 10**9)] = 1_000_000
+    #: A new outbox epoch is adopted after the old one has been silent this long.
+    epoch_proof_s: Annotated[float, between(1, 86400)] = 120.0
 
 
 class CommandsSection(Strict):

@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from server.store.db import make_engine, migrate
 from simulators.broker import Postgres, PostgresError
 from tests.support import Broker, Processes, PtyPair, open_pty_pair
 
@@ -55,3 +58,29 @@ def postgres() -> Iterator[Postgres]:
     yield pg
     pg.stop()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def engine(blank_engine: sa.Engine) -> sa.Engine:
+    """Every ingest test runs on SQLite and on PostgreSQL (a fresh database each)."""
+    migrate(blank_engine)
+    return blank_engine
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def blank_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
+    """An empty database, not migrated, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield make_engine(f"sqlite:///{tmp_path / 'server.db'}")
+        return
+    pg: Postgres = request.getfixturevalue("postgres")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    engine = make_engine(pg.url(name))
+    yield engine
+    engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"DROP DATABASE {name}"))
+    admin.dispose()

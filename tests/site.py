@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -35,6 +36,8 @@ url = "sqlite:///{self.db}"
 port = {self.broker.port}
 username = "{SERVER_USER}"
 password = "{self.passwords[SERVER_USER]}"
+[ingest]
+epoch_proof_s = 3
 [commands]
 poll_s = 0.5
 retry_s = 5
@@ -144,7 +147,11 @@ reconnect_max_s = 2
                 return []
 
     def acked(self, agent: str = "station-1") -> int:
-        rows = self.query("SELECT acked_seq FROM agents WHERE agent_id = ?", agent)
+        rows = self.query(
+            "SELECT s.acked_seq FROM streams s JOIN agents a ON a.primary_stream = s.id "
+            "WHERE a.agent_id = ?",
+            agent,
+        )
         return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
 
     def wait_acked(self, seq: int, agent: str = "station-1", timeout: float = 60) -> None:
@@ -157,9 +164,8 @@ reconnect_max_s = 2
 
     def seqs(self, agent: str = "station-1") -> list[int]:
         rows = self.query(
-            "SELECT seq, span FROM events WHERE agent_id = ? AND epoch = "
-            "(SELECT epoch FROM agents WHERE agent_id = ?) ORDER BY seq",
-            agent,
+            "SELECT j.seq, j.span FROM journal j JOIN agents a ON a.primary_stream = j.stream_id "
+            "WHERE a.agent_id = ? ORDER BY j.seq",
             agent,
         )
         return [int(s) + i for s, span in rows for i in range(int(span))]  # type: ignore[call-overload]
@@ -171,15 +177,35 @@ reconnect_max_s = 2
             int(s)  # type: ignore[call-overload]
             for (s,) in self.query(
                 "SELECT seq FROM climate_records WHERE agent_id = ? AND epoch = "
-                "(SELECT epoch FROM agents WHERE agent_id = ?) ORDER BY id",
+                "(SELECT s.epoch FROM streams s JOIN agents a ON a.primary_stream = s.id "
+                "WHERE a.agent_id = ?) ORDER BY id",
                 agent,
                 agent,
             )
         ]
         assert applied == sorted(applied), "climate records applied out of order"
         assert len(applied) == len(set(applied)), "a climate record applied twice"
-        unapplied = self.query(
-            "SELECT count(*) FROM events WHERE agent_id = ? AND status = 'ok' AND NOT applied",
+        behind = self.query(
+            "SELECT count(*) FROM projection_checkpoints c JOIN streams s ON s.id = c.stream_id "
+            "JOIN agents a ON a.primary_stream = s.id "
+            "WHERE a.agent_id = ? AND c.applied_seq < s.acked_seq",
             agent,
         )
-        assert unapplied == [(0,)]
+        assert behind == [(0,)], "every projection has applied every acknowledged event"
+
+    def kinds(self, kind: str, agent: str | None = None) -> int:
+        """How many journaled events of ``kind`` (of one agent, or all)."""
+        sql = "SELECT count(*) FROM journal j JOIN streams s ON s.id = j.stream_id WHERE j.kind = ?"
+        rows = self.query(
+            sql + (" AND s.agent_id = ?" if agent else ""), kind, *([agent] if agent else [])
+        )
+        return int(rows[0][0]) if rows else 0  # type: ignore[call-overload]
+
+    def bodies(self, kind: str) -> list[dict[str, object]]:
+        """The journaled events of ``kind``, as received."""
+        rows = self.query(
+            "SELECT m.payload, j.idx FROM journal j JOIN messages m ON m.id = j.message_id "
+            "WHERE j.kind = ? ORDER BY j.stream_id, j.seq",
+            kind,
+        )
+        return [json.loads(p)["events"][i] for p, i in rows]  # type: ignore[arg-type]

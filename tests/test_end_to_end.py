@@ -116,7 +116,7 @@ def test_reading_travels_from_transmitter_to_server_database(
     def started_event_stored() -> bool:
         # The agent may have sent it before the server subscribed; the gap is then repaired.
         with sqlite3.connect(files["db"]) as conn:
-            return bool(conn.execute("SELECT 1 FROM events WHERE kind='agent.started'").fetchone())
+            return bool(conn.execute("SELECT 1 FROM journal WHERE kind='agent.started'").fetchone())
 
     wait_for(started_event_stored, timeout=20, what="agent.started at the server")
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,42 +12,23 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from server.ingest import Ingestor
-from server.store.db import open_store, utc
+from server.ingest.core import Ingestor
+from server.store.db import utc
 from server.store.schema import (
     agents,
     climate_records,
     climate_summaries,
     commands,
     dead_letters,
-    events,
+    journal,
     lost_ranges,
     metadata,
+    streams,
 )
-from simulators.broker import Postgres
 from tests.test_wire import climate_event
 
 NOW = datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
 TOPIC = "fp/v1/county/station-1/events"
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.Engine]:
-    """Every ingest test runs on SQLite and on PostgreSQL (a fresh database each)."""
-    if request.param == "sqlite":
-        yield open_store(f"sqlite:///{tmp_path / 'server.db'}")
-        return
-    pg: Postgres = request.getfixturevalue("postgres")
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(pg.url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    engine = open_store(pg.url(name))
-    yield engine
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE {name}"))
-    admin.dispose()
 
 
 EPOCH = "e0e0e0e0"
@@ -92,7 +71,7 @@ def test_batch_is_stored_and_acknowledged(engine: sa.Engine) -> None:
             21.5,
             55.0,
         )
-        assert conn.execute(sa.select(agents.c.acked_seq)).scalar_one() == 3
+        assert conn.execute(sa.select(streams.c.acked_seq)).scalar_one() == 3
 
 
 def test_replayed_batch_is_applied_once(engine: sa.Engine) -> None:
@@ -110,17 +89,21 @@ def test_gap_holds_the_ack_until_filled(engine: sa.Engine) -> None:
     assert ingest.handle(TOPIC, batch(3), NOW).acked_seq == 5
 
 
-def test_invalid_event_is_kept_as_rejected_and_does_not_block_the_ack(engine: sa.Engine) -> None:
+def test_malformed_event_is_dead_lettered_and_takes_no_number(engine: sa.Engine) -> None:
     payload = json.loads(batch(1, 2, 3))
     payload["events"][1]["payload"]["humidity_pct"] = 250
-    result = Ingestor(engine, "fp").handle(TOPIC, json.dumps(payload).encode(), NOW)
-    assert (result.stored, result.rejected, result.acked_seq) == (2, 1, 3)
+    ingest = Ingestor(engine, "fp")
+    result = ingest.handle(TOPIC, json.dumps(payload).encode(), NOW)
+    assert (result.stored, result.acked_seq, result.highest_seq) == (2, 1, 3)
+    assert result.refused == ((2, result.refused[0][1]),)
+    assert "humidity_pct" in result.refused[0][1]
     with engine.connect() as conn:
-        status, error = conn.execute(
-            sa.select(events.c.status, events.c.error).where(events.c.seq == 2)
-        ).one()
-    assert status == "rejected"
-    assert "humidity_pct" in error
+        row = conn.execute(sa.select(dead_letters)).one()
+    assert (row.agent_id, row.epoch, row.seq) == ("station-1", EPOCH, 2)
+    assert "humidity_pct" in row.reason
+    real = ingest.handle(TOPIC, batch(2), NOW)
+    assert (real.stored, real.acked_seq) == (1, 3), "the real event with that number is taken"
+    assert applied_seqs(engine) == [1, 2, 3]
 
 
 @pytest.mark.parametrize(
@@ -180,7 +163,7 @@ def test_events_after_a_gap_are_held_back_then_applied_in_order(engine: sa.Engin
     assert ingest.handle(TOPIC, batch(3), NOW).acked_seq == 6
     assert applied_seqs(engine) == [1, 2, 3, 4, 5, 6]
     with engine.connect() as conn:
-        assert conn.execute(sa.select(agents.c.gap_since)).scalar_one() is None
+        assert conn.execute(sa.select(streams.c.gap_since)).scalar_one() is None
 
 
 def summary_event(seq: int, span: int) -> dict[str, Any]:
@@ -220,17 +203,123 @@ def test_a_summary_fills_every_seq_it_stands_for(engine: sa.Engine) -> None:
     assert applied_seqs(engine) == [1, 62]
 
 
-def test_new_epoch_closes_the_old_one_and_counts_from_one(engine: sa.Engine) -> None:
+def opener(seq: int = 1, kind: str = "agent.outbox_reset") -> dict[str, Any]:
+    payload = {"reason": "corrupt", "kept_as": "outbox.db.corrupt-x"}
+    return climate_event(
+        seq, kind=kind, payload=payload if kind == "agent.outbox_reset" else {"version": "1"}
+    )
+
+
+def new_epoch_batch(*seqs: int, epoch: str = "f1f1f1f1", announce: bool = True) -> bytes:
+    payload = json.loads(batch(*seqs, epoch=epoch))
+    if announce and seqs and seqs[0] == 1:
+        payload["events"][0] = opener()
+    return json.dumps(payload).encode()
+
+
+def stream_states(engine: sa.Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return dict(conn.execute(sa.select(streams.c.epoch, streams.c.state)).all())
+
+
+def test_new_epoch_is_adopted_once_proven_and_closes_the_old_one(engine: sa.Engine) -> None:
     ingest = Ingestor(engine, "fp")
     ingest.handle(TOPIC, batch(1, 2, 4), NOW)
-    result = ingest.handle(TOPIC, batch(1, 2, epoch="f1f1f1f1"), NOW)
-    assert (result.epoch, result.acked_seq, result.stored) == ("f1f1f1f1", 2, 2)
+    result = ingest.handle(TOPIC, new_epoch_batch(1, 2, 3), NOW)
+    assert (result.epoch, result.acked_seq, result.stored) == ("f1f1f1f1", 3, 3)
+    assert stream_states(engine) == {EPOCH: "primary", "f1f1f1f1": "candidate"}
+    assert applied_seqs(engine) == [1, 2], "not applied on the word of one batch"
+    ingest.settle_epochs(NOW + timedelta(seconds=60))
+    assert stream_states(engine)["f1f1f1f1"] == "candidate", "the proof takes its time"
+    ingest.settle_epochs(NOW + timedelta(seconds=121))
+    assert stream_states(engine) == {EPOCH: "closed", "f1f1f1f1": "primary"}
     with engine.connect() as conn:
-        lost = conn.execute(sa.select(lost_ranges)).one()
-    assert (lost.epoch, lost.from_seq, lost.to_seq) == (EPOCH, 3, None)
-    late = ingest.handle(TOPIC, batch(3, epoch=EPOCH), NOW)
-    assert late.stored == 1, "a late batch of the old epoch is still kept"
-    assert count(engine, climate_records) == 6
+        lost = conn.execute(sa.select(lost_ranges).order_by(lost_ranges.c.from_seq)).all()
+    assert [(r.epoch, r.from_seq, r.to_seq) for r in lost] == [(EPOCH, 3, 3), (EPOCH, 5, None)]
+    assert applied_seqs(engine) == [1, 2, 4, 2, 3], "held-back 4 applied, then the new epoch"
+    after = ingest.handle(TOPIC, new_epoch_batch(4, 5), NOW + timedelta(seconds=130))
+    assert after.acked_seq == 5
+    assert applied_seqs(engine)[-2:] == [4, 5]
+
+
+def test_forged_epoch_is_kept_apart_and_never_stops_the_real_one(engine: sa.Engine) -> None:
+    ingest = Ingestor(engine, "fp")
+    ingest.handle(TOPIC, batch(1, 2), NOW)
+    forged = ingest.handle(TOPIC, new_epoch_batch(1, 2, 3, epoch="baadf00d"), NOW)
+    assert (forged.epoch, forged.acked_seq) == ("baadf00d", 3), "acknowledged on its own"
+    later = NOW + timedelta(seconds=30)
+    real = ingest.handle(TOPIC, batch(3, 4), later)
+    assert (real.epoch, real.acked_seq) == (EPOCH, 4), "the real epoch goes on being acked"
+    assert stream_states(engine)["baadf00d"] == "quarantined"
+    ingest.settle_epochs(NOW + timedelta(hours=1))
+    assert stream_states(engine) == {EPOCH: "primary", "baadf00d": "quarantined"}
+    assert applied_seqs(engine) == [1, 2, 3, 4], "nothing forged applied"
+    with engine.connect() as conn:
+        conflict = conn.execute(sa.select(agents.c.identity_conflict)).scalar_one()
+    assert "both alive" in conflict
+    assert ingest.handle(TOPIC, batch(5), later).acked_seq == 5
+
+
+def test_unannounced_epoch_is_never_adopted(engine: sa.Engine) -> None:
+    ingest = Ingestor(engine, "fp")
+    ingest.handle(TOPIC, batch(1), NOW)
+    ingest.handle(TOPIC, new_epoch_batch(1, 2, epoch="baadf00d", announce=False), NOW)
+    ingest.settle_epochs(NOW + timedelta(days=1))
+    assert stream_states(engine)["baadf00d"] == "candidate"
+    assert applied_seqs(engine) == [1]
+
+
+def test_same_number_other_content_is_a_kept_conflict(engine: sa.Engine) -> None:
+    """Two boxes cloned from one SD card: same agent, same epoch, different events."""
+    ingest = Ingestor(engine, "fp")
+    ingest.handle(TOPIC, batch(1, 2), NOW)
+    other = json.loads(batch(2, 3))
+    for event in other["events"]:
+        event["payload"]["temperature_c"] = 29.0
+    clone = ingest.handle(TOPIC, json.dumps(other).encode(), NOW)
+    assert (clone.duplicates, clone.conflicts, clone.stored, clone.acked_seq) == (0, 1, 1, 3)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(journal)).scalar_one() == 3
+        assert conn.execute(sa.text("SELECT count(*) FROM journal_conflicts")).scalar_one() == 1
+        assert "seq 2" in conn.execute(sa.select(agents.c.identity_conflict)).scalar_one()
+    assert applied_seqs(engine) == [1, 2, 3], "the conflicting event is kept, not applied"
+    again = ingest.handle(TOPIC, batch(1, 2), NOW)
+    assert again.conflicts == 2, "fresh ids: not the same events"
+
+
+def test_a_resend_of_the_same_events_is_a_duplicate(engine: sa.Engine) -> None:
+    ingest = Ingestor(engine, "fp")
+    payload = batch(1, 2, 3)
+    ingest.handle(TOPIC, payload, NOW)
+    events_ = json.loads(payload)["events"]
+    regrouped = json.loads(batch(4))
+    regrouped["events"] = [events_[2], *regrouped["events"]]
+    result = ingest.handle(TOPIC, json.dumps(regrouped).encode(), NOW)
+    assert (result.duplicates, result.conflicts, result.acked_seq) == (1, 0, 4)
+
+
+def test_numbers_far_beyond_what_was_sent_open_no_gap(engine: sa.Engine) -> None:
+    ingest = Ingestor(engine, "fp")
+    ingest.handle(TOPIC, batch(1), NOW)
+    forged = json.loads(batch(2_000_000))
+    forged["events"][0]["span"] = 9_999_999
+    result = ingest.handle(TOPIC, json.dumps(forged).encode(), NOW)
+    assert result.refused
+    assert "too far" in result.refused[0][1]
+    assert (result.acked_seq, result.highest_seq) == (1, 1)
+    assert ingest.handle(TOPIC, batch(2), NOW).highest_seq == 2
+
+
+def test_malformed_span_is_not_believed(engine: sa.Engine) -> None:
+    ingest = Ingestor(engine, "fp")
+    ingest.handle(TOPIC, batch(1), NOW)
+    bad = summary_event(2, 9_000_000)
+    bad["payload"]["records"] = 5  # span and records disagree: impossible
+    payload = json.loads(batch(3))
+    payload["events"].insert(0, bad)
+    result = ingest.handle(TOPIC, json.dumps(payload).encode(), NOW)
+    assert (result.acked_seq, result.highest_seq) == (1, 3)
+    assert ingest.handle(TOPIC, batch(2), NOW).acked_seq == 3
 
 
 def test_agent_cannot_move_to_another_site(engine: sa.Engine) -> None:
@@ -304,13 +393,18 @@ def test_command_result_closes_the_command(engine: sa.Engine) -> None:
     assert (row.result_ok, row.result_detail) == (True, "pong")
 
 
-def test_a_rejected_summary_still_fills_every_number_it_claims(engine: sa.Engine) -> None:
-    bad = summary_event(1, 5)
-    bad["payload"]["unknown_field"] = 1  # e.g. from a newer agent
+def test_event_with_an_unknown_field_is_kept_not_understood_and_fills_its_numbers(
+    engine: sa.Engine,
+) -> None:
+    newer = summary_event(1, 5)
+    newer["payload"]["unknown_field"] = 1  # from a newer agent
     payload = json.loads(batch(6))
-    payload["events"].insert(0, bad)
+    payload["events"].insert(0, newer)
     result = Ingestor(engine, "fp").handle(TOPIC, json.dumps(payload).encode(), NOW)
-    assert (result.rejected, result.acked_seq) == (1, 6)
+    assert (result.not_understood, result.stored, result.acked_seq) == (1, 1, 6)
+    assert count(engine, climate_summaries) == 0, "never applied silently"
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(streams.c.not_understood)).scalar_one() == 1
 
 
 def test_a_refused_batch_keeps_its_payload_as_evidence(engine: sa.Engine) -> None:
@@ -325,6 +419,6 @@ def test_a_refused_batch_keeps_its_payload_as_evidence(engine: sa.Engine) -> Non
 def test_agent_from_before_epochs_keeps_its_numbering(engine: sa.Engine) -> None:
     ingest = Ingestor(engine, "fp")
     ingest.handle(TOPIC, batch(1, 2, 3), NOW)
-    with engine.begin() as conn:  # as migration 0002 leaves an agent known before epochs
-        conn.execute(agents.update().values(epoch=None))
+    with engine.begin() as conn:  # as migration 0003 carries an agent known before epochs
+        conn.execute(streams.update().values(epoch=""))
     assert ingest.handle(TOPIC, batch(4, epoch="a1a1a1a1"), NOW).acked_seq == 4

@@ -6,7 +6,6 @@ is stopped, killed, replayed or corrupted in between.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,8 +47,7 @@ def test_agent_killed_mid_burst_loses_nothing_and_doubles_nothing(site: Site) ->
     assert site.acked() < last, "the kill must land in the middle of the burst"
     site.start_agent()
     site.assert_complete(site.wait_all_delivered())
-    dispenses = site.query("SELECT count(*) FROM events WHERE kind = 'cabinet.dispense'")
-    assert dispenses == [(20_000 // 43,)]
+    assert site.kinds("cabinet.dispense") == 20_000 // 43
 
 
 def test_killed_agent_is_marked_offline_by_its_last_will(site: Site) -> None:
@@ -127,9 +125,9 @@ def test_corrupt_outbox_is_kept_aside_and_the_agent_starts_clean(site: Site) -> 
     assert "Traceback" not in log
     kept = list(outbox.parent.glob("outbox.db.corrupt-*"))
     assert kept, "the corrupt file is kept for inspection"
-    resets = site.query("SELECT body FROM events WHERE kind = 'agent.outbox_reset'")
+    resets = site.bodies("agent.outbox_reset")
     assert len(resets) == 1
-    assert "corrupt" in json.loads(str(resets[0][0]))["payload"]["kept_as"]
+    assert "corrupt" in resets[0]["payload"]["kept_as"]  # type: ignore[index]
     site.inject(30)
     site.assert_complete(site.wait_all_delivered())
 
@@ -146,14 +144,14 @@ def test_outbox_cap_folds_climate_and_keeps_every_ledger_event(
         site.start_agent()
         site.wait_acked(last)
         site.assert_complete(site.wait_all_delivered())
-        assert site.query("SELECT count(*) FROM events WHERE kind = 'cabinet.dispense'") == [(100,)]
+        assert site.kinds("cabinet.dispense") == 100
         folded = site.query("SELECT sum(count) FROM climate_summaries")[0][0]
         kept = site.query("SELECT count(*) FROM climate_records")[0][0]
         assert folded
         assert int(folded) > 0  # type: ignore[call-overload]
         assert int(folded) + int(kept) == 4200  # type: ignore[call-overload]
-        alarms = site.query("SELECT body FROM events WHERE kind = 'agent.storage_alarm'")
-        assert any("cap_reached" in str(b) for (b,) in alarms)
+        alarms = site.bodies("agent.storage_alarm")
+        assert any("cap_reached" in str(b) for b in alarms)
     finally:
         processes.stop_all()
         site.broker.stop()
@@ -222,8 +220,7 @@ def test_command_is_applied_once_and_its_result_reaches_the_server(site: Site) -
     time.sleep(2)
     again.loop_stop()
     again.disconnect()
-    results = site.query("SELECT count(*) FROM events WHERE kind = 'command.result'")
-    assert results == [(1,)], "a command delivered three times is applied once"
+    assert site.kinds("command.result") == 1, "a command delivered three times is applied once"
     assert "ok" in site.server_cli("command", "list")
 
     bad = site.server_cli(
@@ -246,20 +243,23 @@ def test_agent_without_clock_adopts_server_time_and_earlier_events_are_re_dated(
         site.start_server()
         site.start_agent()
         site.wait_acked(1)
-        started = site.query("SELECT clock_synced FROM events WHERE kind = 'agent.started'")
-        assert started == [(0,)], "stamped before any server time was known"
+        started = site.bodies("agent.started")
+        assert [e["clock_synced"] for e in started] == [False], "stamped before server time"
+        records = site.inject(5)  # the same boot, no server time known to the inject tool
+        site.wait_acked(records)
+        undated = (
+            "SELECT count(*) FROM climate_records WHERE clock_synced = 0 AND time_corrected = 0"
+        )
+        assert site.query(undated) == [(5,)]
         wait_for(lambda: site.query("SELECT online FROM agents") == [(1,)], 30, what="online")
         site.server_cli("command", "send", "station-1", "ping")
         wait_for(
-            lambda: (
-                site.query("SELECT time_corrected FROM events WHERE kind = 'agent.started'")
-                == [(1,)]
-            ),
+            lambda: site.query(undated) == [(0,)],
             30,
-            what="agent.started re-dated from the boot reference",
+            what="climate records re-dated from the boot reference",
         )
-        result = site.query("SELECT clock_synced FROM events WHERE kind = 'command.result'")
-        assert result == [(1,)], "after the first live ack the agent's events are synchronised"
+        result = site.bodies("command.result")
+        assert [e["clock_synced"] for e in result] == [True], "synchronised after a live ack"
         wait_for(
             lambda: '"clock":"server"' in str(site.query("SELECT status FROM agents")),
             30,

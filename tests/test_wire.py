@@ -17,6 +17,7 @@ from edge_agent.wire import (
     ClimateRecordEvent,
     EventBatch,
     TopicError,
+    UnknownKind,
     encode_batch,
     json_schema,
     parse_event,
@@ -76,7 +77,6 @@ def test_event_is_typed_by_kind_and_time_normalised_to_utc() -> None:
     "change",
     [
         {"occurred_at": "2026-11-23T04:00:00"},  # naive time
-        {"kind": "climate.unknown"},
         {"seq": 0},
         {"agent_id": "Station 1"},
         {"extra": 1},
@@ -86,6 +86,41 @@ def test_event_is_typed_by_kind_and_time_normalised_to_utc() -> None:
 def test_invalid_events_are_refused(change: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         parse_event(climate_event(**change))
+
+
+def test_an_unknown_kind_is_told_apart_from_a_malformed_event() -> None:
+    with pytest.raises(UnknownKind):
+        parse_event(climate_event(kind="climate.unknown"))
+
+
+def test_a_summary_must_span_its_records() -> None:
+    event = climate_event(
+        kind="climate.summary",
+        span=3,
+        payload={
+            "window_start": "2026-11-23T00:00:00+00:00",
+            "window_end": "2026-11-23T00:02:00+00:00",
+            "records": 2,
+            "sensors": [
+                {
+                    "storeroom": "no1", "sensor": "no1-a", "count": 2,
+                    "first_at": "2026-11-23T00:00:00+00:00",
+                    "last_at": "2026-11-23T00:02:00+00:00",
+                    "temperature_min_c": 20, "temperature_mean_c": 20, "temperature_max_c": 20,
+                    "humidity_min_pct": 50, "humidity_mean_pct": 50, "humidity_max_pct": 50,
+                }
+            ],
+        },
+    )  # fmt: skip
+    with pytest.raises(ValidationError, match="span 3 differs"):
+        parse_event(event)
+
+
+def test_every_event_kind_is_required_in_the_exported_schema() -> None:
+    defs = json_schema()["messages"]["EventBatch"]["$defs"]
+    for name, model in defs.items():
+        if name.endswith("Event"):
+            assert "kind" in model["required"], name
 
 
 def test_nan_and_impossible_values_are_refused() -> None:

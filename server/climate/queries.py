@@ -9,7 +9,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from server.store.db import utc
-from server.store.schema import agents, climate_records, events
+from server.store.schema import climate_notices, climate_records
 
 
 @dataclass(frozen=True)
@@ -81,55 +81,31 @@ def last_id(engine: sa.Engine) -> int:
         return int(conn.execute(sa.select(sa.func.max(climate_records.c.id))).scalar() or 0)
 
 
-NOTICE_KINDS = (
-    "climate.state",
-    "climate.sensor_fault",
-    "climate.sensor_recovered",
-    "climate.alarm_silenced",
-    "climate.disagreement",
-    "climate.calibration",
-)
-
-
 @dataclass(frozen=True)
 class Notice:
-    key: tuple[str, str, int]
+    id: int
     site_id: str
     kind: str
     occurred_at: datetime
-    received_at: datetime
     payload: dict[str, object]
 
 
-def notices_since(engine: sa.Engine, after: datetime | None, limit: int = 500) -> list[Notice]:
-    """Climate events a person should see (states, faults, silencing), oldest first."""
+def notices_since(engine: sa.Engine, after_id: int, limit: int = 500) -> list[Notice]:
+    """Climate events a person should see (states, faults, silencing), in the order stored."""
+    n = climate_notices
     query = (
-        sa.select(
-            events.c.agent_id,
-            events.c.epoch,
-            events.c.seq,
-            agents.c.site_id,
-            events.c.kind,
-            events.c.occurred_at,
-            events.c.received_at,
-            events.c.body,
-        )
-        .join(agents, agents.c.agent_id == events.c.agent_id)
-        .where(events.c.kind.in_(NOTICE_KINDS), events.c.status == "ok")
-        .order_by(events.c.received_at, events.c.seq)
+        sa.select(n.c.id, n.c.site_id, n.c.kind, n.c.occurred_at, n.c.payload)
+        .where(n.c.id > after_id)
+        .order_by(n.c.id)
         .limit(limit)
     )
-    if after is not None:
-        query = query.where(events.c.received_at >= after)
     with engine.connect() as conn:
         return [
-            Notice(
-                (agent, epoch, seq),
-                site,
-                kind,
-                utc(occurred),
-                utc(received),
-                json.loads(body)["payload"],
-            )
-            for agent, epoch, seq, site, kind, occurred, received, body in conn.execute(query)
+            Notice(int(i), site, kind, utc(occurred), json.loads(payload))
+            for i, site, kind, occurred, payload in conn.execute(query)
         ]
+
+
+def last_notice_id(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.max(climate_notices.c.id))).scalar() or 0)

@@ -92,9 +92,9 @@ def _same_time(value: datetime) -> datetime:
     return value
 
 
-def db_time(engine: sa.Engine) -> Callable[[datetime], object]:
-    """How a time goes into ``bulk_insert`` rows for this engine."""
-    return _sqlite_time if engine.dialect.name == "sqlite" else _same_time
+def db_time(bind: sa.Engine | sa.Connection) -> Callable[[datetime], object]:
+    """How a time goes into ``bulk_insert`` rows for this engine or connection."""
+    return _sqlite_time if bind.dialect.name == "sqlite" else _same_time
 
 
 def bulk_insert(

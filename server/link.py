@@ -1,0 +1,89 @@
+"""Read-only questions about the agents' links: progress, gaps, liveness, identity."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from server.store.db import utc
+from server.store.schema import agents, streams
+
+
+@dataclass(frozen=True)
+class AgentLink:
+    site_id: str
+    agent_id: str
+    online: bool | None
+    epoch: str | None
+    acked_seq: int
+    highest_seq: int
+    gap_since: datetime | None
+    last_heard_at: datetime
+    #: Streams other than the primary (new epochs waiting, quarantined ones).
+    other_epochs: int
+    not_understood: int
+    malformed: int
+    conflicts: int
+    dead_lettered: int
+    identity_conflict: str | None
+    status: dict[str, object]
+
+
+def agent_links(engine: sa.Engine) -> list[AgentLink]:
+    """Every agent with its primary stream and the totals over all its streams."""
+    s = streams
+    totals = (
+        sa.select(
+            s.c.agent_id,
+            sa.func.count().label("n"),
+            sa.func.sum(s.c.not_understood).label("not_understood"),
+            sa.func.sum(s.c.malformed).label("malformed"),
+            sa.func.sum(s.c.conflicts).label("conflicts"),
+        )
+        .group_by(s.c.agent_id)
+        .subquery()
+    )
+    query = (
+        sa.select(
+            agents,
+            s.c.epoch,
+            s.c.acked_seq,
+            s.c.highest_seq,
+            s.c.gap_since,
+            totals.c.n,
+            totals.c.not_understood,
+            totals.c.malformed,
+            totals.c.conflicts,
+        )
+        .select_from(
+            agents.outerjoin(s, s.c.id == agents.c.primary_stream).outerjoin(
+                totals, totals.c.agent_id == agents.c.agent_id
+            )
+        )
+        .order_by(agents.c.site_id, agents.c.agent_id)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        AgentLink(
+            site_id=r.site_id,
+            agent_id=r.agent_id,
+            online=r.online,
+            epoch=r.epoch,
+            acked_seq=int(r.acked_seq or 0),
+            highest_seq=int(r.highest_seq or 0),
+            gap_since=utc(r.gap_since) if r.gap_since else None,
+            last_heard_at=utc(r.last_heard_at),
+            other_epochs=max(0, int(r.n or 0) - 1),
+            not_understood=int(r.not_understood or 0),
+            malformed=int(r.malformed or 0),
+            conflicts=int(r.conflicts or 0),
+            dead_lettered=int(r.dead_lettered) + int(r.dead_letters_dropped),
+            identity_conflict=r.identity_conflict,
+            status=json.loads(r.status) if r.status else {},
+        )
+        for r in rows
+    ]
