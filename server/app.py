@@ -67,11 +67,13 @@ class IngestService:
         self._writer_beat = time.monotonic()
 
     def _subscriptions(self) -> list[tuple[str, int]]:
+        """Events are shared between ingest processes; status is not: a broker gives retained
+        messages (a last will published while ingest was down) only to plain subscriptions."""
         group = f"$share/{self.config.mqtt.shared_group}/"
         prefix = self.config.mqtt.topic_prefix
         return [
             (group + topic_filter(prefix, Channel.EVENTS), 1),
-            (group + topic_filter(prefix, Channel.STATUS), 1),
+            (topic_filter(prefix, Channel.STATUS), 1),
         ]
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
@@ -189,7 +191,11 @@ class IngestService:
         """Send commands still waiting for a result; return how many were sent."""
         now = datetime.now(UTC)
         due = commands.due(
-            self.ingestor.engine, self.config.mqtt.topic_prefix, now, self.config.commands.retry_s
+            self.ingestor.engine,
+            self.config.mqtt.topic_prefix,
+            now,
+            self.config.commands.retry_s,
+            timedelta(seconds=self.config.ingest.offline_after_s),
         )
         sent = []
         for out in due:

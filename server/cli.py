@@ -27,11 +27,12 @@ def _config(ctx: click.Context) -> ServerConfig:
         sys.exit(2)
 
 
-def _engine(config: ServerConfig) -> sa.Engine:
-    from server.store.db import StoreError, open_store
+def _engine(config: ServerConfig, migrate: bool = False) -> sa.Engine:
+    """The database; only ``run`` and ``db upgrade`` create or migrate it."""
+    from server.store.db import StoreError, open_current, open_store
 
     try:
-        return open_store(config.database.url)
+        return (open_store if migrate else open_current)(config.database.url)
     except (StoreError, OSError) as exc:
         click.echo(f"database: {exc}", err=True)
         sys.exit(1)
@@ -74,7 +75,23 @@ def run(ctx: click.Context) -> None:
     from server.app import IngestService
 
     config = _config(ctx)
-    IngestService(config, _engine(config)).run()
+    IngestService(config, _engine(config, migrate=True)).run()
+
+
+@main.group()
+def db() -> None:
+    """The server's database."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Create the database or migrate it to this version's schema."""
+    from server.store.db import current_revision
+
+    config = _config(ctx.find_root())
+    engine = _engine(config, migrate=True)
+    click.echo(f"database schema at {current_revision(engine)}")
 
 
 @main.command()
@@ -127,7 +144,13 @@ def latest(ctx: click.Context, lang: str | None) -> None:
 
 @climate.command()
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
-@click.option("--interval", type=float, default=1.0, show_default=True)
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1, 3600),
+    default=1.0,
+    show_default=True,
+    help="Seconds between looks.",
+)
 @click.pass_context
 def tail(ctx: click.Context, lang: str | None, interval: float) -> None:
     """Print readings, alarms and sensor faults as they arrive, until Ctrl-C."""
@@ -188,11 +211,14 @@ def link() -> None:
 @click.pass_context
 def link_status(ctx: click.Context) -> None:
     """Every agent: online, acknowledged and highest seq, gap, backlog, storage, clock."""
+    from datetime import UTC, timedelta
+
     from server.link import agent_links
 
     config = _config(ctx.find_root())
     zone = config.server.zone
-    links = agent_links(_engine(config))
+    offline_after = timedelta(seconds=config.ingest.offline_after_s)
+    links = agent_links(_engine(config), datetime.now(UTC), offline_after)
     header = ["site", "agent", "online", "epoch", "acked", "highest", "gap since", "backlog"]
     header += ["storage", "clock", "not understood", "refused", "conflicts", "last heard"]
 
@@ -280,9 +306,14 @@ def command_send(
     engine = _engine(config)
     try:
         fields = json.loads(data_file.read_text(encoding="utf-8") if data_file else data)
+        if not isinstance(fields, dict):
+            raise commands.CommandError("--data must be a JSON object, e.g. '{\"version\": 1}'")
         body = commands.parse_body(kind, fields)
         out = commands.queue(engine, config.mqtt.topic_prefix, agent, body, datetime.now(UTC))
-    except (commands.CommandError, json.JSONDecodeError, OSError) as exc:
+    except json.JSONDecodeError as exc:
+        click.echo(f"command: --data is not JSON: {exc.msg} at position {exc.pos}", err=True)
+        sys.exit(2)
+    except (commands.CommandError, OSError) as exc:
         click.echo(f"command: {exc}", err=True)
         sys.exit(2)
     click.echo(out.id)

@@ -17,6 +17,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from edge_agent.wire import Channel, Command, CommandBody, CommandResultEvent, encode, topic
 from server.ingest.timefix import BootRef
+from server.ingest.validate import brief
+from server.link import online
 from server.projections import Run
 from server.store.schema import agents, commands
 
@@ -38,7 +40,7 @@ def parse_body(kind: str, data: dict[str, Any]) -> CommandBody:
     try:
         return BODY_ADAPTER.validate_python({**data, "kind": kind})
     except ValidationError as exc:
-        raise CommandError(f"invalid {kind} command: {exc}") from exc
+        raise CommandError(f"invalid {kind} command: {brief(exc)}") from None
 
 
 def queue(
@@ -65,7 +67,9 @@ def queue(
     return Outgoing(str(command.id), topic(prefix, site, agent_id, Channel.COMMANDS), message)
 
 
-def due(engine: sa.Engine, prefix: str, now: datetime, retry_s: float) -> list[Outgoing]:
+def due(
+    engine: sa.Engine, prefix: str, now: datetime, retry_s: float, offline_after: timedelta
+) -> list[Outgoing]:
     """Commands without a result, for online agents, not published within ``retry_s``."""
     cutoff = now - timedelta(seconds=retry_s)
     query = (
@@ -73,7 +77,7 @@ def due(engine: sa.Engine, prefix: str, now: datetime, retry_s: float) -> list[O
         .join(agents, agents.c.agent_id == commands.c.agent_id)
         .where(
             commands.c.result_at.is_(None),
-            agents.c.online.is_(True),
+            online(now, offline_after),
             sa.or_(commands.c.published_at.is_(None), commands.c.published_at < cutoff),
         )
         .order_by(commands.c.created_at)

@@ -37,8 +37,12 @@ class DatabaseSection(Strict):
     @field_validator("url")
     @classmethod
     def _supported(cls, value: str) -> str:
-        if not value.startswith(("sqlite:", "postgresql")):
-            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        if not value.startswith(("sqlite:///", "postgresql")):
+            raise ValueError(
+                "must be sqlite:////absolute/path/server.db or postgresql+psycopg://USER@HOST/DB"
+            )
+        if value.startswith("sqlite:///") and value in ("sqlite:///", "sqlite:///:memory:"):
+            raise ValueError("names no database file: sqlite:////var/lib/edge-server/server.db")
         return value
 
 
@@ -61,6 +65,9 @@ class IngestSection(Strict):
     max_seq_ahead: Annotated[int, between(1000, 10**9)] = 1_000_000
     #: A new outbox epoch is adopted after the old one has been silent this long.
     epoch_proof_s: Annotated[float, between(1, 86400)] = 120.0
+    #: An agent not heard from (no events, no status) for this long is offline, whatever its
+    #: last status said (agents send a status every ``link.status_interval_s``, 60 s).
+    offline_after_s: Annotated[float, between(10, 7 * 86400)] = 300.0
 
 
 class CommandsSection(Strict):

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
 from server.store.db import utc
 from server.store.schema import agents, streams
+
+
+def online(now: datetime, offline_after: timedelta) -> sa.ColumnElement[bool]:
+    """An agent is online when its last status said so and it was heard from lately."""
+    return sa.and_(agents.c.online.is_(True), agents.c.last_heard_at >= now - offline_after)
+
+
+def is_online(
+    said: bool | None, last_heard_at: datetime, now: datetime, offline_after: timedelta
+) -> bool | None:
+    """The same rule for one agent in Python: None when it never said."""
+    if now - last_heard_at >= offline_after:
+        return False
+    return said
 
 
 @dataclass(frozen=True)
@@ -32,7 +46,7 @@ class AgentLink:
     status: dict[str, object]
 
 
-def agent_links(engine: sa.Engine) -> list[AgentLink]:
+def agent_links(engine: sa.Engine, now: datetime, offline_after: timedelta) -> list[AgentLink]:
     """Every agent with its primary stream and the totals over all its streams."""
     s = streams
     totals = (
@@ -71,7 +85,7 @@ def agent_links(engine: sa.Engine) -> list[AgentLink]:
         AgentLink(
             site_id=r.site_id,
             agent_id=r.agent_id,
-            online=r.online,
+            online=is_online(r.online, utc(r.last_heard_at), now, offline_after),
             epoch=r.epoch,
             acked_seq=int(r.acked_seq or 0),
             highest_seq=int(r.highest_seq or 0),

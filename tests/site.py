@@ -38,6 +38,7 @@ username = "{SERVER_USER}"
 password = "{self.passwords[SERVER_USER]}"
 [ingest]
 epoch_proof_s = 3
+offline_after_s = 10
 [commands]
 poll_s = 0.5
 retry_s = 5
@@ -192,6 +193,19 @@ reconnect_max_s = 2
             agent,
         )
         assert behind == [(0,)], "every projection has applied every acknowledged event"
+
+    def online(self, agent: str = "station-1") -> str:
+        """What ``edge-server link status`` says in the agent's online column."""
+        out = subprocess.run(
+            [str(BIN / "edge-server"), "--config", str(self.server_toml), "link", "status"],
+            capture_output=True,
+            text=True,
+        )
+        for line in out.stdout.splitlines():
+            cells = line.split()
+            if len(cells) > 2 and cells[1] == agent:
+                return cells[2]
+        return ""
 
     def kinds(self, kind: str, agent: str | None = None) -> int:
         """How many journaled events of ``kind`` (of one agent, or all)."""

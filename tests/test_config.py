@@ -149,7 +149,7 @@ def test_missing_and_undecodable_files(tmp_path: Path) -> None:
         ),
         (
             '[database]\nurl = "mysql://x"\n',
-            "server.toml: database.url: must be a sqlite:/// or postgresql:// URL",
+            "server.toml: database.url: must be sqlite:////absolute/path/server.db or postgresql",
         ),
         (
             '[server]\nlanguage = "fr"\n',

@@ -6,6 +6,7 @@ is stopped, killed, replayed or corrupted in between.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +57,54 @@ def test_killed_agent_is_marked_offline_by_its_last_will(site: Site) -> None:
     wait_for(lambda: site.query("SELECT online FROM agents") == [(1,)], 30, what="online")
     site.kill_agent()
     wait_for(lambda: site.query("SELECT online FROM agents") == [(0,)], 30, what="last will")
+
+
+def retained_status(site: Site, agent: str = "station-1") -> list[dict[str, object]]:
+    """The status the broker holds for ``agent``, as a new subscriber receives it."""
+    got: list[dict[str, object]] = []
+    spy = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"status-spy-{time.monotonic_ns()}")
+    spy.username_pw_set(SERVER_USER, site.passwords[SERVER_USER])
+    spy.on_message = lambda _c, _u, m: got.append(json.loads(m.payload)) if m.payload else None
+    spy.connect("127.0.0.1", site.broker.port)
+    spy.subscribe(f"fp/v1/county/{agent}/status", qos=1)
+    spy.loop_start()
+    try:
+        wait_for(lambda: got, 5, what="retained status")
+    finally:
+        spy.loop_stop()
+        spy.disconnect()
+    return got
+
+
+def test_agent_killed_while_the_server_is_down_is_shown_offline(site: Site) -> None:
+    site.start_server()
+    site.start_agent()
+    wait_for(lambda: site.online() == "yes", 30, what="online")
+    site.stop_server()
+    site.kill_agent()
+    wait_for(
+        lambda: retained_status(site)[-1]["online"] is False, 30, what="the broker's last will"
+    )
+    site.start_server()
+    wait_for(lambda: site.online() == "no", 15, what="shown offline")
+    said = "SELECT online FROM agents WHERE agent_id = 'station-1'"
+    wait_for(lambda: site.query(said) == [(0,)], 15, what="the retained will itself received")
+
+
+def test_agent_silent_past_offline_after_is_offline_whatever_it_said(site: Site) -> None:
+    site.start_server()
+    quiet = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="agent-station-2")
+    quiet.username_pw_set("station-2", site.passwords["station-2"])
+    quiet.connect("127.0.0.1", site.broker.port)
+    quiet.loop_start()
+    status = {"v": 1, "agent_id": "station-2", "online": True}
+    quiet.publish("fp/v1/county/station-2/status", json.dumps(status), 1, True).wait_for_publish(5)
+    quiet.loop_stop()  # no will: the broker keeps saying online
+    try:
+        wait_for(lambda: site.online("station-2") == "yes", 15, what="online")
+        wait_for(lambda: site.online("station-2") == "no", 30, what="offline after 10 s")
+    finally:
+        quiet.disconnect()
 
 
 def test_server_down_for_a_while_nothing_lost(site: Site) -> None:

@@ -27,11 +27,21 @@ class StoreError(Exception):
     """The database cannot be opened or migrated."""
 
 
-def make_engine(url: str) -> sa.Engine:
+def make_engine(url: str, create: bool = True) -> sa.Engine:
+    """An engine for ``url``; with ``create`` false, a SQLite file must exist already."""
     if url.startswith("sqlite:"):
         db_path = sa.engine.make_url(url).database
-        if db_path and db_path != ":memory:":
-            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+        if not db_path or db_path == ":memory:":
+            raise StoreError(f"{url!r} names no database file (sqlite:////path/to/server.db)")
+        if create:
+            try:
+                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the directory of {db_path}: {exc}") from exc
+        elif not Path(db_path).is_file():
+            raise StoreError(
+                f"database {db_path} does not exist (edge-server run or db upgrade creates it)"
+            )
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
         @sa.event.listens_for(engine, "connect")
@@ -70,9 +80,36 @@ def current_revision(engine: sa.Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(
+        alembic_config(sa.create_engine("sqlite://"))
+    ).get_current_head()
+    assert head is not None
+    return head
+
+
 def open_store(url: str) -> sa.Engine:
+    """Open and migrate: for ``edge-server run`` and ``db upgrade`` only."""
     engine = make_engine(url)
     migrate(engine)
+    return engine
+
+
+def open_current(url: str) -> sa.Engine:
+    """Open a database that exists and has the newest schema; never create or migrate it."""
+    engine = make_engine(url, create=False)
+    try:
+        found = current_revision(engine)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StoreError(f"cannot open database {engine.url!r}: {exc.__class__.__name__}") from exc
+    head = head_revision()
+    if found != head:
+        raise StoreError(
+            f"database schema is at {found or 'nothing'}, this version needs {head}: "
+            "run `edge-server db upgrade` (or start `edge-server run`, which migrates)"
+        )
     return engine
 
 
