@@ -75,7 +75,9 @@ def acked(db: Path, agent: str) -> int:
     try:
         with sqlite3.connect(db, timeout=5) as conn:
             row = conn.execute(
-                "SELECT acked_seq FROM agents WHERE agent_id = ?", [agent]
+                "SELECT s.acked_seq FROM streams s JOIN agents a ON a.primary_stream = s.id "
+                "WHERE a.agent_id = ?",
+                [agent],
             ).fetchone()
     except sqlite3.OperationalError:
         return 0
