@@ -13,6 +13,8 @@ Three layers, written in this order inside one ingest transaction:
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 metadata = sa.MetaData()
@@ -147,6 +149,31 @@ boot_refs = sa.Table(
 _UNDATED_SQLITE = sa.text("clock_synced = 0 AND time_corrected = 0")
 _UNDATED_PG = sa.text("NOT clock_synced AND NOT time_corrected")
 
+
+def _dating(table: str, synced_default: bool = False) -> list[sa.Column[Any] | sa.Index]:
+    """What re-dating a projection's row needs: the agent's own time and clock, the boot and
+    its monotonic seconds, and an index of the rows still waiting for their boot's reference."""
+    return [
+        sa.Column("agent_occurred_at", Time, nullable=True),
+        sa.Column(
+            "clock_synced",
+            sa.Boolean,
+            nullable=False,
+            server_default=sa.true() if synced_default else None,
+        ),
+        sa.Column("time_corrected", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("boot_id", sa.String(64), nullable=True),
+        sa.Column("mono_s", sa.Float, nullable=True),
+        sa.Index(
+            f"ix_{table}_undated",
+            "agent_id",
+            "boot_id",
+            sqlite_where=_UNDATED_SQLITE,
+            postgresql_where=_UNDATED_PG,
+        ),
+    ]
+
+
 climate_records = sa.Table(
     "climate_records",
     metadata,
@@ -164,20 +191,9 @@ climate_records = sa.Table(
     sa.Column("raw_humidity_pct", sa.Float, nullable=False),
     sa.Column("quality", sa.Text, nullable=False),
     sa.Column("occurred_at", Time, nullable=False),
-    sa.Column("agent_occurred_at", Time, nullable=True),
-    sa.Column("clock_synced", sa.Boolean, nullable=False),
-    sa.Column("time_corrected", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("boot_id", sa.String(64), nullable=True),
-    sa.Column("mono_s", sa.Float, nullable=True),
+    *_dating("climate_records"),
     sa.UniqueConstraint("agent_id", "epoch", "seq", name="uq_climate_records_agent_epoch_seq"),
     sa.Index("ix_climate_records_sensor_time", "site_id", "sensor", "occurred_at"),
-    sa.Index(
-        "ix_climate_records_undated",
-        "agent_id",
-        "boot_id",
-        sqlite_where=_UNDATED_SQLITE,
-        postgresql_where=_UNDATED_PG,
-    ),
 )
 
 #: Climate records an agent folded into min/mean/max when its outbox ran full.
@@ -201,20 +217,9 @@ climate_summaries = sa.Table(
     sa.Column("humidity_mean_pct", sa.Float, nullable=False),
     sa.Column("humidity_max_pct", sa.Float, nullable=False),
     #: The summary event's own time and clock, to shift ``first_at``/``last_at`` when re-dated.
-    sa.Column("agent_occurred_at", Time, nullable=True),
-    sa.Column("clock_synced", sa.Boolean, nullable=False, server_default=sa.true()),
-    sa.Column("time_corrected", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("boot_id", sa.String(64), nullable=True),
-    sa.Column("mono_s", sa.Float, nullable=True),
+    *_dating("climate_summaries", synced_default=True),
     sa.Index("ix_climate_summaries_sensor_time", "site_id", "sensor", "first_at"),
     sa.Index("ix_climate_summaries_stream", "agent_id", "epoch", "seq"),
-    sa.Index(
-        "ix_climate_summaries_undated",
-        "agent_id",
-        "boot_id",
-        sqlite_where=_UNDATED_SQLITE,
-        postgresql_where=_UNDATED_PG,
-    ),
 )
 
 #: Climate events a person should see: room states, sensor faults, silencing, calibration.
@@ -231,20 +236,9 @@ climate_notices = sa.Table(
     #: The event's payload as JSON.
     sa.Column("payload", sa.Text, nullable=False),
     sa.Column("occurred_at", Time, nullable=False),
-    sa.Column("agent_occurred_at", Time, nullable=True),
-    sa.Column("clock_synced", sa.Boolean, nullable=False),
-    sa.Column("time_corrected", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("boot_id", sa.String(64), nullable=True),
-    sa.Column("mono_s", sa.Float, nullable=True),
+    *_dating("climate_notices"),
     sa.UniqueConstraint("agent_id", "epoch", "seq", name="uq_climate_notices_agent_epoch_seq"),
     sa.Index("ix_climate_notices_site_time", "site_id", "occurred_at"),
-    sa.Index(
-        "ix_climate_notices_undated",
-        "agent_id",
-        "boot_id",
-        sqlite_where=_UNDATED_SQLITE,
-        postgresql_where=_UNDATED_PG,
-    ),
 )
 
 #: Commands to agents, kept until the agent's result comes back.
