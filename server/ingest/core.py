@@ -148,10 +148,7 @@ class Ingestor:
         agent = locked[item.agent]
         if agent.site_id != item.site:
             reason = f"agent {item.agent!r} belongs to site {agent.site_id!r}, not {item.site!r}"
-            payload = item.payload if isinstance(item, Batch) else item.status.model_dump_json()
-            if isinstance(payload, str):
-                payload = payload.encode()
-            return self._refuse(conn, Refused(item.topic, item.agent, payload, reason), now)
+            return self._refuse(conn, Refused(item.topic, item.agent, item.payload, reason), now)
         journal.heard(conn, agent.agent_id, now)
         if isinstance(item, Status):
             self._status(conn, agent, item, now)

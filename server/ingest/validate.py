@@ -23,7 +23,6 @@ from edge_agent.wire import (
     EVENT_MODELS,
     AgentStatus,
     Channel,
-    Epoch,
     Event,
     EventBatch,
     Ident,
@@ -94,6 +93,7 @@ class Status:
     site: str
     agent: str
     status: AgentStatus
+    payload: bytes
 
 
 @dataclass
@@ -212,7 +212,7 @@ def _status(site: str, agent: str, topic: str, payload: bytes) -> Prepared:
     if status.agent_id != agent:
         reason = f"status agent_id {status.agent_id!r} differs from topic agent {agent!r}"
         return Refused(topic, agent, payload, reason)
-    return Status(topic, site, agent, status)
+    return Status(topic, site, agent, status, payload)
 
 
 __all__ = [
@@ -220,7 +220,6 @@ __all__ = [
     "Batch",
     "Cleared",
     "Envelope",
-    "Epoch",
     "Incoming",
     "Malformed",
     "Prepared",
