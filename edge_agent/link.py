@@ -28,7 +28,17 @@ from edge_agent.clock import Clock
 from edge_agent.config import LinkSection, MqttSection
 from edge_agent.mqtt import MqttError, MqttSession, Will
 from edge_agent.outbox import AsyncOutbox
-from edge_agent.wire import Ack, AgentStatus, Channel, Command, encode, encode_batch, topic
+from edge_agent.wire import (
+    Ack,
+    AgentStatus,
+    Channel,
+    Command,
+    ServerStatus,
+    encode,
+    encode_batch,
+    server_topic,
+    topic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +78,7 @@ class Link:
         self._heartbeat = heartbeat
         self._started_at = datetime.now(UTC)
         self._topics = {c: topic(mqtt_config.topic_prefix, site, agent_id, c) for c in Channel}
+        self._servers_topic = server_topic(mqtt_config.topic_prefix)
         self._wake = asyncio.Event()
         self._session: MqttSession | None = None
         self._epoch = ""
@@ -132,6 +143,7 @@ class Link:
     async def _serve(self, session: MqttSession) -> None:
         session.subscribe(self._topics[Channel.ACKS], qos=1)
         session.subscribe(self._topics[Channel.COMMANDS], qos=1)
+        session.subscribe(self._servers_topic, qos=1)
         self._session = session
         self.connected.set()
         self._rewind()
@@ -173,6 +185,25 @@ class Link:
             self._on_ack_message(message)
         elif message.topic == self._topics[Channel.COMMANDS]:
             self._on_command_message(message)
+        elif mqtt.topic_matches_sub(self._servers_topic, message.topic):
+            self._on_server_status(message)
+
+    def _on_server_status(self, message: mqtt.MQTTMessage) -> None:
+        """A server that comes back online gets what is unacknowledged at once, not after
+        ``ack_timeout_s``: what it missed while down may not all have waited at the broker."""
+        if not message.payload:
+            return
+        try:
+            status = ServerStatus.model_validate_json(message.payload)
+        except ValidationError as exc:
+            log.error("ignoring malformed server status: %s", exc)
+            return
+        if not status.online:
+            log.info("server %s is offline", status.server_id)
+        elif not message.retain:  # a live announcement, not the one kept from before we came
+            log.info("server %s is back online; resending what is unacknowledged", status.server_id)
+            self._rewind()
+            self._wake.set()
 
     def _on_ack_message(self, message: mqtt.MQTTMessage) -> None:
         try:

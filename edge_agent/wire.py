@@ -11,6 +11,9 @@ Topic tree (``PREFIX`` is configurable, e.g. ``fp``)::
     PREFIX/v1/SITE/AGENT/acks      server -> agent  Ack, QoS 1, retained
     PREFIX/v1/SITE/AGENT/status    agent -> all     AgentStatus, QoS 1, retained, last will
     PREFIX/v1/SITE/AGENT/commands  server -> agent  Command, QoS 1
+    PREFIX/v1/server/SERVER        server -> all    ServerStatus, QoS 1, retained, last will
+
+The acks topic also carries ``Nack`` (not retained): what the server refused, and why.
 """
 
 from __future__ import annotations
@@ -194,6 +197,15 @@ class StorageAlarm(_Model):
     compacted_total: int = Field(ge=0)
 
 
+class EventRefused(_Model):
+    """Stands in for an event of this agent that the server refused as malformed (a ``Nack``
+    named its id), so the number is filled by an honest record instead of blocking the stream."""
+
+    refused_id: uuid.UUID
+    refused_kind: str = Field(max_length=64)
+    reason: str = Field(max_length=500)
+
+
 class CommandResult(_Model):
     command_id: uuid.UUID
     command_kind: str = Field(max_length=32)
@@ -293,6 +305,11 @@ class StorageAlarmEvent(_EventBase):
     payload: StorageAlarm
 
 
+class EventRefusedEvent(_EventBase):
+    kind: Literal["agent.event_refused"]
+    payload: EventRefused
+
+
 class CommandResultEvent(_EventBase):
     kind: Literal["command.result"]
     payload: CommandResult
@@ -311,6 +328,7 @@ Event = Annotated[
     | AgentStartedEvent
     | OutboxResetEvent
     | StorageAlarmEvent
+    | EventRefusedEvent
     | CommandResultEvent,
     Field(discriminator="kind"),
 ]
@@ -367,6 +385,46 @@ class Ack(_Model):
     #: The highest seq the server holds; above ``acked_seq`` it is missing something in between.
     highest_seq: int | None = Field(default=None, ge=0, lt=2**63)
     server_time: UtcTime
+
+
+class Refusal(_Model):
+    """One event the server refused; ``id`` lets the agent tell its own event from a forgery."""
+
+    seq: int | None = None
+    id: uuid.UUID | None = None
+    #: ``malformed``: the event breaks the schema; the agent replaces it by ``agent.event_refused``.
+    #: ``too_far``: its number is implausibly far ahead; it is dropped and nothing else happens.
+    code: Literal["malformed", "too_far"]
+    reason: str = Field(max_length=500)
+
+
+class Nack(_Model):
+    """What the server refused of a message, on the agent's ``acks`` topic, not retained.
+
+    ``message`` is set when the whole message was refused (not a batch, too big, wrong site):
+    nothing of it was stored. ``refused`` lists single events; the rest of their batch was
+    handled normally and is covered by the ``Ack`` that follows.
+    """
+
+    v: Literal[1] = 1
+    agent_id: Ident
+    epoch: Epoch | None = None
+    nack: Literal[True] = True
+    message: str | None = Field(default=None, max_length=500)
+    refused: list[Refusal] = Field(default_factory=list, max_length=MAX_BATCH_EVENTS)
+    server_time: UtcTime
+
+
+class ServerStatus(_Model):
+    """Retained on ``PREFIX/v1/server/SERVER``, one per ingest process; its last will says
+    ``online`` false. An agent that sees a server come (back) online resends what is not yet
+    acknowledged at once instead of waiting for its acknowledgement timeout."""
+
+    v: Literal[1] = 1
+    server_id: str = Field(min_length=1, max_length=64)
+    online: bool
+    started_at: UtcTime
+    version: str = Field(default="", max_length=32)
 
 
 class AgentStatus(_Model):
@@ -457,6 +515,11 @@ def topic_filter(prefix: str, channel: Channel, site: str = "+", agent: str = "+
     return f"{prefix}/{TOPIC_VERSION}/{site}/{agent}/{channel.value}"
 
 
+def server_topic(prefix: str, server_id: str = "+") -> str:
+    """Where an ingest process publishes its ``ServerStatus`` (``+``: every server's)."""
+    return f"{prefix}/{TOPIC_VERSION}/server/{server_id}"
+
+
 def parse_topic(prefix: str, value: str) -> tuple[str, str, Channel]:
     """Split a topic into (site, agent, channel), refusing anything outside the tree."""
     head = f"{prefix}/{TOPIC_VERSION}/"
@@ -506,12 +569,17 @@ def json_schema() -> dict[str, Any]:
     models: dict[str, type[BaseModel]] = {
         "EventBatch": TypedEventBatch,
         "Ack": Ack,
+        "Nack": Nack,
         "AgentStatus": AgentStatus,
+        "ServerStatus": ServerStatus,
         "Command": Command,
     }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": f"Commodity edge wire protocol v{PROTOCOL_VERSION}",
-        "topics": {c.value: topic_filter("PREFIX", c, "SITE", "AGENT") for c in Channel},
+        "topics": {
+            **{c.value: topic_filter("PREFIX", c, "SITE", "AGENT") for c in Channel},
+            "server": server_topic("PREFIX", "SERVER"),
+        },
         "messages": {name: model.model_json_schema() for name, model in models.items()},
     }

@@ -6,8 +6,11 @@ batches share one disk flush (group commit), when idle each message is stored at
 after the commit does it send the broker's PUBACK (paho's manual acknowledgement) and publish
 each agent's ``Ack``, so nothing is acknowledged that is not on disk.
 
-Several such processes share the load through an MQTT shared subscription. The main thread
-publishes queued commands and pings systemd's watchdog while the writer is alive.
+Several such processes share the load through an MQTT shared subscription. Each keeps a
+persistent MQTT v5 session, so events published while it is down wait at the broker, and
+publishes its ``ServerStatus`` (retained, with a last will), so agents resend at once when it is
+back. The main thread publishes queued commands and pings systemd's watchdog while the writer is
+alive.
 """
 
 from __future__ import annotations
@@ -24,10 +27,20 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import sqlalchemy as sa
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from edge_agent.watchdog import sd_notify
-from edge_agent.wire import Ack, Channel, encode, topic, topic_filter
-from server import commands
+from edge_agent.wire import (
+    Ack,
+    Channel,
+    ServerStatus,
+    encode,
+    server_topic,
+    topic,
+    topic_filter,
+)
+from server import __version__, commands
 from server.config import ServerConfig
 from server.ingest.core import Ingestor, IngestResult, Settings
 
@@ -52,11 +65,17 @@ class IngestService:
         self.config = config
         self.ingestor = Ingestor(engine, config.mqtt.topic_prefix, settings=settings(config))
         m = config.mqtt
+        self.started_at = datetime.now(UTC)
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=m.client_id, manual_ack=True
+            CallbackAPIVersion.VERSION2,
+            client_id=m.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
         )
         if m.username:
             self.client.username_pw_set(m.username, m.password)
+        self._status_topic = server_topic(m.topic_prefix, m.client_id)
+        self.client.will_set(self._status_topic, self._server_status(False), qos=1, retain=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.max_inflight_messages_set(100)
         self.client.on_connect = self._on_connect
@@ -76,12 +95,28 @@ class IngestService:
             (topic_filter(prefix, Channel.STATUS), 1),
         ]
 
-    def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+    def _server_status(self, online: bool) -> bytes:
+        return encode(
+            ServerStatus(
+                server_id=self.config.mqtt.client_id,
+                online=online,
+                started_at=self.started_at,
+                version=__version__,
+            )
+        )
+
+    def _on_connect(self, client: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
             log.error("broker refused connection: %s", reason)
             return
-        log.info("connected to broker %s:%d", self.config.mqtt.host, self.config.mqtt.port)
+        log.info(
+            "connected to broker %s:%d (%s session)",
+            self.config.mqtt.host,
+            self.config.mqtt.port,
+            "resumed" if flags.session_present else "new",
+        )
         client.subscribe(self._subscriptions())
+        client.publish(self._status_topic, self._server_status(True), qos=1, retain=True)
 
     def _on_disconnect(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if reason.is_failure:
@@ -215,7 +250,11 @@ class IngestService:
         writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         writer.start()
         m = self.config.mqtt
-        self.client.connect_async(m.host, m.port, keepalive=60)
+        session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        session.SessionExpiryInterval = m.session_expiry_s
+        self.client.connect_async(
+            m.host, m.port, keepalive=60, clean_start=False, properties=session
+        )
         self.client.loop_start()
         sd_notify("READY=1")
         try:
@@ -230,6 +269,11 @@ class IngestService:
                 else:
                     log.error("ingest writer is not running; withholding watchdog pings")
         finally:
+            if self.client.is_connected():
+                info = self.client.publish(
+                    self._status_topic, self._server_status(False), qos=1, retain=True
+                )
+                info.wait_for_publish(timeout=2)
             self.client.disconnect()
             self.client.loop_stop()
             writer.join(timeout=10)

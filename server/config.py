@@ -55,6 +55,10 @@ class MqttSection(Strict):
     client_id: str = Field(default="edge-server-ingest-1", min_length=1, max_length=64)
     #: Ingest processes sharing this group split the agents' messages between them.
     shared_group: Ident = "ingest"
+    #: How long the broker keeps this process's session (its subscriptions and the events
+    #: queued for it) while it is down. 0: forget it at once (events sent meanwhile wait for
+    #: the agents' resend instead).
+    session_expiry_s: Annotated[int, between(0, 30 * 86400)] = 86400
 
 
 class IngestSection(Strict):

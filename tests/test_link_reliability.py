@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -116,6 +117,49 @@ def test_server_down_for_a_while_nothing_lost(site: Site) -> None:
     time.sleep(3)
     site.start_server()
     site.wait_acked(last)
+    site.assert_complete(site.wait_all_delivered())
+
+
+def server_online(site: Site, since: float) -> bool:
+    """Whether the broker holds an online status of the ingest process started after ``since``."""
+    got: list[dict[str, object]] = []
+    spy = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"server-spy-{time.monotonic_ns()}")
+    spy.username_pw_set("station-2", site.passwords["station-2"])
+    spy.on_message = lambda _c, _u, m: got.append(json.loads(m.payload)) if m.payload else None
+    spy.connect("127.0.0.1", site.broker.port)
+    spy.subscribe("fp/v1/server/+", qos=1)
+    spy.loop_start()
+    try:
+        wait_for(lambda: got, 5, what="retained server status")
+    finally:
+        spy.loop_stop()
+        spy.disconnect()
+    started = datetime.fromisoformat(str(got[-1]["started_at"])).timestamp()
+    return got[-1]["online"] is True and started >= since
+
+
+@pytest.mark.parametrize("session_expiry_s", [86400, 0], ids=["kept-session", "no-session"])
+def test_server_restart_ingest_resumes_within_2_s(site: Site, session_expiry_s: int) -> None:
+    """Events sent while the server is down wait at the broker in its session; without one,
+    the agent resends when it sees the server's status come online. Either way ingest resumes
+    at once, not after the agent's acknowledgement timeout (60 s here)."""
+    toml = site.agent_toml().read_text().replace("ack_timeout_s = 5", "ack_timeout_s = 60")
+    site.agent_toml().write_text(toml)
+    server = site.server_toml.read_text()
+    server = server.replace("[ingest]", f"session_expiry_s = {session_expiry_s}\n[ingest]", 1)
+    site.server_toml.write_text(server)
+    site.start_server()
+    site.start_agent()
+    site.wait_acked(1)
+    site.stop_server()
+    last = site.inject(500)
+    wait_for(lambda: site.last_seq() >= last, what="events numbered")
+    before = site.acked()
+    since = time.time() - 1
+    site.start_server()
+    wait_for(lambda: server_online(site, since), 30, interval=0.2, what="server back online")
+    site.wait_acked(last, timeout=2.0)
+    assert before < last
     site.assert_complete(site.wait_all_delivered())
 
 
