@@ -17,6 +17,7 @@ import collections
 import logging
 import random
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,7 @@ from edge_agent.wire import (
     AgentStatus,
     Channel,
     Command,
+    Nack,
     ServerStatus,
     encode,
     encode_batch,
@@ -206,6 +208,9 @@ class Link:
             self._wake.set()
 
     def _on_ack_message(self, message: mqtt.MQTTMessage) -> None:
+        if b'"nack"' in message.payload:
+            self._on_nack_message(message)
+            return
         try:
             ack = Ack.model_validate_json(message.payload)
         except ValidationError as exc:
@@ -235,6 +240,53 @@ class Link:
         else:
             self._gap_since = None
 
+    def _on_nack_message(self, message: mqtt.MQTTMessage) -> None:
+        try:
+            nack = Nack.model_validate_json(message.payload)
+        except ValidationError as exc:
+            log.error("ignoring malformed nack: %s", exc)
+            return
+        if nack.agent_id != self._agent_id or (nack.epoch and nack.epoch != self._epoch):
+            return
+        if nack.message:
+            log.error("server refused a whole message: %s", nack.message)
+        if nack.refused:
+            first = nack.refused[0]
+            log.error(
+                "server refused %d events, first seq %s (%s): %s",
+                len(nack.refused),
+                first.seq,
+                first.code,
+                first.reason,
+            )
+        mine = [
+            (r.seq, r.id, r.reason)
+            for r in nack.refused
+            if r.code == "malformed"
+            and r.seq is not None
+            and r.id is not None
+            and self._server_acked < r.seq <= self._cursor
+        ]
+        if mine:
+            self._spawn(self._replace_refused(mine))
+
+    async def _replace_refused(self, refusals: list[tuple[int, uuid.UUID, str]]) -> None:
+        replaced = 0
+        for seq, event_id, reason in refusals:
+            if await self._outbox.replace_refused(seq, event_id, reason, self._clock.stamp()):
+                log.warning("event seq %d replaced by agent.event_refused", seq)
+                replaced += 1
+            else:
+                log.warning("refusal of seq %d is not about this agent's event; ignored", seq)
+        if replaced:
+            self._rewind()
+            self._wake.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._command_done)
+
     def _on_command_message(self, message: mqtt.MQTTMessage) -> None:
         try:
             command = Command.model_validate_json(message.payload)
@@ -245,14 +297,12 @@ class Link:
             log.error("ignoring command %s addressed to %r", command.id, command.agent_id)
             return
         if self._on_command is not None:
-            task = asyncio.get_running_loop().create_task(self._on_command(command))
-            self._tasks.add(task)
-            task.add_done_callback(self._command_done)
+            self._spawn(self._on_command(command))
 
     def _command_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.error("command handling failed", exc_info=task.exception())
+            log.error("task of the link failed", exc_info=task.exception())
 
     # --- outgoing ---------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ from edge_agent.wire import (
     EVENT_ADAPTER,
     ClimateSummary,
     CommandResult,
+    EventRefused,
     SensorSummary,
     StorageAlarm,
 )
@@ -403,6 +404,23 @@ class Outbox:
             mono_s=float(event.get("mono_s", 0.0)),
         )
 
+    def replace_refused(self, seq: int, event_id: uuid.UUID, reason: str, stamp: Stamp) -> bool:
+        """Put an ``agent.event_refused`` in place of the event the server refused as malformed.
+
+        Only if the event at ``seq`` is still here and is the one refused (same id): a refusal
+        of someone else's event with this number (a clone, a forgery) changes nothing. The
+        stand-in keeps the number and span, so the stream goes on instead of waiting for ever.
+        """
+        with self._transaction():
+            row = self.db.execute("SELECT id, kind, span FROM events WHERE seq = ?", [seq])
+            found = row.fetchone()
+            if found is None or found[0] != str(event_id):
+                return False
+            self.db.execute("DELETE FROM events WHERE seq = ?", [seq])
+            refused = EventRefused(refused_id=event_id, refused_kind=found[1], reason=reason[:500])
+            self._insert_event("agent.event_refused", refused, stamp, seq=seq, span=found[2])
+        return True
+
     def record_command(
         self, command_id: uuid.UUID, kind: str, ok: bool, detail: str, stamp: Stamp
     ) -> int | None:
@@ -720,6 +738,11 @@ class AsyncOutbox:
                 )
                 await self._run(self.sync.append, "agent.storage_alarm", alarm, stamp)
         return True
+
+    async def replace_refused(
+        self, seq: int, event_id: uuid.UUID, reason: str, stamp: Stamp
+    ) -> bool:
+        return await self._run(self.sync.replace_refused, seq, event_id, reason, stamp)
 
     async def record_command(
         self, command_id: uuid.UUID, kind: str, ok: bool, detail: str, stamp: Stamp

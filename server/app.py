@@ -16,7 +16,6 @@ alive.
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import threading
 import time
@@ -32,8 +31,11 @@ from paho.mqtt.properties import Properties
 
 from edge_agent.watchdog import sd_notify
 from edge_agent.wire import (
+    MAX_BATCH_EVENTS,
     Ack,
     Channel,
+    Nack,
+    Refusal,
     ServerStatus,
     encode,
     server_topic,
@@ -42,6 +44,8 @@ from edge_agent.wire import (
 )
 from server import __version__, commands
 from server.config import ServerConfig
+from server.inbox import FairInbox
+from server.ingest import journal
 from server.ingest.core import Ingestor, IngestResult, Settings
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,10 @@ log = logging.getLogger(__name__)
 GROUP_MAX = 64
 #: How often the writer adopts quiet epochs and lets lagging projections catch up.
 CHORES_EVERY_S = 2.0
+#: How many unacknowledged messages the broker may hand this process (MQTT v5 Receive
+#: Maximum): enough that a flood from one agent is taken off the broker and dropped here
+#: (``FairInbox``) instead of queueing every other agent's messages behind it at the broker.
+RECEIVE_MAXIMUM = 2000
 
 
 def settings(config: ServerConfig) -> Settings:
@@ -57,6 +65,7 @@ def settings(config: ServerConfig) -> Settings:
         gap_report_after=timedelta(seconds=config.ingest.gap_report_after_s),
         max_ahead=config.ingest.max_seq_ahead,
         epoch_proof=timedelta(seconds=config.ingest.epoch_proof_s),
+        refusals_per_min=config.ingest.refusals_per_min,
     )
 
 
@@ -81,7 +90,7 @@ class IngestService:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
-        self._inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self._inbox: FairInbox[mqtt.MQTTMessage] = FairInbox(config.ingest.queue_share)
         self._stopping = threading.Event()
         self._writer_beat = time.monotonic()
 
@@ -122,8 +131,11 @@ class IngestService:
         if reason.is_failure:
             log.warning("disconnected from broker: %s; reconnecting", reason)
 
-    def _on_message(self, _c: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        self._inbox.put(message)
+    def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
+        levels = message.topic.split("/")
+        agent = levels[3] if len(levels) == 5 else ""
+        if not self._inbox.put(agent, message):
+            client.ack(message.mid, message.qos)  # dropped: the flood's own sender pays
 
     # --- the writer ---------------------------------------------------------------------------
 
@@ -134,16 +146,9 @@ class IngestService:
             if self._writer_beat >= next_chores:
                 self.chores()
                 next_chores = time.monotonic() + CHORES_EVERY_S
-            try:
-                group = [self._inbox.get(timeout=0.5)]
-            except queue.Empty:
-                continue
-            while len(group) < GROUP_MAX:
-                try:
-                    group.append(self._inbox.get_nowait())
-                except queue.Empty:
-                    break
-            self.store(group)
+            group = self._inbox.take(GROUP_MAX, timeout=0.5)
+            if group:
+                self.store(group)
 
     def store(self, group: list[mqtt.MQTTMessage]) -> None:
         """Store a group of messages, then acknowledge them to the broker and the agents.
@@ -178,14 +183,23 @@ class IngestService:
                 log.info(
                     "agent %s: %d duplicate events ignored", result.agent_id, result.duplicates
                 )
+        self._publish_nacks(results, now)
         for result in latest.values():
             self._publish_ack(result, now)
 
     def chores(self) -> None:
-        """Work no message triggers: adopting a quiet agent's new epoch, projection catch-up."""
+        """Work no message triggers: adopting a quiet agent's new epoch, projection catch-up,
+        counting what the inbox dropped."""
         try:
+            dropped = self._inbox.dropped()
+            if dropped:
+                with self.ingestor.engine.begin() as conn:
+                    journal.count_dropped(conn, dropped)
+                for agent, n in dropped.items():
+                    log.error("agent %s: %d messages dropped beyond its queue share", agent, n)
             self.ingestor.settle_epochs(datetime.now(UTC))
             self.ingestor.catch_up()
+            self.ingestor.report_limits(datetime.now(UTC))
         except sa.exc.SQLAlchemyError as exc:
             log.error("housekeeping failed: %s", exc)
 
@@ -205,6 +219,29 @@ class IngestService:
             except sa.exc.SQLAlchemyError as exc:
                 log.error("cannot store message from %s: %s", topic_, exc)
         return results
+
+    def _publish_nacks(self, results: list[IngestResult], now: datetime) -> None:
+        """One ``Nack`` per agent and group for what was refused and kept (a flood beyond the
+        refusal limit gets no answer, as it gets no dead letter)."""
+        nacks: dict[str, Nack] = {}
+        for r in results:
+            if not (r.agent_id and r.topic and r.topic.endswith("/" + Channel.EVENTS.value)):
+                continue
+            whole = r.reason[:500] if r.dead_lettered and r.kept and r.reason else None
+            if not (whole or r.refused):
+                continue
+            acks_topic = r.topic.rsplit("/", 1)[0] + "/" + Channel.ACKS.value
+            before = nacks.get(acks_topic)
+            refused: list[Refusal] = [*(before.refused if before else []), *r.refused]
+            nacks[acks_topic] = Nack(
+                agent_id=r.agent_id,
+                epoch=r.epoch or (before.epoch if before else None),
+                message=(before.message if before else None) or whole,
+                refused=refused[:MAX_BATCH_EVENTS],
+                server_time=now,
+            )
+        for acks_topic, nack in nacks.items():
+            self.client.publish(acks_topic, encode(nack), qos=1, retain=False)
 
     def _publish_ack(self, result: IngestResult, now: datetime) -> None:
         if not (result.agent_id and result.site_id and result.epoch) or result.acked_seq is None:
@@ -252,6 +289,7 @@ class IngestService:
         m = self.config.mqtt
         session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         session.SessionExpiryInterval = m.session_expiry_s
+        session.ReceiveMaximum = RECEIVE_MAXIMUM
         self.client.connect_async(
             m.host, m.port, keepalive=60, clean_start=False, properties=session
         )

@@ -72,6 +72,13 @@ class IngestSection(Strict):
     #: An agent not heard from (no events, no status) for this long is offline, whatever its
     #: last status said (agents send a status every ``link.status_interval_s``, 60 s).
     offline_after_s: Annotated[float, between(10, 7 * 86400)] = 300.0
+    #: Refusals of one agent kept a minute (dead letter, log line, negative acknowledgement);
+    #: more are only counted (``link status``), so a flood cannot fill the disk or the log.
+    refusals_per_min: Annotated[int, between(1, 100_000)] = 30
+    #: Messages of one agent waiting in this process at most; more are dropped and counted. An
+    #: agent keeps at most ``link.max_in_flight_batches`` (8) unacknowledged, so only a flood
+    #: meets this, and it cannot push other agents' messages back.
+    queue_share: Annotated[int, between(8, 100_000)] = 100
 
 
 class CommandsSection(Strict):

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from server.ingest.core import Ingestor
+from server.ingest.core import Ingestor, Settings
 from server.store.db import utc
 from server.store.schema import (
     agents,
@@ -95,8 +95,10 @@ def test_malformed_event_is_dead_lettered_and_takes_no_number(engine: sa.Engine)
     ingest = Ingestor(engine, "fp")
     result = ingest.handle(TOPIC, json.dumps(payload).encode(), NOW)
     assert (result.stored, result.acked_seq, result.highest_seq) == (2, 1, 3)
-    assert result.refused == ((2, result.refused[0][1]),)
-    assert "humidity_pct" in result.refused[0][1]
+    [refusal] = result.refused
+    assert (refusal.seq, refusal.code) == (2, "malformed")
+    assert str(refusal.id) == payload["events"][1]["id"]
+    assert "humidity_pct" in refusal.reason
     with engine.connect() as conn:
         row = conn.execute(sa.select(dead_letters)).one()
     assert (row.agent_id, row.epoch, row.seq) == ("station-1", EPOCH, 2)
@@ -305,7 +307,8 @@ def test_numbers_far_beyond_what_was_sent_open_no_gap(engine: sa.Engine) -> None
     forged["events"][0]["span"] = 9_999_999
     result = ingest.handle(TOPIC, json.dumps(forged).encode(), NOW)
     assert result.refused
-    assert "too far" in result.refused[0][1]
+    assert (result.refused[0].code, result.refused[0].seq) == ("too_far", 2_000_000)
+    assert "too far" in result.refused[0].reason
     assert (result.acked_seq, result.highest_seq) == (1, 1)
     assert ingest.handle(TOPIC, batch(2), NOW).highest_seq == 2
 
@@ -422,3 +425,17 @@ def test_agent_from_before_epochs_keeps_its_numbering(engine: sa.Engine) -> None
     with engine.begin() as conn:  # as migration 0003 carries an agent known before epochs
         conn.execute(streams.update().values(epoch=""))
     assert ingest.handle(TOPIC, batch(4, epoch="a1a1a1a1"), NOW).acked_seq == 4
+
+
+def test_a_flood_of_refusals_is_kept_up_to_the_limit_and_counted(engine: sa.Engine) -> None:
+    ingest = Ingestor(engine, "fp", settings=Settings(refusals_per_min=30))
+    ingest.handle(TOPIC, batch(1), NOW)
+    results = ingest.handle_many([(TOPIC, b"not json %d" % i) for i in range(50)], NOW)
+    assert [r.kept for r in results] == [True] * 30 + [False] * 20
+    assert count(engine, dead_letters) == 30
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(agents.c.dead_lettered, agents.c.dead_letters_dropped))
+        assert tuple(row.one()) == (30, 20)
+    later = NOW + timedelta(seconds=61)
+    assert ingest.handle(TOPIC, b"still not json", later).kept
+    assert ingest.handle(TOPIC, batch(2), later).acked_seq == 2

@@ -7,9 +7,11 @@ is stopped, killed, replayed or corrupted in between.
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -18,6 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.site import SERVER_USER, Site
 from tests.support import Processes, wait_for
+from tests.test_wire import climate_event
 
 
 @pytest.fixture
@@ -361,3 +364,103 @@ def test_agent_without_clock_adopts_server_time_and_earlier_events_are_re_dated(
     finally:
         processes.stop_all()
         site.broker.stop()
+
+
+def test_own_malformed_event_is_refused_replaced_and_the_stream_goes_on(site: Site) -> None:
+    """A buggy agent's event the server refuses gets a negative acknowledgement naming it; the
+    agent puts an ``agent.event_refused`` in its place instead of resending it for ever."""
+    last = site.inject(10)
+    with sqlite3.connect(site.outbox()) as conn:
+        (body,) = conn.execute("SELECT body FROM events WHERE seq = 5").fetchone()
+        event = json.loads(body)
+        event["payload"]["humidity_pct"] = 250.0
+        conn.execute("UPDATE events SET body = ? WHERE seq = 5", [json.dumps(event)])
+    site.start_server()
+    site.start_agent()
+    site.wait_acked(last, timeout=30)
+    site.assert_complete(site.wait_all_delivered())
+    [stand_in] = site.bodies("agent.event_refused")
+    assert stand_in["seq"] == 5
+    assert stand_in["payload"]["refused_id"] == event["id"]  # type: ignore[index]
+    assert "humidity_pct" in stand_in["payload"]["reason"]  # type: ignore[index]
+    assert site.query("SELECT seq FROM dead_letters") == [(5,)]
+    assert "replaced by agent.event_refused" in site.processes.log("station-1")
+
+
+NOW = "2026-11-24T00:00:00+00:00"
+
+
+def garbage(i: int) -> bytes:
+    """What a broken or hostile sender on station-2's account might publish."""
+    bad_event = climate_event(i + 1, agent_id="station-2")
+    if i % 4 == 0:
+        return b"\x00garbage %d" % i
+    if i % 4 == 1:
+        return json.dumps({"hello": i}).encode()
+    if i % 4 == 2:
+        bad_event["payload"]["humidity_pct"] = 999
+    else:
+        bad_event["seq"] = 50_000_000 + i
+    batch = {
+        "v": 1,
+        "agent_id": "station-2",
+        "epoch": "feedfeed",
+        "sent_at": "2026-11-24T00:00:00+00:00",
+    }
+    return json.dumps({**batch, "events": [bad_event]}).encode()
+
+
+def test_a_flood_from_one_agent_neither_stalls_another_nor_fills_the_disk(site: Site) -> None:
+    site.start_server()
+    site.start_agent()
+    site.wait_acked(1)
+    flooder = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="agent-station-2")
+    flooder.username_pw_set("station-2", site.passwords["station-2"])
+    flooder.max_inflight_messages_set(1000)
+    flooder.max_queued_messages_set(0)
+    flooder.connect("127.0.0.1", site.broker.port)
+    flooder.loop_start()
+    status = {"v": 1, "agent_id": "station-2", "online": True}
+    flooder.publish("fp/v1/county/station-2/status", json.dumps(status), 1).wait_for_publish(5)
+    wait_for(lambda: site.query("SELECT 1 FROM agents WHERE agent_id = 'station-2'"))
+    flood_started = datetime.now(UTC)
+
+    def flood() -> None:
+        """10,000 messages over about 5 s: some 50 times what a box sends, with no pause for
+        acknowledgements, so that station-1 streams all through it."""
+        for i in range(10_000):
+            flooder.publish("fp/v1/county/station-2/events", garbage(i), qos=1)
+            if i % 100 == 99:
+                time.sleep(0.05)
+
+    sender = threading.Thread(target=flood)
+    sender.start()
+    last = 0
+    while sender.is_alive():
+        last = site.inject(50)
+    last = site.inject(50)
+    sender.join()
+    site.wait_acked(last)
+    counted = "SELECT dead_lettered + dead_letters_dropped FROM agents WHERE agent_id = ?"
+    wait_for(
+        lambda: site.query(counted, "station-2") == [(10_000,)],
+        30,
+        interval=0.2,
+        what="every garbage message kept or counted",
+    )
+    flooder.loop_stop()
+    flooder.disconnect()
+    flood_ended = datetime.now(UTC)
+    delays = []
+    for received, payload in site.query(
+        "SELECT m.received_at, m.payload FROM messages m JOIN streams s ON s.id = m.stream_id "
+        "WHERE s.agent_id = 'station-1'"
+    ):
+        at = datetime.fromisoformat(str(received)).replace(tzinfo=UTC)
+        if flood_started <= at <= flood_ended:
+            delays.append(at - datetime.fromisoformat(json.loads(payload)["sent_at"]))  # type: ignore[arg-type]
+    assert len(delays) >= 3, "station-1 streamed all through the flood"
+    assert max(delays) <= timedelta(seconds=1), f"station-1 delayed up to {max(delays)}"
+    kept = site.query("SELECT count(*) FROM dead_letters WHERE agent_id = 'station-2'")
+    assert kept[0][0] <= 30 * (1 + (datetime.now(UTC) - flood_started).total_seconds() // 60)  # type: ignore[operator]
+    site.assert_complete(site.wait_all_delivered())

@@ -349,3 +349,23 @@ async def test_concurrent_flushes_write_each_held_event_once(tmp_path: Path) -> 
     seqs = [b["seq"] for b in bodies]
     assert seqs == list(range(stored[-1] + 1, stored[-1] + 1 + len(seqs)))
     await box.close()
+
+
+def test_a_refused_event_is_replaced_by_a_stand_in_only_if_it_is_ours(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", "station-1")
+    for _ in range(3):
+        box.append("climate.record", record(), STAMP)
+    second = json.loads(box.pending(1, 1, 10**6)[0].body)
+    assert not box.replace_refused(2, uuid.uuid4(), "someone else's event", STAMP)
+    assert box.replace_refused(2, uuid.UUID(second["id"]), "humidity_pct: too high", STAMP)
+    events = [parse_event(json.loads(p.body)) for p in box.pending(0, 100, 10**6)]
+    assert [(e.seq, e.kind) for e in events] == [
+        (1, "climate.record"),
+        (2, "agent.event_refused"),
+        (3, "climate.record"),
+    ]
+    stand_in = events[1].payload
+    assert stand_in.refused_id == uuid.UUID(second["id"])  # type: ignore[union-attr]
+    assert stand_in.refused_kind == "climate.record"  # type: ignore[union-attr]
+    assert box.last_seq == 3
+    assert not box.replace_refused(2, uuid.UUID(second["id"]), "again", STAMP)

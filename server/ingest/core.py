@@ -23,10 +23,11 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from edge_agent.wire import EVENT_MODELS, Event
+from edge_agent.wire import EVENT_MODELS, Event, Refusal
 from server import projections as proj
 from server.ingest import journal
 from server.ingest.journal import AgentRow, StreamRow
+from server.ingest.limits import RefusalLimit
 from server.ingest.sequence import (
     Claim,
     EpochView,
@@ -50,17 +51,21 @@ EPOCH_OPENERS = frozenset({"agent.outbox_reset", "agent.started"})
 @dataclass(frozen=True)
 class IngestResult:
     site_id: str | None = None
+    #: The topic the message came on (where a negative acknowledgement goes).
+    topic: str | None = None
     agent_id: str | None = None
     epoch: str | None = None
     stored: int = 0
     duplicates: int = 0
     not_understood: int = 0
     conflicts: int = 0
-    #: (claimed seq or None, reason) of each event refused: the negative acknowledgement.
-    refused: tuple[tuple[int | None, str], ...] = ()
+    #: Each event refused and kept: the negative acknowledgement.
+    refused: tuple[Refusal, ...] = ()
     #: The whole message was refused; ``reason`` says why.
     dead_lettered: bool = False
     reason: str | None = None
+    #: The refusal was kept and logged (False: beyond the agent's refusal limit, only counted).
+    kept: bool = True
     acked_seq: int | None = None
     highest_seq: int | None = None
 
@@ -74,6 +79,8 @@ class Settings:
     epoch_proof: timedelta = timedelta(seconds=120)
     #: Old-epoch messages this soon after a new epoch appeared may be in flight still.
     epoch_grace: timedelta = timedelta(seconds=15)
+    #: Refusals kept (dead letter, log line, negative acknowledgement) per agent per minute.
+    refusals_per_min: int = 30
 
 
 @dataclass
@@ -81,7 +88,7 @@ class _Outcome:
     fresh: list[int] = field(default_factory=list)
     duplicates: int = 0
     conflicts: list[tuple[int, int, str]] = field(default_factory=list)
-    refused: list[tuple[int | None, str]] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
 
 
 class Ingestor:
@@ -99,6 +106,7 @@ class Ingestor:
         self.settings = settings or Settings()
         self.projections = list(proj.default_projections() if projections is None else projections)
         self.models = models
+        self.limit = RefusalLimit(self.settings.refusals_per_min)
 
     # --- entry points ------------------------------------------------------------------------
 
@@ -156,11 +164,45 @@ class Ingestor:
         return self._batch(conn, agent, item, now)
 
     def _refuse(self, conn: sa.Connection, item: Refused, now: datetime) -> IngestResult:
-        log.error("dead letter from %s: %s", item.topic, item.reason)
-        journal.dead_letter(conn, item.topic, item.agent, item.payload, item.reason, now)
-        if item.agent is not None:
-            journal.count_dead_letter(conn, item.agent, kept=True)
-        return IngestResult(agent_id=item.agent, dead_lettered=True, reason=item.reason)
+        kept = self._dead_letter(conn, item.topic, item.agent, item.payload, item.reason, now)
+        if kept:
+            log.error("dead letter from %s: %s", item.topic, item.reason)
+        return IngestResult(
+            topic=item.topic,
+            agent_id=item.agent,
+            dead_lettered=True,
+            reason=item.reason,
+            kept=kept,
+        )
+
+    def _dead_letter(
+        self,
+        conn: sa.Connection,
+        topic: str,
+        agent: str | None,
+        payload: bytes,
+        reason: str,
+        now: datetime,
+        epoch: str | None = None,
+        seq: int | None = None,
+    ) -> bool:
+        """Keep a refusal, or only count it once ``agent`` is beyond its limit; True if kept."""
+        kept = self.limit.allow(agent or "", now)
+        if kept:
+            journal.dead_letter(conn, topic, agent, payload, reason, now, epoch, seq)
+        if agent is not None:
+            journal.count_dead_letter(conn, agent, kept=kept)
+        return kept
+
+    def report_limits(self, now: datetime) -> None:
+        """Log, once per window, how many refusals of each agent were only counted."""
+        for agent, dropped in self.limit.closed(now).items():
+            log.error(
+                "agent %s: %d more refused messages or events not kept (limit %d a minute)",
+                agent or "(no agent)",
+                dropped,
+                self.settings.refusals_per_min,
+            )
 
     # --- status ---------------------------------------------------------------------------------
 
@@ -205,21 +247,24 @@ class Ingestor:
         for pos in p.too_far:
             i = item.incoming[pos]
             reason = f"seq {i.seq} span {i.span} is too far beyond acked seq {stream.acked}"
-            out.refused.append((i.seq, reason))
-            journal.dead_letter(
+            if self._dead_letter(
                 conn, item.topic, agent.agent_id, b"", reason, now, item.epoch, i.seq
-            )
+            ):
+                event_id = i.event.id if i.event is not None else None
+                out.refused.append(Refusal(seq=i.seq, id=event_id, code="too_far", reason=reason))
         for bad in item.malformed:
-            out.refused.append((bad.seq, bad.reason))
-            journal.dead_letter(
+            if self._dead_letter(
                 conn, item.topic, agent.agent_id, bad.body, bad.reason, now, item.epoch, bad.seq
-            )
-        if item.malformed or p.too_far:
+            ):
+                out.refused.append(
+                    Refusal(seq=bad.seq, id=bad.event_id, code="malformed", reason=bad.reason[:500])
+                )
+        if out.refused:
             log.error(
                 "agent %s: %d events refused: %s",
                 agent.agent_id,
                 len(out.refused),
-                out.refused[0][1],
+                out.refused[0].reason,
             )
         fresh = [item.incoming[pos] for pos in out.fresh]
         unknown = sum(1 for i in fresh if i.event is None)
@@ -285,6 +330,7 @@ class Ingestor:
             self._settle(conn, agent, now)
         return IngestResult(
             site_id=item.site,
+            topic=item.topic,
             agent_id=agent.agent_id,
             epoch=stream.epoch,
             stored=len(fresh) - unknown,

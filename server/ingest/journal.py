@@ -331,6 +331,17 @@ def dead_letter(
     )
 
 
+def count_dropped(conn: sa.Connection, counts: dict[str, int]) -> None:
+    """Messages not kept at all (beyond an agent's queue share), counted with dropped dead
+    letters. Agents unknown to the store are not created for it."""
+    for agent, n in sorted(counts.items()):
+        conn.execute(
+            agents.update()
+            .where(agents.c.agent_id == agent)
+            .values(dead_letters_dropped=agents.c.dead_letters_dropped + n)
+        )
+
+
 def count_dead_letter(conn: sa.Connection, agent: str, kept: bool) -> None:
     column = "dead_lettered" if kept else "dead_letters_dropped"
     conn.execute(

@@ -14,6 +14,7 @@ Each event of a batch ends up in one of three classes:
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,8 @@ class Malformed:
     seq: int | None
     body: bytes
     reason: str
+    #: The event's own id, if it has a valid one: lets its sender recognise the refusal.
+    event_id: uuid.UUID | None = None
 
 
 @dataclass
@@ -169,6 +172,16 @@ def _claimed_seq(raw: dict[str, Any]) -> int | None:
     return seq if ok else None
 
 
+def _claimed_id(raw: dict[str, Any]) -> uuid.UUID | None:
+    value = raw.get("id")
+    if not isinstance(value, str):
+        return None
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
 def _only_unknown_fields(exc: ValidationError) -> bool:
     return all(err["type"] == "extra_forbidden" for err in exc.errors())
 
@@ -184,21 +197,21 @@ def classify(
         unknown: str | None = str(exc)
     except ValidationError as exc:
         if not _only_unknown_fields(exc):
-            return Malformed(idx, _claimed_seq(raw), body, brief(exc))
+            return Malformed(idx, _claimed_seq(raw), body, brief(exc), _claimed_id(raw))
         fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors()[:3])
         unknown = f"unknown field {fields}"
     else:
         if event.agent_id != agent:
             reason = f"event agent_id {event.agent_id!r} differs from {agent!r}"
-            return Malformed(idx, event.seq, body, reason)
+            return Malformed(idx, event.seq, body, reason, event.id)
         return Incoming(idx, event.seq, event.span, event.kind, event)
     try:
         envelope = Envelope.model_validate(raw)
     except ValidationError as exc:
-        return Malformed(idx, _claimed_seq(raw), body, brief(exc))
+        return Malformed(idx, _claimed_seq(raw), body, brief(exc), _claimed_id(raw))
     if envelope.agent_id != agent:
         reason = f"event agent_id {envelope.agent_id!r} differs from {agent!r}"
-        return Malformed(idx, envelope.seq, body, reason)
+        return Malformed(idx, envelope.seq, body, reason, _claimed_id(raw))
     return Incoming(idx, envelope.seq, envelope.span, envelope.kind, None, unknown)
 
 
