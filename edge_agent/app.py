@@ -82,6 +82,7 @@ async def run(
         clock=clock,
         version=__version__,
         on_command=commands.handle,
+        on_bad_command=commands.refuse,
         heartbeat=watchdog.register("link", max_age_s=30.0),
     )
     climate_beat = (

@@ -22,6 +22,7 @@ from edge_agent.outbox import AsyncOutbox
 from edge_agent.wire import (
     CardsUpdateCommand,
     Command,
+    CommandEnvelope,
     ConfigUpdateCommand,
     PingCommand,
     RestockOrderCommand,
@@ -86,6 +87,15 @@ class CommandHandler:
             await self._outbox.record_command(command.id, kind, ok, detail, self._clock.stamp())
         if restart:
             self._request_restart()
+
+    async def refuse(self, command: CommandEnvelope, reason: str) -> None:
+        """Answer a command this agent cannot apply, once, with a failed result."""
+        async with self._one_at_a_time:
+            if await self._outbox.seen_command(command.id):
+                return
+            await self._outbox.record_command(
+                command.id, command.kind, False, reason, self._clock.stamp()
+            )
 
     async def _apply(self, command: Command) -> tuple[bool, str, bool]:
         restart = False

@@ -34,6 +34,7 @@ from edge_agent.wire import (
     AgentStatus,
     Channel,
     Command,
+    CommandEnvelope,
     Nack,
     ServerStatus,
     encode,
@@ -68,6 +69,7 @@ class Link:
         clock: Clock,
         version: str,
         on_command: Callable[[Command], Coroutine[Any, Any, None]] | None = None,
+        on_bad_command: Callable[[CommandEnvelope, str], Coroutine[Any, Any, None]] | None = None,
         heartbeat: Callable[[], None] = lambda: None,
     ) -> None:
         self._mqtt = mqtt_config
@@ -77,6 +79,7 @@ class Link:
         self._clock = clock
         self._version = version
         self._on_command = on_command
+        self._on_bad_command = on_bad_command
         self._heartbeat = heartbeat
         self._started_at = datetime.now(UTC)
         self._topics = {c: topic(mqtt_config.topic_prefix, site, agent_id, c) for c in Channel}
@@ -291,13 +294,33 @@ class Link:
         try:
             command = Command.model_validate_json(message.payload)
         except ValidationError as exc:
-            log.error("ignoring malformed command: %s", exc)
+            self._on_invalid_command(bytes(message.payload), exc)
             return
         if command.agent_id != self._agent_id:
             log.error("ignoring command %s addressed to %r", command.id, command.agent_id)
             return
         if self._on_command is not None:
             self._spawn(self._on_command(command))
+
+    def _on_invalid_command(self, payload: bytes, exc: ValidationError) -> None:
+        try:
+            envelope = CommandEnvelope.model_validate_json(payload)
+        except ValidationError:
+            log.error("ignoring malformed command: %s", exc)
+            return
+        if envelope.agent_id != self._agent_id:
+            log.error("ignoring command %s addressed to %r", envelope.id, envelope.agent_id)
+            return
+        errors = exc.errors()
+        unknown = any(e["type"] == "union_tag_invalid" for e in errors)
+        reason = (
+            f"unsupported command kind {envelope.kind!r}"
+            if unknown
+            else "invalid command: " + "; ".join(str(e["msg"]) for e in errors[:3])
+        )
+        log.error("command %s: %s", envelope.id, reason)
+        if self._on_bad_command is not None:
+            self._spawn(self._on_bad_command(envelope, reason[:1000]))
 
     def _command_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

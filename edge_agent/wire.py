@@ -500,6 +500,23 @@ class Command(_Model):
     body: CommandBody
 
 
+class CommandEnvelope(BaseModel):
+    """What every command has, whatever its body: enough to answer one this agent cannot
+    apply (a kind from a newer server, a bad field) with a failed ``command.result``, instead of
+    leaving the server to send it again for ever."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    id: uuid.UUID
+    agent_id: Ident
+    body: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        kind = self.body.get("kind")
+        return kind[:32] if isinstance(kind, str) else "?"
+
+
 # --- helpers ----------------------------------------------------------------------------------
 
 

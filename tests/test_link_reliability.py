@@ -10,9 +10,11 @@ import json
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -329,6 +331,22 @@ def test_command_is_applied_once_and_its_result_reaches_the_server(site: Site) -
     )
     detail = site.query("SELECT result_detail FROM commands WHERE id = ?", bad.strip())[0][0]
     assert "invalid TOML" in str(detail)
+
+    newer = json.loads(str(message))
+    newer.update(id=str(uuid.uuid4()), body={"kind": "box.reboot", "box": "b1"})
+    again.reconnect()
+    again.loop_start()
+    again.publish("fp/v1/county/station-1/commands", json.dumps(newer), qos=1).wait_for_publish(5)
+    again.loop_stop()
+    again.disconnect()
+
+    def answered() -> list[dict[str, Any]]:
+        results: list[dict[str, Any]] = site.bodies("command.result")
+        return [b for b in results if b["payload"]["command_id"] == newer["id"]]
+
+    [result] = wait_for(answered, 30, what="a command of a kind the agent does not know answered")
+    assert result["payload"]["ok"] is False
+    assert "unsupported command kind 'box.reboot'" in result["payload"]["detail"]
 
 
 def test_agent_without_clock_adopts_server_time_and_earlier_events_are_re_dated(
