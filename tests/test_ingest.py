@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from server.ingest import core
 from server.ingest.core import Ingestor, Settings
 from server.store.db import utc
 from server.store.schema import (
@@ -439,3 +440,31 @@ def test_a_flood_of_refusals_is_kept_up_to_the_limit_and_counted(engine: sa.Engi
     later = NOW + timedelta(seconds=61)
     assert ingest.handle(TOPIC, b"still not json", later).kept
     assert ingest.handle(TOPIC, batch(2), later).acked_seq == 2
+
+
+def test_a_filled_gap_walks_over_everything_held_back_in_chunks(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core, "WALK_CHUNK", 70)
+    ingest = Ingestor(engine, "fp")
+    ingest.handle(TOPIC, batch(1), NOW)
+    for first in range(3, 503, 100):
+        result = ingest.handle(TOPIC, batch(*range(first, first + 100)), NOW)
+    assert (result.acked_seq, result.highest_seq) == (1, 502)
+    covered = json.loads(batch(2))
+    covered["events"][0]["seq"] = 250  # inside what is held, with other content: a conflict
+    assert ingest.handle(TOPIC, json.dumps(covered).encode(), NOW).conflicts == 1
+    assert ingest.handle(TOPIC, batch(2), NOW).acked_seq == 502
+    with engine.connect() as conn:
+        applied = conn.execute(sa.select(climate_records.c.seq).order_by(climate_records.c.id))
+        assert list(applied.scalars()) == list(range(1, 503))
+
+
+def test_an_event_inside_a_held_summarys_span_is_a_conflict(engine: sa.Engine) -> None:
+    ingest = Ingestor(engine, "fp")
+    ingest.handle(TOPIC, batch(1), NOW)
+    held = json.loads(batch(1))
+    held["events"] = [summary_event(10, 20), climate_event(30)]
+    assert ingest.handle(TOPIC, json.dumps(held).encode(), NOW).highest_seq == 30
+    assert ingest.handle(TOPIC, batch(15, 31), NOW).conflicts == 1
+    assert ingest.handle(TOPIC, batch(*range(2, 10)), NOW).acked_seq == 31

@@ -44,6 +44,9 @@ from server.store.schema import agents, lost_ranges, streams
 
 log = logging.getLogger(__name__)
 
+#: Held-back journal rows read at a time when a filled gap lets the acknowledgement move on.
+WALK_CHUNK = 5000
+
 #: The kinds a new outbox begins with: how a new epoch announces itself.
 EPOCH_OPENERS = frozenset({"agent.outbox_reset", "agent.started"})
 
@@ -227,10 +230,10 @@ class Ingestor:
         stream = self._stream_for(conn, agent, item.epoch, now)
         claims = [Claim(i.seq, i.span) for i in item.incoming]
         held: dict[int, journal.JournalRow] = {}
-        if stream.highest > stream.acked:
-            held = {
-                r.seq: r for r in journal.read(conn, stream.id, stream.acked, stream.highest, 10**7)
-            }
+        above = [c for c in claims if c.seq > stream.acked]
+        if stream.highest > stream.acked and above:
+            lo, hi = min(c.seq for c in above), max(c.last for c in above)
+            held = {r.seq: r for r in journal.near(conn, stream.id, stream.acked, lo, hi)}
         below = journal.stored(conn, stream.id, [c.seq for c in claims if c.seq <= stream.acked])
         p = plan(
             claims,
@@ -314,6 +317,15 @@ class Ingestor:
         waiting = {r.seq: r.span for r in held.values()}
         waiting.update({i.seq: i.span for i in fresh})
         acked, passed = advance(stream.acked, waiting)
+        while passed and acked < stream.highest:
+            # The batch filled a gap: walk on over what was held back behind it, in chunks.
+            more = journal.read(conn, stream.id, acked, stream.highest, WALK_CHUNK)
+            if not more or more[0].seq != acked + 1:
+                break
+            held.update({r.seq: r for r in more})
+            waiting.update({r.seq: r.span for r in more})
+            acked, moved = advance(acked, waiting)
+            passed += moved
         if passed and stream.state == StreamState.PRIMARY:
             ready = self._ready(conn, passed, {i.seq: i for i in fresh}, held)
             self._apply(conn, agent, stream, acked, ready, refs)

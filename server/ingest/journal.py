@@ -275,6 +275,27 @@ def read(
     return _rows(conn, query)
 
 
+def near(
+    conn: sa.Connection, stream_id: int, after: int, first: int, last: int
+) -> list[JournalRow]:
+    """Held-back events (numbered above ``after``) that a claim of ``first .. last`` can meet:
+    those starting in that range and the one just before it, which may span into it. Stored
+    events never overlap, so no other can."""
+    in_range = sa.select(*_JOURNAL_SELECT).where(
+        journal.c.stream_id == stream_id,
+        journal.c.seq > after,
+        journal.c.seq >= first,
+        journal.c.seq <= last,
+    )
+    before = (
+        sa.select(*_JOURNAL_SELECT)
+        .where(journal.c.stream_id == stream_id, journal.c.seq > after, journal.c.seq < first)
+        .order_by(journal.c.seq.desc())
+        .limit(1)
+    )
+    return [*_rows(conn, before), *_rows(conn, in_range.order_by(journal.c.seq))]
+
+
 def load_raw(conn: sa.Connection, message_ids: Iterable[int]) -> dict[int, list[Any]]:
     """The ``events`` lists of stored messages, decoded, by message id."""
     ids = sorted(set(message_ids))
