@@ -3,14 +3,39 @@ read-only commands that never create or migrate a database."""
 
 from __future__ import annotations
 
+import json
 import subprocess
+import uuid
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 
-from server.store.db import alembic_config, make_engine
+from server.cli import COPIED_TABLES, REBUILT_TABLES
+from server.ingest.core import Ingestor
+from server.store.db import alembic_config, make_engine, migrate, utc
+from server.store.schema import (
+    agents,
+    boot_refs,
+    climate_notices,
+    climate_records,
+    climate_summaries,
+    commands,
+    dead_letters,
+    journal,
+    journal_conflicts,
+    lost_ranges,
+    messages,
+    metadata,
+    projection_checkpoints,
+    streams,
+)
 from tests.support import BIN
+from tests.test_ingest import EPOCH, NOW, TOPIC, batch, new_epoch_batch
+from tests.test_projections import varied_stream
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -87,3 +112,147 @@ def test_bad_database_urls_are_config_errors(tmp_path: Path, url: str, message: 
     assert message in out.stderr
     assert "mqtt.port" in out.stderr, "every problem of the file at once"
     assert "Traceback" not in out.stderr
+
+
+# --- db copy ----------------------------------------------------------------------------------
+
+#: What ``db copy`` carries over as it is; the climate tables are rebuilt by its replay.
+COPIED = (
+    agents,
+    streams,
+    messages,
+    journal,
+    journal_conflicts,
+    lost_ranges,
+    boot_refs,
+    commands,
+    dead_letters,
+)
+DERIVED = (climate_records, climate_summaries, climate_notices)
+
+
+def rows_of(engine: sa.Engine, table: sa.Table, without: tuple[str, ...] = ()) -> list[Any]:
+    """A table's rows, times in UTC (SQLite hands back naive ones), in a stable order."""
+    columns = [c for c in table.c if c.name not in without]
+    with engine.connect() as conn:
+        found = conn.execute(sa.select(*columns)).all()
+    out = [tuple(utc(v) if isinstance(v, datetime) else v for v in r) for r in found]
+    return sorted(out, key=repr)
+
+
+def store_contents(engine: sa.Engine) -> dict[str, list[Any]]:
+    """Copied tables whole (ids kept); projections by (agent, epoch, seq) and values."""
+    out = {t.name: rows_of(engine, t) for t in COPIED}
+    out.update({t.name: rows_of(engine, t, without=("id",)) for t in DERIVED})
+    out["projection_checkpoints"] = rows_of(engine, projection_checkpoints)
+    return out
+
+
+def fill_store(url: str) -> sa.Engine:
+    """A store with everything a county's may hold, through the real ingest."""
+    engine = make_engine(url)
+    migrate(engine)
+    ingest = Ingestor(engine, "fp")
+    varied_stream(ingest, engine)  # records, summary, notice, command result, late gap, re-dating
+    ingest.handle(TOPIC, batch(*range(11, 41)), NOW)  # held back behind the gap at 10
+    ingest.handle(TOPIC, batch(10), NOW)
+    clone = json.loads(batch(40))
+    clone["events"][0]["payload"]["temperature_c"] = 29.0
+    ingest.handle(TOPIC, json.dumps(clone).encode(), NOW)  # a kept conflict
+    ingest.handle(TOPIC, new_epoch_batch(1, 2), NOW)  # a second epoch, not applied
+    malformed = json.loads(batch(41))
+    malformed["events"][0]["payload"]["humidity_pct"] = 250
+    ingest.handle(TOPIC, json.dumps(malformed).encode(), NOW)  # dead-lettered
+    other = "fp/v1/county/station-2/events"
+    ingest.handle(other, batch(1, 2, agent="station-2", agent_id="station-2"), NOW)
+    newer = json.loads(batch(3, agent="station-2", agent_id="station-2"))
+    newer["events"][0]["payload"]["unknown_field"] = 1
+    ingest.handle(other, json.dumps(newer).encode(), NOW)  # journaled, not understood
+    with engine.begin() as conn:
+        conn.execute(
+            commands.insert().values(
+                id=str(uuid.uuid4()), agent_id="station-2", site_id="county", kind="ping",
+                message="{}", created_at=NOW,
+            )
+        )  # fmt: skip
+        conn.execute(
+            lost_ranges.insert().values(
+                agent_id="station-2", epoch=EPOCH, from_seq=90, to_seq=99, reason="test",
+                recorded_at=NOW,
+            )
+        )  # fmt: skip
+    return engine
+
+
+def test_db_copy_moves_the_journal_and_rebuilds_the_projections(
+    config: Path, blank_engine: sa.Engine
+) -> None:
+    source = fill_store(f"sqlite:///{config.parent / 'data' / 'server.db'}")
+    before = store_contents(source)
+    assert all(before[name] for name in before), "every table has something to copy"
+    assert len(before["climate_records"]) == 36
+    target_url = blank_engine.url.render_as_string(hide_password=False)
+    out = cli(config, "db", "copy", "--to", target_url, "--chunk", "7")
+    assert out.returncode == 0, out.stderr
+    assert f"messages: {len(before['messages'])} rows copied" in out.stdout
+    assert f"journal: {len(before['journal'])} rows copied" in out.stdout
+    assert "climate_records 36 rows" in out.stdout.splitlines()[-1]
+    assert store_contents(blank_engine) == before
+    assert store_contents(source) == before, "the source is only read"
+    # Ingest goes on in the copy: new ids come after the copied ones.
+    result = Ingestor(blank_engine, "fp").handle(TOPIC, batch(41, 42), NOW)
+    assert (result.stored, result.acked_seq) == (2, 42)
+    with blank_engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.max(messages.c.id))).scalar_one() > max(
+            r[0] for r in before["messages"]
+        )
+
+
+def test_db_copy_knows_every_table() -> None:
+    """A table added later must be placed: copied (a source) or rebuilt (a projection)."""
+    placed = {*COPIED_TABLES, *REBUILT_TABLES, "projection_checkpoints"}
+    assert set(metadata.tables) == placed
+    assert {t.name for t in COPIED} == set(COPIED_TABLES)
+
+
+def test_db_copy_never_merges_into_a_store_that_holds_data(
+    config: Path, blank_engine: sa.Engine
+) -> None:
+    fill_store(f"sqlite:///{config.parent / 'data' / 'server.db'}")
+    migrate(blank_engine)
+    Ingestor(blank_engine, "fp").handle(TOPIC, batch(1), NOW)
+    held = store_contents(blank_engine)
+    out = cli(config, "db", "copy", "--to", blank_engine.url.render_as_string(False))
+    assert out.returncode == 1
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "is not empty (agents has rows)" in out.stderr
+    assert store_contents(blank_engine) == held, "nothing changed"
+
+
+@pytest.mark.parametrize(
+    ("url", "code", "message"),
+    [
+        ("postgresql+psycopg://nobody@127.0.0.1:1/x", 1, "127.0.0.1"),
+        ("mysql://x@localhost/y", 2, "--to must be sqlite:////absolute"),
+        ("sqlite:///", 2, "--to names no database file"),
+        ("postgresql+nosuchdriver://x@localhost/y", 1, "nosuchdriver"),
+        ("postgresql://x@localhost:port/y", 2, "--to is not a database URL"),
+    ],
+)
+def test_db_copy_bad_targets_get_one_line(config: Path, url: str, code: int, message: str) -> None:
+    assert cli(config, "db", "upgrade").returncode == 0
+    out = cli(config, "db", "copy", "--to", url)
+    assert out.returncode == code, out.stderr
+    assert out.stderr.startswith("db copy: ")
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert message in out.stderr
+
+
+def test_db_copy_refuses_a_source_on_an_old_schema(config: Path, tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{config.parent / 'data' / 'server.db'}")
+    command.upgrade(alembic_config(engine), "0002")
+    out = cli(config, "db", "copy", "--to", f"sqlite:///{tmp_path / 'copy.db'}")
+    assert out.returncode == 1
+    assert "edge-server db upgrade" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "copy.db").exists()
