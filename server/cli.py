@@ -1,4 +1,5 @@
-"""``edge-server --config FILE run|check|schema|climate latest|climate tail``."""
+"""``edge-server --config FILE run|check|db upgrade|db copy|schema|climate latest|climate tail|
+link status|events replay|command send|command list|broker add-user|broker provision-agent``."""
 
 from __future__ import annotations
 
@@ -124,8 +125,8 @@ def db_copy(ctx: click.Context, target_url: str, chunk: int) -> None:
     from pydantic import ValidationError
 
     from server.config import DatabaseSection
-    from server.projections import default_projections, replay
-    from server.store.db import StoreError, make_engine, migrate
+    from server.store.copy import CopyError, copy_store, rebuild_projections
+    from server.store.db import StoreError, make_engine
 
     try:
         DatabaseSection.model_validate({"url": target_url})
@@ -140,30 +141,26 @@ def db_copy(ctx: click.Context, target_url: str, chunk: int) -> None:
     shown = url.render_as_string(hide_password=True)
     try:
         target = make_engine(target_url)
-        holder = _holds_rows(target)
-        if holder is not None:
-            _fail(f"{shown} is not empty ({holder} has rows); copy only into an empty database")
-        migrate(target)
-        copied = _copy_tables(source, target, chunk)
+        copied = copy_store(source, target, chunk)
+    except CopyError as exc:
+        _fail(str(exc))
     except ImportError as exc:
         _fail(f"no driver for {shown} ({exc.name}): pip install '.[postgres]' installs psycopg")
     except (StoreError, sa.exc.SQLAlchemyError, OSError) as exc:
         _fail(f"{shown}: {_first_line(exc)}")
-    for name, rows in copied:
+    for name, rows in copied.tables:
         click.echo(f"{name}: {rows} rows copied")
     try:
-        done = replay(target, default_projections())
-        rebuilt = _row_counts(target, REBUILT_TABLES)
+        rebuilt = rebuild_projections(target)
     except sa.exc.SQLAlchemyError as exc:
         _fail(
             f"rows copied, but the replay failed ({_first_line(exc)}); "
             "point [database] url at the copy and run `edge-server events replay`"
         )
-    understood = sum({(r.agent_id, r.epoch): r.now_understood for r in done}.values())
     click.echo(
-        f"replay: {len(done)} projection streams, {sum(r.events for r in done)} numbers, "
-        f"{understood} events newly understood; "
-        + ", ".join(f"{name} {rows} rows" for name, rows in rebuilt)
+        f"replay: {rebuilt.streams} projection streams, {rebuilt.numbers} numbers, "
+        f"{rebuilt.understood} events newly understood; "
+        + ", ".join(f"{name} {rows} rows" for name, rows in rebuilt.tables)
     )
 
 
@@ -176,101 +173,6 @@ def _first_line(exc: BaseException) -> str:
     """A driver's message without SQLAlchemy's statement and link, in one line."""
     cause = getattr(exc, "orig", None) or exc
     return (str(cause).strip().splitlines() or [cause.__class__.__name__])[0]
-
-
-#: What ``db copy`` carries over: the journal, ingest's bookkeeping and the commands (queued by
-#: operators, so a source; their result columns are redone by the replay, which resets and
-#: reapplies each stream's ``command.result`` events). Projections and their checkpoints are
-#: not copied: the replay rebuilds them from the journal.
-COPIED_TABLES = (
-    "agents",
-    "streams",
-    "messages",
-    "journal",
-    "journal_conflicts",
-    "lost_ranges",
-    "boot_refs",
-    "commands",
-    "dead_letters",
-)
-#: Rebuilt on the target by the replay (with ``projection_checkpoints``).
-REBUILT_TABLES = ("climate_records", "climate_summaries", "climate_notices")
-
-
-def _holds_rows(engine: sa.Engine) -> str | None:
-    """The first of the server's tables that has a row in ``engine``, if any."""
-    from server.store.schema import metadata
-
-    with engine.connect() as conn:
-        present = set(sa.inspect(conn).get_table_names())
-        for table in metadata.sorted_tables:
-            # Not ``select(table)``: a target on an older schema may lack some columns.
-            one = sa.select(sa.literal(1)).select_from(table).limit(1)
-            if table.name in present and conn.execute(one).first():
-                return table.name
-    return None
-
-
-def _copy_tables(source: sa.Engine, target: sa.Engine, chunk: int) -> list[tuple[str, int]]:
-    """Copy ``COPIED_TABLES`` in primary-key order, ``chunk`` rows at a time, ids kept, all in one
-    target transaction (a failed copy leaves the target empty, so it can be run again)."""
-    from server.store.db import utc
-    from server.store.schema import metadata
-
-    copied = []
-    with source.connect() as src, target.begin() as dst:
-        _one_moment(src)
-        for name in COPIED_TABLES:
-            table = metadata.tables[name]
-            times = [c.name for c in table.c if isinstance(c.type, sa.DateTime)]
-            query = sa.select(table).order_by(*table.primary_key.columns)
-            rows = 0
-            for part in src.execution_options(yield_per=chunk).execute(query).partitions():
-                values = [dict(r._mapping) for r in part]
-                for value in values:
-                    for column in times:  # SQLite hands back naive UTC
-                        if value[column] is not None:
-                            value[column] = utc(value[column])
-                dst.execute(table.insert(), values)
-                rows += len(values)
-            copied.append((name, rows))
-            if dst.dialect.name == "postgresql":
-                _restart_sequence(dst, table)
-    return copied
-
-
-def _one_moment(conn: sa.Connection) -> None:
-    """Read every table as of one moment, so a process still writing cannot leave journal
-    rows whose message was not copied (pysqlite begins no transaction for reads by itself)."""
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN")
-    elif conn.dialect.name == "postgresql":
-        conn.execution_options(isolation_level="REPEATABLE READ")
-
-
-def _restart_sequence(conn: sa.Connection, table: sa.Table) -> None:
-    """Move a serial key's sequence past the ids copied, so new rows do not collide."""
-    [key, *more] = table.primary_key.columns
-    if more or key.type.python_type is not int:
-        return
-    conn.execute(
-        sa.text(
-            "SELECT setval(pg_get_serial_sequence(:table, :column), m) "
-            f"FROM (SELECT max({key.name}) AS m FROM {table.name}) AS t WHERE m IS NOT NULL"
-        ),
-        {"table": table.name, "column": key.name},
-    )
-
-
-def _row_counts(engine: sa.Engine, names: tuple[str, ...]) -> list[tuple[str, int]]:
-    from server.store.schema import metadata
-
-    counts = []
-    with engine.connect() as conn:
-        for name in names:
-            query = sa.select(sa.func.count()).select_from(metadata.tables[name])
-            counts.append((name, int(conn.execute(query).scalar_one())))
-    return counts
 
 
 @main.command()

@@ -14,8 +14,8 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from server.cli import COPIED_TABLES, REBUILT_TABLES
 from server.ingest.core import Ingestor
+from server.store.copy import COPIED_TABLES, REBUILT_TABLES
 from server.store.db import alembic_config, make_engine, migrate, utc
 from server.store.schema import (
     agents,
