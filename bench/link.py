@@ -19,6 +19,14 @@ Figures (one per line, ``figure: NAME VALUE UNIT``):
 - ``ingest_vs_bare_ratio``: the second over the first, measured in the same run.
 - ``validation_only_events_per_s`` / ``validation_only_vs_bare_ratio``: the wire schema's
   validation of the same batches alone, in-process: the ceiling of any ingest that validates.
+- ``ingest_postgres_events_per_s`` (one ingest process) and
+  ``ingest_postgres_2proc_events_per_s`` (two, on one shared subscription): four agents' batches,
+  interleaved, into one private PostgreSQL, until every agent's last event is acknowledged.
+  Skipped, with a note, where PostgreSQL is not installed.
+
+The publisher here is not an agent: it sends every batch at once instead of keeping a window of
+``link.max_in_flight_batches``, so the ingest configurations raise ``ingest.queue_share`` to
+hold them all.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -43,7 +52,7 @@ from edge_agent import synthetic
 from edge_agent.clock import Stamp
 from edge_agent.outbox import Outbox
 from edge_agent.wire import TypedEventBatch, encode_batch
-from simulators.broker import Mosquitto
+from simulators.broker import Mosquitto, Postgres, PostgresError
 
 BIN = Path(sys.executable).parent
 
@@ -109,7 +118,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def backlog_drain(work: Path, broker: Mosquitto, days: int) -> None:
     server_toml = work / "server.toml"
     db = work / "server.db"
-    server_toml.write_text(f'[database]\nurl = "sqlite:///{db}"\n[mqtt]\nport = {broker.port}\n')
+    server_toml.write_text(
+        f'[database]\nurl = "sqlite:///{db}"\n[mqtt]\nport = {broker.port}\n'
+        'shared_group = "drain"\nsession_expiry_s = 0\n'
+    )
     agent_toml = work / "agent.toml"
     agent_toml.write_text(
         f'[agent]\nid = "bench-agent"\nsite = "bench"\ndata_dir = "{work / "agent"}"\n'
@@ -140,9 +152,12 @@ def backlog_drain(work: Path, broker: Mosquitto, days: int) -> None:
     figure("backlog_drain_events_per_s", target / elapsed, "events/s")
 
 
-def make_batches(work: Path, agent: str, epoch: str, events: int, batch: int) -> list[bytes]:
+def make_batches(
+    work: Path, agent: str, epoch: str, events: int, batch: int, agent_id: str | None = None
+) -> list[bytes]:
     """Real stored event JSON from an outbox, spliced into batches as the agent does."""
-    outbox = Outbox(work / f"{agent}.db", agent)
+    agent_id = agent_id or agent
+    outbox = Outbox(work / f"{agent}.db", agent_id)
     stamp = Stamp(datetime(2026, 11, 1, tzinfo=UTC), True, "bench-boot", 1.0)
     for kind, payload in synthetic.events(events, "climate"):
         outbox.append(kind, payload, stamp)
@@ -150,7 +165,7 @@ def make_batches(work: Path, agent: str, epoch: str, events: int, batch: int) ->
     outbox.close()
     now = datetime.now(UTC)
     return [
-        encode_batch(agent, epoch, now, [p.body for p in pending[i : i + batch]])
+        encode_batch(agent_id, epoch, now, [p.body for p in pending[i : i + batch]])
         for i in range(0, len(pending), batch)
     ]
 
@@ -218,6 +233,8 @@ def ingest_rate(
     server_toml.write_text(
         f'[database]\nurl = "sqlite:///{db}"\n'
         f'[mqtt]\nport = {broker.port}\nclient_id = "bench-ingest"\n'
+        'shared_group = "sustained"\nsession_expiry_s = 0\n'
+        "[ingest]\nqueue_share = 100000\n"
     )
     server = start(["edge-server", "--config", str(server_toml), "run"], work / "ingest.log")
     try:
@@ -249,11 +266,114 @@ def ingest_rate(
     return total / elapsed
 
 
+def postgres_rate(
+    work: Path, broker: Mosquitto, pg: Postgres, batches: dict[str, list[bytes]], procs: int
+) -> float:
+    """Several agents' batches, interleaved, into ``procs`` ingest processes on PostgreSQL."""
+    import sqlalchemy as sa
+
+    name = f"bench_{procs}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(pg.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    per_agent = {a: sum(len(json.loads(b)["events"]) for b in bs) for a, bs in batches.items()}
+    epochs = {a: json.loads(bs[0])["epoch"] for a, bs in batches.items()}
+    tomls = []
+    for i in range(procs):
+        toml = work / f"pg-{procs}-{i}.toml"
+        toml.write_text(
+            f'[database]\nurl = "{pg.url(name)}"\n'
+            f'[mqtt]\nport = {broker.port}\nclient_id = "bench-pg-{procs}-{i}"\n'
+            f'shared_group = "pg{procs}"\nsession_expiry_s = 0\n'
+            "[ingest]\nqueue_share = 100000\n"
+        )
+        tomls.append(toml)
+    subprocess.run(
+        [str(BIN / "edge-server"), "--config", str(tomls[0]), "db", "upgrade"],
+        check=True,
+        capture_output=True,
+    )
+    logs = [work / f"pg-{procs}-{i}.log" for i in range(procs)]
+    servers = [
+        start(["edge-server", "--config", str(t), "run"], log)
+        for t, log in zip(tomls, logs, strict=True)
+    ]
+    try:
+        for log in logs:
+            wait_log(log, "connected to broker")
+        done = threading.Event()
+        acked_by: dict[str, int] = {}
+
+        def on_message(_c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+            ack = json.loads(message.payload)
+            if "acked_seq" in ack and ack["epoch"] == epochs[ack["agent_id"]]:
+                acked_by[ack["agent_id"]] = max(acked_by.get(ack["agent_id"], 0), ack["acked_seq"])
+            if all(acked_by.get(a, 0) >= n for a, n in per_agent.items()):
+                done.set()
+
+        acks = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-pg-acks-{procs}")
+        acks.on_message = on_message
+        acks.connect("127.0.0.1", broker.port)
+        acks.subscribe("fp/v1/bench/+/acks", qos=1)
+        acks.loop_start()
+        time.sleep(0.3)
+        pub = Publisher(broker.port, f"bench-pg-pub-{procs}")
+        rounds = max(len(bs) for bs in batches.values())
+        t0 = time.perf_counter()
+        infos = [
+            pub.client.publish(f"fp/v1/bench/{agent}/events", bs[i], qos=1)
+            for i in range(rounds)
+            for agent, bs in batches.items()
+            if i < len(bs)
+        ]
+        for info in infos:
+            info.wait_for_publish(60)
+        if not done.wait(240):
+            raise RuntimeError(f"PostgreSQL ingest ({procs} processes) did not acknowledge all")
+        elapsed = time.perf_counter() - t0
+        pub.close()
+        acks.disconnect()
+        acks.loop_stop()
+    finally:
+        for server in servers:
+            stop(server)
+    return sum(per_agent.values()) / elapsed
+
+
+def postgres_figures(work: Path, broker: Mosquitto, events: int, batch: int) -> None:
+    pg_dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))  # the postgres user must reach it
+    pg = Postgres(pg_dir)
+    try:
+        pg.start()
+    except PostgresError as exc:
+        shutil.rmtree(pg_dir, ignore_errors=True)
+        print(f"# PostgreSQL figures skipped: {exc}", flush=True)
+        return
+    try:
+        agents = {f"bench-pg-{k}": uuid.uuid4().hex for k in range(4)}
+        per_agent = events // len(agents)
+        for procs, name in (
+            (1, "ingest_postgres_events_per_s"),
+            (2, "ingest_postgres_2proc_events_per_s"),
+        ):
+            batches = {
+                a: make_batches(work, f"{a}-{procs}", e, per_agent, batch, agent_id=a)
+                for a, e in agents.items()
+            }
+            figure(name, postgres_rate(work, broker, pg, batches, procs), "events/s")
+            agents = {a: uuid.uuid4().hex for a in agents}  # a fresh epoch for the next round
+    finally:
+        pg.stop()
+        shutil.rmtree(pg_dir, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL figures")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-link-") as tmp:
         work = Path(tmp)
@@ -274,6 +394,14 @@ def main() -> None:
     figure("ingest_vs_bare_ratio", ours / bare, "ratio")
     figure("validation_only_events_per_s", validate, "events/s")
     figure("validation_only_vs_bare_ratio", validate / bare, "ratio")
+    if not args.no_postgres:
+        with tempfile.TemporaryDirectory(prefix="bench-link-pg-") as tmp:
+            broker = Mosquitto(Path(tmp) / "broker")
+            broker.start()
+            try:
+                postgres_figures(Path(tmp), broker, args.events, args.batch)
+            finally:
+                broker.stop()
 
 
 if __name__ == "__main__":

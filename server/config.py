@@ -56,9 +56,10 @@ class MqttSection(Strict):
     #: Ingest processes sharing this group split the agents' messages between them.
     shared_group: Ident = "ingest"
     #: How long the broker keeps this process's session (its subscriptions and the events
-    #: queued for it) while it is down. 0: forget it at once (events sent meanwhile wait for
-    #: the agents' resend instead).
-    session_expiry_s: Annotated[int, between(0, 30 * 86400)] = 86400
+    #: queued for it) while it is down: long enough for a restart or an upgrade. A process
+    #: retired for good keeps its share of the shared subscription this long (agents resend
+    #: it after ``link.ack_timeout_s``). 0: forget it at once (agents resend when it is back).
+    session_expiry_s: Annotated[int, between(0, 30 * 86400)] = 3600
 
 
 class IngestSection(Strict):
