@@ -20,6 +20,8 @@ class Site:
     processes: Processes
     agents: list[str] = field(default_factory=lambda: ["station-1", "station-2"])
     agent_extra: str = ""
+    #: The agents' ``link.batch_max_events`` (smaller: more, smaller batches).
+    batch_max_events: int = 200
     broker: Broker = field(init=False)
     passwords: dict[str, str] = field(init=False)
 
@@ -57,7 +59,7 @@ username = "{agent}"
 password = "{self.passwords[agent]}"
 keepalive_s = 5
 [link]
-batch_max_events = 200
+batch_max_events = {self.batch_max_events}
 ack_timeout_s = 5
 status_interval_s = 2
 reconnect_min_s = 0.2

@@ -143,10 +143,13 @@ class Ingestor:
         self, conn: sa.Connection, prepared: list[Prepared], now: datetime
     ) -> list[IngestResult]:
         sites: dict[str, str] = {}
+        refused: set[str] = set()  # a refusal counts on its agent's row: lock it in order too
         for item in prepared:
             if isinstance(item, Batch | Status):
                 sites.setdefault(item.agent, item.site)
-        locked = journal.lock_agents(conn, sites, now)
+            elif isinstance(item, Refused) and item.agent is not None:
+                refused.add(item.agent)
+        locked = journal.lock_agents(conn, sites, now, known=refused)
         return [self._one(conn, item, locked, now) for item in prepared]
 
     def _one(

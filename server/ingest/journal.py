@@ -70,22 +70,27 @@ class JournalRow:
 # --- agents and streams -------------------------------------------------------------------------
 
 
-def lock_agents(conn: sa.Connection, sites: dict[str, str], now: datetime) -> dict[str, AgentRow]:
+def lock_agents(
+    conn: sa.Connection, sites: dict[str, str], now: datetime, known: Iterable[str] = ()
+) -> dict[str, AgentRow]:
     """Create unknown agents and lock every one named (agent -> site of the first message),
-    in sorted order."""
+    and the ``known`` ones if they exist (never created: agents of refused messages, whose
+    counters are updated), all in one sorted pass."""
     found: dict[str, AgentRow] = {}
-    for agent in sorted(sites):
-        conn.execute(
-            insert_ignore(conn, agents).values(
-                agent_id=agent, site_id=sites[agent], first_seen_at=now, last_heard_at=now
+    for agent in sorted(set(sites).union(known)):
+        if agent in sites:
+            conn.execute(
+                insert_ignore(conn, agents).values(
+                    agent_id=agent, site_id=sites[agent], first_seen_at=now, last_heard_at=now
+                )
             )
-        )
         row = conn.execute(
             sa.select(agents.c.site_id, agents.c.primary_stream)
             .where(agents.c.agent_id == agent)
             .with_for_update()
-        ).one()
-        found[agent] = AgentRow(agent, row.site_id, row.primary_stream)
+        ).one_or_none()
+        if row is not None:
+            found[agent] = AgentRow(agent, row.site_id, row.primary_stream)
     return found
 
 
