@@ -20,10 +20,10 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import paho.mqtt.client as mqtt
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from edge_agent.clock import Clock
 from edge_agent.config import LinkSection, MqttSection
@@ -55,6 +55,18 @@ def backoff(attempt: int, lo: float, hi: float, rng: Callable[[], float] = rando
     """Delay before reconnect ``attempt`` (0-based): exponential, capped, half of it jittered."""
     cap = min(hi, lo * 2.0 ** min(attempt, 30))
     return cap / 2 + rng() * cap / 2
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], payload: bytes | bytearray, what: str) -> M | None:
+    """A message from the broker, or None (logged) if it is not a valid ``model``."""
+    try:
+        return model.model_validate_json(payload)
+    except ValidationError as exc:
+        log.error("ignoring malformed %s: %s", what, exc)
+        return None
 
 
 class Link:
@@ -198,10 +210,8 @@ class Link:
         ``ack_timeout_s``: what it missed while down may not all have waited at the broker."""
         if not message.payload:
             return
-        try:
-            status = ServerStatus.model_validate_json(message.payload)
-        except ValidationError as exc:
-            log.error("ignoring malformed server status: %s", exc)
+        status = _parse(ServerStatus, message.payload, "server status")
+        if status is None:
             return
         if not status.online:
             log.info("server %s is offline", status.server_id)
@@ -214,10 +224,8 @@ class Link:
         if b'"nack"' in message.payload:
             self._on_nack_message(message)
             return
-        try:
-            ack = Ack.model_validate_json(message.payload)
-        except ValidationError as exc:
-            log.error("ignoring malformed ack: %s", exc)
+        ack = _parse(Ack, message.payload, "ack")
+        if ack is None:
             return
         if ack.agent_id != self._agent_id:
             log.error("ignoring ack for agent %r on my topic", ack.agent_id)
@@ -244,10 +252,8 @@ class Link:
             self._gap_since = None
 
     def _on_nack_message(self, message: mqtt.MQTTMessage) -> None:
-        try:
-            nack = Nack.model_validate_json(message.payload)
-        except ValidationError as exc:
-            log.error("ignoring malformed nack: %s", exc)
+        nack = _parse(Nack, message.payload, "nack")
+        if nack is None:
             return
         if nack.agent_id != self._agent_id or (nack.epoch and nack.epoch != self._epoch):
             return
