@@ -168,20 +168,27 @@ def test_server_restart_ingest_resumes_within_2_s(site: Site, session_expiry_s: 
     site.assert_complete(site.wait_all_delivered())
 
 
+def subscribed(client: mqtt.Client, *topics: str) -> None:
+    """Subscribe and wait for the broker's SUBACKs (the client's loop must be running)."""
+    acked: list[int] = []
+    client.on_subscribe = lambda _c, _u, mid, _rc, _p: acked.append(mid)
+    mids = [client.subscribe(t, qos=1)[1] for t in topics]
+    wait_for(lambda: set(mids) <= set(acked), 10, what=f"subscribed to {topics}")
+
+
 def capture_batches(site: Site) -> tuple[mqtt.Client, list[bytes]]:
     seen: list[bytes] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="spy")
     client.username_pw_set(SERVER_USER, site.passwords[SERVER_USER])
     client.on_message = lambda _c, _u, m: seen.append(bytes(m.payload))
     client.connect("127.0.0.1", site.broker.port)
-    client.subscribe("fp/v1/+/+/events", qos=1)
     client.loop_start()
+    subscribed(client, "fp/v1/+/+/events")
     return client, seen
 
 
 def test_replayed_and_duplicated_batches_are_applied_once(site: Site) -> None:
     spy, seen = capture_batches(site)
-    time.sleep(0.5)
     site.start_server()
     site.start_agent()
     last = site.inject(600)
@@ -195,9 +202,13 @@ def test_replayed_and_duplicated_batches_are_applied_once(site: Site) -> None:
     replay.username_pw_set("station-1", site.passwords["station-1"])
     replay.connect("127.0.0.1", site.broker.port)
     replay.loop_start()
+    duplicates_before = site.processes.log("server").count("duplicate")
     for payload in [seen[0], seen[0], *seen]:
         replay.publish("fp/v1/county/station-1/events", payload, qos=1).wait_for_publish(5)
-    time.sleep(2)
+    wait_for(
+        lambda: site.processes.log("server").count("duplicate") >= duplicates_before + len(seen),
+        what="every replayed batch seen as duplicate",
+    )
     replay.loop_stop()
     replay.disconnect()
     assert site.query("SELECT count(*) FROM climate_records") == records_before
@@ -269,10 +280,8 @@ def test_agent_credentials_cannot_reach_another_agents_topics(site: Site) -> Non
     intruder.username_pw_set("station-1", site.passwords["station-1"])
     intruder.on_message = lambda _c, _u, m: snooped.append(m.topic)
     intruder.connect("127.0.0.1", site.broker.port)
-    intruder.subscribe("fp/v1/county/station-2/commands", qos=1)
-    intruder.subscribe("fp/v1/county/station-2/acks", qos=1)
     intruder.loop_start()
-    time.sleep(0.5)
+    subscribed(intruder, "fp/v1/county/station-2/commands", "fp/v1/county/station-2/acks")
     for channel in ("events", "status", "acks", "commands"):
         intruder.publish(f"fp/v1/county/station-2/{channel}", b"{}", qos=1).wait_for_publish(5)
     intruder.publish("fp/v1/county/station-1/events", b"{}", qos=1).wait_for_publish(5)
