@@ -43,6 +43,10 @@ class DatabaseSection(Strict):
             )
         if value.startswith("sqlite:///") and value in ("sqlite:///", "sqlite:///:memory:"):
             raise ValueError("names no database file: sqlite:////var/lib/edge-server/server.db")
+        if value.startswith("sqlite:///") and not value.startswith("sqlite:////"):
+            raise ValueError(
+                "needs an absolute path (four slashes): sqlite:////var/lib/edge-server/server.db"
+            )
         return value
 
 

@@ -225,7 +225,7 @@ class Supervisor:
 
 def run_demo(seconds: float | None, workdir: Path | None, lang: str) -> int:
     text = TEXTS.get(lang, TEXTS["zh"])
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="edge-demo-"))
+    workdir = (workdir or Path(tempfile.mkdtemp(prefix="edge-demo-"))).resolve()
     broker = Mosquitto(workdir / "broker")
     site = DemoSite(workdir, broker.port, free_port())
     files = site.write()

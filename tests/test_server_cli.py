@@ -101,6 +101,7 @@ def test_bad_input_gets_one_clear_line(config: Path, args: tuple[str, ...], mess
     [
         ("sqlite:", "database.url: must be sqlite:////absolute"),
         ("sqlite:///", "database.url: names no database file"),
+        ("sqlite:///relative.db", "database.url: needs an absolute path"),
         ("mysql://x", "database.url: must be"),
     ],
 )
