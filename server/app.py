@@ -37,7 +37,9 @@ from edge_agent.wire import (
     Nack,
     Refusal,
     ServerStatus,
+    TopicError,
     encode,
+    parse_topic,
     server_topic,
     topic,
     topic_filter,
@@ -132,8 +134,10 @@ class IngestService:
             log.warning("disconnected from broker: %s; reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, _u: Any, message: mqtt.MQTTMessage) -> None:
-        levels = message.topic.split("/")
-        agent = levels[3] if len(levels) == 5 else ""
+        try:
+            _site, agent, _channel = parse_topic(self.config.mqtt.topic_prefix, message.topic)
+        except TopicError:
+            agent = ""  # refused by the writer, queued like any other sender's
         if not self._inbox.put(agent, message):
             client.ack(message.mid, message.qos)  # dropped: the flood's own sender pays
 
@@ -224,13 +228,18 @@ class IngestService:
         """One ``Nack`` per agent and group for what was refused and kept (a flood beyond the
         refusal limit gets no answer, as it gets no dead letter)."""
         nacks: dict[str, Nack] = {}
+        prefix = self.config.mqtt.topic_prefix
         for r in results:
-            if not (r.agent_id and r.topic and r.topic.endswith("/" + Channel.EVENTS.value)):
-                continue
             whole = r.reason[:500] if r.dead_lettered and r.kept and r.reason else None
-            if not (whole or r.refused):
+            if not (r.agent_id and r.topic and (whole or r.refused)):
                 continue
-            acks_topic = r.topic.rsplit("/", 1)[0] + "/" + Channel.ACKS.value
+            try:
+                site, agent, channel = parse_topic(prefix, r.topic)
+            except TopicError:
+                continue
+            if channel is not Channel.EVENTS:
+                continue
+            acks_topic = topic(prefix, site, agent, Channel.ACKS)
             before = nacks.get(acks_topic)
             refused: list[Refusal] = [*(before.refused if before else []), *r.refused]
             nacks[acks_topic] = Nack(

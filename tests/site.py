@@ -30,22 +30,7 @@ class Site:
             self.root / "broker", [SERVER_USER, *self.agents]
         )
         self.broker.start()
-        self.server_toml.write_text(
-            f"""
-[database]
-url = "sqlite:///{self.db}"
-[mqtt]
-port = {self.broker.port}
-username = "{SERVER_USER}"
-password = "{self.passwords[SERVER_USER]}"
-[ingest]
-epoch_proof_s = 3
-offline_after_s = 10
-[commands]
-poll_s = 0.5
-retry_s = 5
-"""
-        )
+        self.server_toml.write_text(self.server_config(f"sqlite:///{self.db}"))
         for agent in self.agents:
             self.agent_toml(agent).write_text(
                 f"""
@@ -67,6 +52,25 @@ reconnect_max_s = 2
 {self.agent_extra}
 """
             )
+
+    def server_config(self, url: str, mqtt_extra: str = "") -> str:
+        """A server.toml for this site's broker and database ``url``; ``mqtt_extra`` adds lines
+        to its ``[mqtt]`` section."""
+        return f"""
+[database]
+url = "{url}"
+[mqtt]
+port = {self.broker.port}
+username = "{SERVER_USER}"
+password = "{self.passwords[SERVER_USER]}"
+{mqtt_extra}
+[ingest]
+epoch_proof_s = 3
+offline_after_s = 10
+[commands]
+poll_s = 0.5
+retry_s = 5
+"""
 
     @property
     def db(self) -> Path:

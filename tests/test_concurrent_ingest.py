@@ -80,24 +80,8 @@ class PgSite:
 
     def write_configs(self) -> None:
         for name in INGEST:
-            self.toml(name).write_text(
-                f"""
-[database]
-url = "{self.url}"
-[mqtt]
-port = {self.site.broker.port}
-username = "{SERVER_USER}"
-password = "{self.site.passwords[SERVER_USER]}"
-client_id = "{name}"
-shared_group = "ingest"
-[ingest]
-epoch_proof_s = 3
-offline_after_s = 10
-[commands]
-poll_s = 0.5
-retry_s = 5
-"""
-            )
+            extra = f'client_id = "{name}"\nshared_group = "ingest"'
+            self.toml(name).write_text(self.site.server_config(self.url, extra))
 
     def start(self, name: str) -> None:
         self.site.processes.start(name, "edge-server", "--config", str(self.toml(name)), "run")

@@ -150,9 +150,8 @@ def test_server_restart_ingest_resumes_within_2_s(site: Site, session_expiry_s: 
     at once, not after the agent's acknowledgement timeout (60 s here)."""
     toml = site.agent_toml().read_text().replace("ack_timeout_s = 5", "ack_timeout_s = 60")
     site.agent_toml().write_text(toml)
-    server = site.server_toml.read_text()
-    server = server.replace("[ingest]", f"session_expiry_s = {session_expiry_s}\n[ingest]", 1)
-    site.server_toml.write_text(server)
+    kept = f"session_expiry_s = {session_expiry_s}"
+    site.server_toml.write_text(site.server_config(f"sqlite:///{site.db}", kept))
     site.start_server()
     site.start_agent()
     site.wait_acked(1)
