@@ -109,7 +109,7 @@ def agent_toml(work: Path, link: Path, broker: int, poll_s: float) -> Path:
         f'[agent]\nid = "bench"\nsite = "bench"\ndata_dir = "{work / f"data-{poll_s:g}"}"\n'
         f"[mqtt]\nport = {broker}\n"
         f"[climate]\npoll_interval_s = {poll_s}\nrecord_in_range_s = {min(1800, 30 * poll_s)}\n"
-        f'[[climate.buses]]\nid = "rs485"\nkind = "rtu"\ndevice = "{link}"\nbaudrate = 9600\n'
+        f'[[buses]]\nid = "rs485"\nkind = "rtu"\ndevice = "{link}"\nbaudrate = 9600\n'
         f"{rooms}\n{sensors}"
     )
     return path

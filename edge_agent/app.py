@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 from edge_agent import __version__, control
+from edge_agent.buses import Buses
 from edge_agent.climate.service import ClimateService
 from edge_agent.clock import Clock
 from edge_agent.commands import CommandHandler
@@ -94,8 +95,9 @@ async def run(
     def reading_seen(at: datetime) -> None:
         link.last_reading_at = at
 
+    buses = Buses(config.buses)
     climate = ClimateService(
-        config.climate, outbox, clock, on_record=reading_seen, heartbeat=climate_beat
+        config.climate, buses, outbox, clock, on_record=reading_seen, heartbeat=climate_beat
     )
     if sync_outbox.reset is not None:
         reset = OutboxReset(
@@ -126,5 +128,6 @@ async def run(
         log.info("agent stopping")
         sd_notify("STOPPING=1")
     finally:
+        await buses.close()
         await outbox.close()
     return exit_code

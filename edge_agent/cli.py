@@ -52,6 +52,12 @@ def check(config_path: Path) -> None:
     click.echo(
         f"{config_path}: ok (agent {config.agent.id}, {rooms} storerooms, {sensors} sensors)"
     )
+    if "[[climate.buses]]" in config_path.read_text(encoding="utf-8-sig"):
+        click.echo(
+            f"{config_path}: warning: [[climate.buses]] is read as [[buses]] (buses are shared "
+            "by sensors, relays and boxes); rename the section",
+            err=True,
+        )
     for room in config.climate.storerooms:
         count = sum(1 for s in config.climate.sensors if s.storeroom == room.id)
         if count < 2:

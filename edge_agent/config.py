@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import date as date_type
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -21,7 +21,7 @@ class AgentSection(Strict):
 
 
 class MqttSection(Strict):
-    host: str = "127.0.0.1"
+    host: str = Field(default="127.0.0.1", min_length=1, pattern=r"^\S+$")
     port: Port = 1883
     topic_prefix: Ident = "fp"
     username: str | None = None
@@ -173,7 +173,6 @@ class ClimateSection(Strict):
     #: A failing sensor is asked again after this long at most (its own backoff).
     sensor_backoff_max_s: Annotated[float, between(1, 600)] = 60.0
     storerooms: list[Storeroom] = Field(default_factory=list)
-    buses: list[Bus] = Field(default_factory=list)
     sensors: list[Sensor] = Field(default_factory=list)
 
 
@@ -189,39 +188,116 @@ class AgentConfig(Strict):
     link: LinkSection = Field(default_factory=LinkSection)
     outbox: OutboxSection = Field(default_factory=OutboxSection)
     clock: ClockSection = Field(default_factory=ClockSection)
+    #: The agent's lines and gateways, shared by every device on them (sensors, relays, boxes).
+    buses: list[Bus] = Field(default_factory=list)
     climate: ClimateSection = Field(default_factory=ClimateSection)
 
-    def cross_check(self) -> Iterable[tuple[str, str]]:
-        c = self.climate
-        yield from duplicates("climate.storerooms", [s.id for s in c.storerooms])
-        yield from duplicates("climate.buses", [b.id for b in c.buses])
-        yield from duplicates("climate.sensors", [s.id for s in c.sensors])
-        rooms = {s.id for s in c.storerooms}
-        buses = {b.id for b in c.buses}
-        for i, room in enumerate(c.storerooms):
-            out = room.alarm_output
-            if out is not None and out.bus not in buses:
-                yield f"climate.storerooms[{i}].alarm_output.bus", _unknown("bus", out.bus, buses)
-        taken: set[tuple[str, int]] = set()
-        for i, sensor in enumerate(c.sensors):
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_buses(cls, data: Any) -> Any:
+        """``[[climate.buses]]`` (before buses were shared) is read as ``[[buses]]``."""
+        if isinstance(data, dict):
+            moved = _legacy_buses(data)
+            if moved is not None:
+                return moved
+        return data
+
+    @classmethod
+    def cross_check(cls, data: dict[str, Any]) -> Iterable[tuple[str, str]]:
+        """Problems spanning sections, found in the raw file so that they are reported together
+        with every field error, not one run after another."""
+        data = _legacy_buses(data) or data
+        climate = _table(data.get("climate"))
+        buses = _list(data, "buses")
+        rooms = _list(climate, "storerooms")
+        sensors = _list(climate, "sensors")
+        yield from duplicates("buses", [str(b.get("id")) for _, b in buses])
+        yield from duplicates("climate.storerooms", [str(r.get("id")) for _, r in rooms])
+        yield from duplicates("climate.sensors", [str(s.get("id")) for _, s in sensors])
+        bus_ids = {str(b.get("id")) for _, b in buses}
+        room_ids = {str(r.get("id")) for _, r in rooms}
+        devices = _Devices()
+        for i, sensor in sensors:
             where = f"climate.sensors[{i}]"
-            if sensor.storeroom not in rooms:
-                yield f"{where}.storeroom", _unknown("storeroom", sensor.storeroom, rooms)
-            if sensor.bus not in buses:
-                yield f"{where}.bus", _unknown("bus", sensor.bus, buses)
-            if (sensor.bus, sensor.address) in taken:
-                yield (
-                    f"{where}.address",
-                    f"address {sensor.address} is already used on bus {sensor.bus!r}",
-                )
-            taken.add((sensor.bus, sensor.address))
+            if "storeroom" in sensor and str(sensor["storeroom"]) not in room_ids:
+                yield f"{where}.storeroom", _unknown("storeroom", sensor["storeroom"], room_ids)
+            if "bus" in sensor and str(sensor["bus"]) not in bus_ids:
+                yield f"{where}.bus", _unknown("bus", sensor["bus"], bus_ids)
+            clash = devices.take(sensor.get("bus"), sensor.get("address"), "sensor", where)
+            if clash:
+                yield f"{where}.address", clash
+        for i, room in rooms:
+            out = _table(room.get("alarm_output"))
+            if not out:
+                continue
+            where = f"climate.storerooms[{i}].alarm_output"
+            if "bus" in out and str(out["bus"]) not in bus_ids:
+                yield f"{where}.bus", _unknown("bus", out["bus"], bus_ids)
+            coil = out.get("coil", 0)
+            clash = devices.take(out.get("bus"), out.get("address"), "relay", where, coil)
+            if clash:
+                yield f"{where}.address", clash
 
     @property
     def outbox_path(self) -> Path:
         return self.agent.data_dir / "outbox.db"
 
+    @property
+    def state_path(self) -> Path:
+        """What the agent keeps apart from the outbox (last epoch and number) to notice its loss."""
+        return self.agent.data_dir / "outbox.state"
 
-def _unknown(what: str, value: str, known: set[str]) -> str:
+
+class _Devices:
+    """Addresses taken on each bus: one device per address, except a relay board's several
+    coils (one board, one address, one coil each)."""
+
+    def __init__(self) -> None:
+        self._taken: dict[tuple[str, int], tuple[str, str, set[Any]]] = {}
+
+    def take(self, bus: Any, address: Any, kind: str, where: str, coil: Any = None) -> str | None:
+        if not isinstance(bus, str) or not isinstance(address, int):
+            return None
+        key = (bus, address)
+        held = self._taken.get(key)
+        if held is None:
+            self._taken[key] = (kind, where, {coil})
+            return None
+        held_kind, held_where, coils = held
+        if kind == "relay" and held_kind == "relay" and coil not in coils:
+            coils.add(coil)
+            return None
+        if kind == "relay" and held_kind == "relay":
+            return (
+                f"coil {coil} at address {address} on bus {bus!r} is already used by {held_where}"
+            )
+        return f"address {address} on bus {bus!r} is already used by {held_where}"
+
+
+def _legacy_buses(data: dict[str, Any]) -> dict[str, Any] | None:
+    climate = data.get("climate")
+    if not isinstance(climate, dict) or "buses" not in climate:
+        return None
+    legacy = climate["buses"]
+    current = data.get("buses", [])
+    if not isinstance(legacy, list) or not isinstance(current, list):
+        return None
+    rest = {k: v for k, v in climate.items() if k != "buses"}
+    return {**data, "buses": [*current, *legacy], "climate": rest}
+
+
+def _table(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(section: dict[str, Any], key: str) -> list[tuple[int, dict[str, Any]]]:
+    items = section.get(key)
+    if not isinstance(items, list):
+        return []
+    return [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
+
+
+def _unknown(what: str, value: Any, known: set[str]) -> str:
     return f"unknown {what} {value!r} (known: {', '.join(sorted(known)) or 'none'})"
 
 

@@ -26,8 +26,10 @@ class Strict(BaseModel):
 
 
 class CrossChecked(Protocol):
-    def cross_check(self) -> Iterable[tuple[str, str]]:
-        """Yield (key path, message) for each problem that spans several sections."""
+    @classmethod
+    def cross_check(cls, data: dict[str, Any]) -> Iterable[tuple[str, str]]:
+        """Yield (key path, message) for each problem that spans several sections, from the
+        raw file, so they are reported together with the field errors."""
         ...
 
 
@@ -97,7 +99,7 @@ def load(path: Path | str, model: type[M]) -> M:
     path = Path(path)
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # Notepad writes a BOM
     except FileNotFoundError:
         raise ConfigError(f"{name}: file not found") from None
     except UnicodeDecodeError as exc:
@@ -108,19 +110,20 @@ def load(path: Path | str, model: type[M]) -> M:
 
 
 def loads(text: str, model: type[M], *, source: str = "<config>") -> M:
+    """Parse and validate; every problem of the file is in the one ConfigError raised."""
+    text = text.removeprefix("\ufeff")
     try:
         data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+    check = getattr(model, "cross_check", None)
+    problems = [f"{source}: {where}: {what}" for where, what in check(data)] if check else []
     try:
         config = model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc)) from None
-    check = getattr(config, "cross_check", None)
-    if check is not None:
-        problems = [f"{source}: {where}: {what}" for where, what in check()]
-        if problems:
-            raise ConfigError("\n".join(problems))
+        problems.insert(0, format_validation_error(source, exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
     return config
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from edge_agent import control
+from edge_agent.buses import Buses
 from edge_agent.climate.service import ClimateService
 from edge_agent.clock import Clock
 from edge_agent.config import AgentConfig
@@ -60,7 +61,7 @@ id = "no1"
 name = "一号库"
 product_group = "condoms"
 alarm_output = {{ bus = "rs485", address = 9, coil = 0 }}
-[[climate.buses]]
+[[buses]]
 id = "rs485"
 kind = "rtu"
 device = "{link}"
@@ -105,13 +106,16 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     await sim.start()
     outbox = AsyncOutbox(tmp_path / "outbox.db", "station-1")
     await outbox.open()
-    service = ClimateService(agent_config(link).climate, outbox, Clock(lambda: True))
+    config = agent_config(link)
+    buses = Buses(config.buses)
+    service = ClimateService(config.climate, buses, outbox, Clock(lambda: True))
     task = asyncio.create_task(service.run())
     yield Rig(sim, service, outbox, link)
     task.cancel()
     async with asyncio.timeout(10):  # the service must stop when asked
         with pytest.raises(asyncio.CancelledError):
             await task
+    await buses.close()
     await outbox.close()
     await sim.stop()
 

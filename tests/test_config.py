@@ -25,7 +25,7 @@ id = "no1"
 name = "一号库"
 product_group = "condoms"
 
-[[climate.buses]]
+[[buses]]
 id = "bus1"
 kind = "tcp"
 host = "127.0.0.1"
@@ -79,7 +79,7 @@ BAD_AGENT = [
         GOOD.replace("address = 2", 'address = "two"'),
         "agent.toml: climate.sensors[1].address: must be a whole number (got 'two')",
     ),
-    (GOOD.replace('kind = "tcp"', 'kind = "udp"'), "agent.toml: climate.buses[0]: "),
+    (GOOD.replace('kind = "tcp"', 'kind = "udp"'), "agent.toml: buses[0]: "),
     (
         GOOD.replace(
             'storeroom = "no1"\nbus = "bus1"\naddress = 2',
@@ -89,7 +89,8 @@ BAD_AGENT = [
     ),
     (
         GOOD.replace("address = 3", "address = 2"),
-        "agent.toml: climate.sensors[2].address: address 2 is already used on bus 'bus1'",
+        "agent.toml: climate.sensors[2].address: address 2 on bus 'bus1' is already used by "
+        "climate.sensors[1]",
     ),
     (
         GOOD.replace('id = "s3"', 'id = "s1"'),
@@ -129,6 +130,57 @@ def test_all_problems_are_listed_one_per_line(tmp_path: Path) -> None:
     lines = str(info.value).splitlines()
     assert len(lines) == 2
     assert all(line.startswith(str(tmp_path / "agent.toml") + ": ") for line in lines)
+
+
+def test_field_errors_and_cross_section_problems_come_together(tmp_path: Path) -> None:
+    """A bad sensor's problems are all reported in one run, not one per run."""
+    text = GOOD.replace(
+        'id = "s3"\nstoreroom = "no1"\nbus = "bus1"\naddress = 3\nprofile = "rh-t-holding-x10"',
+        'id = "s3"\nstoreroom = "no9"\nbus = "bus9"\naddress = 2\nprofile = "acme"',
+    ) + '\n[mqtt]\nhost = ""\n'
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    message = str(info.value)
+    for part in (
+        "climate.sensors[2]: unknown profile 'acme'",
+        "climate.sensors[2].storeroom: unknown storeroom 'no9'",
+        "climate.sensors[2].bus: unknown bus 'bus9'",
+        "mqtt.host: ",
+    ):
+        assert part in message, message
+
+
+def test_an_empty_broker_host_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"mqtt\.host: "):
+        load_config(write(tmp_path, GOOD + '\n[mqtt]\nhost = ""\n'))
+
+
+def test_a_file_with_a_bom_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "agent.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    assert load_config(path).agent.id == "station-1"
+
+
+def test_devices_on_a_shared_bus_must_not_share_an_address(tmp_path: Path) -> None:
+    relay = '\n[climate.storerooms.alarm_output]\nbus = "bus1"\naddress = {address}\ncoil = {coil}\n'
+    rooms = GOOD.replace(
+        'product_group = "condoms"\n',
+        'product_group = "condoms"\n' + relay.format(address=9, coil=0),
+    )
+    two_coils = rooms + (
+        '\n[[climate.storerooms]]\nid = "no2"\nname = "二号库"\nproduct_group = "pills"\n'
+        + relay.format(address=9, coil=1)
+    )
+    assert load_config(write(tmp_path, two_coils)).climate.storerooms[1].alarm_output
+    with pytest.raises(ConfigError, match=r"coil 0 at address 9 on bus 'bus1' is already used"):
+        load_config(write(tmp_path, two_coils.replace("coil = 1", "coil = 0")))
+    with pytest.raises(ConfigError, match=r"alarm_output.address: address 2 on bus 'bus1'"):
+        load_config(write(tmp_path, rooms.replace("address = 9", "address = 2")))
+
+
+def test_buses_under_climate_are_still_read(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD.replace("[[buses]]", "[[climate.buses]]")))
+    assert [b.id for b in config.buses] == ["bus1"]
 
 
 def test_missing_and_undecodable_files(tmp_path: Path) -> None:

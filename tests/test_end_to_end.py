@@ -49,7 +49,7 @@ record_in_range_s = 1
 id = "no1-condoms"
 name = "一号库"
 product_group = "condoms"
-[[climate.buses]]
+[[buses]]
 id = "gw"
 kind = "tcp"
 host = "127.0.0.1"

@@ -16,6 +16,7 @@ from datetime import date, datetime
 
 from pydantic import BaseModel
 
+from edge_agent.buses import Buses
 from edge_agent.climate.alarm import AlarmOutputs
 from edge_agent.climate.rules import (
     Limits,
@@ -28,8 +29,8 @@ from edge_agent.climate.rules import (
     disagreement,
 )
 from edge_agent.clock import Clock
-from edge_agent.config import ClimateSection, RtuBus, Sensor, Storeroom, TcpBus
-from edge_agent.drivers.modbus import DriverError, ModbusBus, PymodbusBus, RtuSettings, TcpSettings
+from edge_agent.config import ClimateSection, Sensor, Storeroom
+from edge_agent.drivers.modbus import DriverError, ModbusBus
 from edge_agent.drivers.registers import (
     PROFILES,
     ClimateMap,
@@ -64,29 +65,6 @@ def climate_map(sensor: Sensor) -> ClimateMap:
     return ClimateMap(
         temperature=RegisterField(t.function, t.address, t.type, t.byte_order, t.scale, t.offset),
         humidity=RegisterField(h.function, h.address, h.type, h.byte_order, h.scale, h.offset),
-    )
-
-
-def open_bus(config: TcpBus | RtuBus) -> ModbusBus:
-    gap = config.frame_gap_ms / 1000
-    if isinstance(config, TcpBus):
-        return PymodbusBus(
-            config.id,
-            TcpSettings(config.host, config.port, config.timeout_s, config.retries, gap),
-        )
-    return PymodbusBus(
-        config.id,
-        RtuSettings(
-            config.device,
-            config.baudrate,
-            config.parity,
-            config.stopbits,
-            config.bytesize,
-            config.timeout_s,
-            config.retries,
-            gap,
-            config.local_echo,
-        ),
     )
 
 
@@ -140,6 +118,7 @@ class ClimateService:
     def __init__(
         self,
         config: ClimateSection,
+        buses: Buses,
         outbox: AsyncOutbox,
         clock: Clock,
         on_record: Callable[[datetime], None] | None = None,
@@ -150,7 +129,7 @@ class ClimateService:
         self._clock = clock
         self._on_record = on_record
         self._heartbeat = heartbeat
-        self._buses: dict[str, ModbusBus] = {b.id: open_bus(b) for b in config.buses}
+        self._buses = buses
         self._rooms = {r.id: _Room(r, RoomMonitor(r.id, limits_of(r))) for r in config.storerooms}
         self.alarms = AlarmOutputs(
             {r.id: r.alarm_output for r in config.storerooms if r.alarm_output},
@@ -164,14 +143,10 @@ class ClimateService:
                 )
 
     async def run(self) -> None:
-        try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self.alarms.run(), name="climate:alarm-outputs")
-                for sensor in self._config.sensors:
-                    group.create_task(self._poll(sensor), name=f"climate:{sensor.id}")
-        finally:
-            for bus in self._buses.values():
-                await bus.close()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.alarms.run(), name="climate:alarm-outputs")
+            for sensor in self._config.sensors:
+                group.create_task(self._poll(sensor), name=f"climate:{sensor.id}")
 
     # --- local alarm -----------------------------------------------------------------------
 
