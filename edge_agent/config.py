@@ -18,6 +18,9 @@ class AgentSection(Strict):
     id: Ident
     site: Ident
     data_dir: Path = Path("/var/lib/edge-agent")
+    #: A configuration pushed by the server that cannot reach the broker within this long is
+    #: rolled back to the previous one.
+    config_probation_s: Annotated[float, between(10, 86400)] = 300.0
 
 
 class MqttSection(Strict):

@@ -131,12 +131,19 @@ class CalibrationNotice(_Model):
     state: Literal["due", "expired"]
 
 
+#: Why a sensor gave no valid reading, as a code people's texts are chosen by.
+FaultReason = Literal["no_response", "exception", "bad_answer", "bus_unavailable", "implausible"]
+
+
 class SensorFault(_Model):
-    """A sensor gave no valid reading; ``error`` says why, for the keeper and the log."""
+    """A sensor gave no valid reading. ``reason`` is what people are shown (in their language);
+    ``error`` is the technical detail, for the log and a technician."""
 
     storeroom: Ident
     sensor: Ident
     error: str = Field(max_length=500)
+    reason: FaultReason | None = None
+    exception_code: int | None = Field(default=None, ge=0, le=255)
 
 
 class SensorSummary(_Model):
@@ -183,10 +190,37 @@ class AgentStarted(_Model):
 
 
 class OutboxReset(_Model):
-    """The outbox could not be used and was set aside; events not yet acknowledged are lost."""
+    """The outbox could not be used, or vanished, and a new one (a new epoch) was started.
+
+    ``cause`` says how it was found: ``corrupt`` (set aside, kept as ``kept_as``), ``emptied``
+    (a file with no events table, truncated to zero, say) or ``missing`` (the file is gone while
+    the state kept beside it says it existed). ``lost_events`` counts numbers that were stored
+    and not acknowledged, known from that state (at least that many; ``None`` if unknown).
+    """
 
     reason: str = Field(max_length=500)
-    kept_as: str = Field(max_length=500)
+    kept_as: str = Field(default="", max_length=500)
+    cause: Literal["corrupt", "emptied", "missing"] | None = None
+    previous_epoch: str | None = Field(default=None, max_length=64)
+    previous_last_seq: int | None = Field(default=None, ge=0)
+    lost_events: int | None = Field(default=None, ge=0)
+
+
+class EventUnreadable(_Model):
+    """Stands in for a stored event the agent cannot read back (a rotten byte on the SD card):
+    the original is set aside on the agent for inspection and the stream goes on."""
+
+    reason: str = Field(max_length=500)
+    stored_kind: str | None = Field(default=None, max_length=64)
+
+
+class ConfigRolledBack(_Model):
+    """A configuration pushed by ``config.update`` could not reach the broker within its
+    probation and the previous one was restored."""
+
+    reason: str = Field(max_length=500)
+    probation_s: float = Field(ge=0)
+    command_id: uuid.UUID | None = None
 
 
 class StorageAlarm(_Model):
@@ -310,6 +344,16 @@ class EventRefusedEvent(_EventBase):
     payload: EventRefused
 
 
+class EventUnreadableEvent(_EventBase):
+    kind: Literal["agent.event_unreadable"]
+    payload: EventUnreadable
+
+
+class ConfigRolledBackEvent(_EventBase):
+    kind: Literal["agent.config_rolled_back"]
+    payload: ConfigRolledBack
+
+
 class CommandResultEvent(_EventBase):
     kind: Literal["command.result"]
     payload: CommandResult
@@ -329,6 +373,8 @@ Event = Annotated[
     | OutboxResetEvent
     | StorageAlarmEvent
     | EventRefusedEvent
+    | EventUnreadableEvent
+    | ConfigRolledBackEvent
     | CommandResultEvent,
     Field(discriminator="kind"),
 ]
