@@ -48,10 +48,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent import synthetic
 from edge_agent.clock import Stamp
 from edge_agent.outbox import Outbox
 from edge_agent.wire import TypedEventBatch, encode_batch
+from simulators import synthetic
 from simulators.broker import Mosquitto, Postgres, PostgresError
 
 BIN = Path(sys.executable).parent

@@ -10,13 +10,15 @@ from datetime import datetime
 from pathlib import Path
 
 from edge_agent import __version__, control
+from edge_agent import commands as commands_domain
 from edge_agent.buses import Buses
+from edge_agent.climate import compaction as climate_compaction
 from edge_agent.climate.service import ClimateService
 from edge_agent.clock import Clock
 from edge_agent.commands import CommandHandler
 from edge_agent.config import AgentConfig
 from edge_agent.link import Link
-from edge_agent.outbox import AsyncOutbox
+from edge_agent.outbox import AsyncOutbox, Outbox, OutboxCorrupt
 from edge_agent.watchdog import Watchdog, sd_notify, watchdog_interval
 from edge_agent.wire import AgentStarted, OutboxReset
 
@@ -30,15 +32,42 @@ class _Stopping(Exception):
     """Raised inside the task group to cancel every task on a stop request."""
 
 
-def outbox_limits(config: AgentConfig) -> dict[str, int]:
-    return {
-        "max_events": config.outbox.max_events,
-        "max_bytes": int(config.outbox.max_mb * 1024 * 1024),
-    }
+async def _verify(outbox: AsyncOutbox, stop: asyncio.Event) -> None:
+    """The outbox's full integrity check, after start so it never delays READY. A damaged file
+    is set aside at the next start; the agent stops now so that systemd starts it again."""
+    try:
+        await outbox.verify()
+    except OutboxCorrupt as exc:
+        log.critical("%s; restarting to set it aside", exc)
+        stop.set()
+
+
+#: Domains' tables kept in the outbox file, and the events they let be folded.
+SCHEMAS = [commands_domain.SCHEMA]
+COMPACTION = [climate_compaction.COMPACTION]
 
 
 def open_outbox(config: AgentConfig) -> AsyncOutbox:
-    return AsyncOutbox(config.outbox_path, config.agent.id, **outbox_limits(config))
+    return AsyncOutbox(
+        config.outbox_path,
+        config.agent.id,
+        max_events=config.outbox.max_events,
+        max_bytes=int(config.outbox.max_mb * 1024 * 1024),
+        schemas=SCHEMAS,
+        compaction=COMPACTION,
+    )
+
+
+def open_outbox_sync(config: AgentConfig) -> Outbox:
+    """The same outbox for tools outside the agent's loop (``edge-sim inject``)."""
+    return Outbox(
+        config.outbox_path,
+        config.agent.id,
+        max_events=config.outbox.max_events,
+        max_bytes=int(config.outbox.max_mb * 1024 * 1024),
+        schemas=SCHEMAS,
+        compaction=COMPACTION,
+    )
 
 
 async def run(
@@ -100,8 +129,14 @@ async def run(
         config.climate, buses, outbox, clock, on_record=reading_seen, heartbeat=climate_beat
     )
     if sync_outbox.reset is not None:
+        lost = sync_outbox.reset
         reset = OutboxReset(
-            reason=sync_outbox.reset.reason[:500], kept_as=str(sync_outbox.reset.kept_as)
+            reason=lost.reason[:500],
+            kept_as=str(lost.kept_as or "")[:500],
+            cause=lost.cause,
+            previous_epoch=lost.previous_epoch,
+            previous_last_seq=lost.previous_last_seq,
+            lost_events=lost.lost_events,
         )
         await outbox.append("agent.outbox_reset", reset, clock.stamp())
     await outbox.append("agent.started", AgentStarted(version=__version__), clock.stamp())
@@ -119,6 +154,7 @@ async def run(
             group.create_task(link.run(), name="link")
             group.create_task(climate.run(), name="climate")
             group.create_task(watchdog.run(), name="watchdog")
+            group.create_task(_verify(outbox, stop), name="outbox-check")
             group.create_task(
                 control.serve(config.agent.data_dir / control.SOCKET_NAME, climate), name="control"
             )

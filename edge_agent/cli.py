@@ -1,4 +1,4 @@
-"""``edge-agent --config FILE run|check``."""
+"""``edge-agent --config FILE run|check|silence``."""
 
 from __future__ import annotations
 
@@ -82,36 +82,6 @@ def run(config_path: Path) -> None:
         logging.getLogger("edge_agent").critical("%s", exc)
         sys.exit(1)
     sys.exit(code)
-
-
-@main.command()
-@click.option("--count", type=click.IntRange(1, 10_000_000), required=True)
-@click.option(
-    "--kind",
-    type=click.Choice(["climate", "dispense", "mixed"]),
-    default="climate",
-    show_default=True,
-    help="mixed: six sensors' records with a dispense every 43rd event.",
-)
-@click.pass_obj
-def inject(config_path: Path, count: int, kind: str) -> None:
-    """Append synthetic numbered events to the outbox (for load and failure tests)."""
-    from edge_agent import synthetic
-    from edge_agent.app import outbox_limits
-    from edge_agent.clock import Clock
-    from edge_agent.outbox import Outbox, OutboxError
-
-    config = _load(config_path)
-    clock = Clock(lambda: False) if config.clock.source == "server" else Clock()
-    try:
-        outbox = Outbox(config.outbox_path, config.agent.id, **outbox_limits(config))
-        last = 0
-        for event_kind, payload in synthetic.events(count, kind):
-            last = outbox.append(event_kind, payload, clock.stamp())
-    except OutboxError as exc:
-        click.echo(f"inject: {exc}", err=True)
-        sys.exit(1)
-    click.echo(f"{count} events appended; last seq {last}")
 
 
 @main.command()

@@ -1,8 +1,8 @@
 """Commands from the server: applied once each, whatever the broker delivers twice.
 
-A command's id is recorded in the outbox in the same transaction as its result event, so the
-result reaches the server exactly like any other event, and a second delivery is recognised and
-not applied again.
+A command's id is recorded in this domain's table in the outbox file, in the same transaction
+as its result event (``AsyncOutbox.transact``), so the result reaches the server exactly like
+any other event, and a second delivery is recognised and not applied again.
 """
 
 from __future__ import annotations
@@ -10,19 +10,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import tempfile
+import sqlite3
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from edge_agent.clock import Clock
+from edge_agent.clock import Clock, Stamp
 from edge_agent.config import AgentConfig
 from edge_agent.configfile import ConfigError, loads
-from edge_agent.outbox import AsyncOutbox
+from edge_agent.files import write_atomically
+from edge_agent.outbox import AsyncOutbox, DomainSchema, Unit
 from edge_agent.wire import (
     CardsUpdateCommand,
     Command,
     CommandEnvelope,
+    CommandResult,
     ConfigUpdateCommand,
     PingCommand,
     RestockOrderCommand,
@@ -32,24 +34,35 @@ from edge_agent.wire import (
 log = logging.getLogger(__name__)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write a file so that a power cut leaves either the old or the new one, never half."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def _commands_v1(db: sqlite3.Connection) -> None:
+    # Outboxes before domains owned their tables already have it.
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS commands (id TEXT PRIMARY KEY, kind TEXT, received_at TEXT, "
+        "ok INTEGER, detail TEXT)"
+    )
+
+
+#: The commands domain's table in the outbox file: every command id seen, with its outcome.
+SCHEMA = DomainSchema("commands", [_commands_v1])
+
+
+def seen(unit: Unit, command_id: uuid.UUID) -> bool:
+    row = unit.execute("SELECT 1 FROM commands WHERE id = ?", [str(command_id)]).fetchone()
+    return row is not None
+
+
+def record(
+    unit: Unit, command_id: uuid.UUID, kind: str, ok: bool, detail: str, stamp: Stamp
+) -> int | None:
+    """Remember a command and queue its result; ``None`` if it was seen before."""
+    inserted = unit.execute(
+        "INSERT OR IGNORE INTO commands (id, kind, received_at, ok, detail) VALUES (?, ?, ?, ?, ?)",
+        [str(command_id), kind, stamp.occurred_at.isoformat(), int(ok), detail],
+    ).rowcount
+    if not inserted:
+        return None
+    result = CommandResult(command_id=command_id, command_kind=kind, ok=ok, detail=detail)
+    return unit.append("command.result", result, stamp)
 
 
 class CommandHandler:
@@ -75,7 +88,7 @@ class CommandHandler:
         """Apply a command unless seen before, and queue its result; one command at a time."""
         kind = command.body.kind
         async with self._one_at_a_time:
-            if await self._outbox.seen_command(command.id):
+            if await self._seen(command.id):
                 log.info("command %s (%s) seen before; not applied again", command.id, kind)
                 return
             try:
@@ -84,18 +97,25 @@ class CommandHandler:
                 log.exception("command %s (%s) failed", command.id, kind)
                 ok, detail, restart = False, f"failed: {exc!r}"[:1000], False
             log.info("command %s (%s): %s, %s", command.id, kind, "ok" if ok else "failed", detail)
-            await self._outbox.record_command(command.id, kind, ok, detail, self._clock.stamp())
+            await self._record(command.id, kind, ok, detail)
         if restart:
             self._request_restart()
 
     async def refuse(self, command: CommandEnvelope, reason: str) -> None:
         """Answer a command this agent cannot apply, once, with a failed result."""
         async with self._one_at_a_time:
-            if await self._outbox.seen_command(command.id):
+            if await self._seen(command.id):
                 return
-            await self._outbox.record_command(
-                command.id, command.kind, False, reason, self._clock.stamp()
-            )
+            await self._record(command.id, command.kind, False, reason)
+
+    async def _seen(self, command_id: uuid.UUID) -> bool:
+        return await self._outbox.transact(lambda unit: seen(unit, command_id), what="command")
+
+    async def _record(self, command_id: uuid.UUID, kind: str, ok: bool, detail: str) -> None:
+        stamp = self._clock.stamp()
+        await self._outbox.transact(
+            lambda unit: record(unit, command_id, kind, ok, detail, stamp), what="command.result"
+        )
 
     async def _apply(self, command: Command) -> tuple[bool, str, bool]:
         restart = False

@@ -391,9 +391,6 @@ class UnknownKind(ValueError):
     """An event of a kind this version does not know (from a newer agent, say)."""
 
 
-#: The only kind the outbox may fold into summaries when it is full; everything else is kept.
-COMPACTABLE_KIND = "climate.record"
-
 MAX_BATCH_EVENTS = 5000
 
 

@@ -1,4 +1,4 @@
-"""``edge-sim sensors --config FILE`` and ``edge-sim demo``."""
+"""``edge-sim sensors --config FILE``, ``edge-sim demo`` and ``edge-sim inject``."""
 
 from __future__ import annotations
 
@@ -61,3 +61,46 @@ def demo(seconds: float | None, workdir: Path | None, lang: str) -> None:
     from simulators.demo import run_demo
 
     sys.exit(run_demo(seconds=seconds, workdir=workdir, lang=lang))
+
+
+@main.command()
+@click.option(
+    "--agent-config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    required=True,
+    help="The agent whose outbox receives the events.",
+)
+@click.option("--count", type=click.IntRange(1, 10_000_000), required=True)
+@click.option(
+    "--kind",
+    type=click.Choice(["climate", "dispense", "mixed"]),
+    default="climate",
+    show_default=True,
+    help="mixed: six sensors' records with a dispense every 43rd event.",
+)
+def inject(config_path: Path, count: int, kind: str) -> None:
+    """Append synthetic numbered events to an agent's outbox (load and failure tests only:
+    they reach the server like real records)."""
+    from edge_agent.app import open_outbox_sync
+    from edge_agent.clock import Clock
+    from edge_agent.config import load_config
+    from edge_agent.outbox import OutboxError
+    from simulators import synthetic
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+    clock = Clock(lambda: False) if config.clock.source == "server" else Clock()
+    try:
+        outbox = open_outbox_sync(config)
+        last = 0
+        for event_kind, payload in synthetic.events(count, kind):
+            last = outbox.append(event_kind, payload, clock.stamp())
+        outbox.close()
+    except OutboxError as exc:
+        click.echo(f"inject: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{count} events appended; last seq {last}")

@@ -22,13 +22,26 @@ class Site:
     agent_extra: str = ""
     #: The agents' ``link.batch_max_events`` (smaller: more, smaller batches).
     batch_max_events: int = 200
+    #: MQTT over TLS only, with certificates from ``edge-server broker make-certs``.
+    tls: bool = False
     broker: Broker = field(init=False)
     passwords: dict[str, str] = field(init=False)
+    #: Lines for the agents' and the server's ``[mqtt]`` sections (TLS settings).
+    mqtt_tls: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
         self.broker, self.passwords = secure_broker(
             self.root / "broker", [SERVER_USER, *self.agents]
         )
+        if self.tls:
+            from server.broker import make_certs
+
+            certs = make_certs(self.root / "tls", ["localhost", "127.0.0.1"], days=30)
+            # After the broker's only listener line, so they make that listener TLS.
+            self.broker.extra_config += (
+                f"certfile {certs.broker_cert}\nkeyfile {certs.broker_key}\n"
+            )
+            self.mqtt_tls = f'tls = true\nca_file = "{certs.ca_cert}"\n'
         self.broker.start()
         self.server_toml.write_text(self.server_config(f"sqlite:///{self.db}"))
         for agent in self.agents:
@@ -43,7 +56,7 @@ port = {self.broker.port}
 username = "{agent}"
 password = "{self.passwords[agent]}"
 keepalive_s = 5
-[link]
+{self.mqtt_tls}[link]
 batch_max_events = {self.batch_max_events}
 ack_timeout_s = 5
 status_interval_s = 2
@@ -63,7 +76,7 @@ url = "{url}"
 port = {self.broker.port}
 username = "{SERVER_USER}"
 password = "{self.passwords[SERVER_USER]}"
-{mqtt_extra}
+{self.mqtt_tls}{mqtt_extra}
 [ingest]
 epoch_proof_s = 3
 offline_after_s = 10
@@ -103,10 +116,10 @@ retry_s = 5
     def inject(self, count: int, kind: str = "climate", agent: str = "station-1") -> int:
         out = subprocess.run(
             [
-                str(BIN / "edge-agent"),
-                "--config",
-                str(self.agent_toml(agent)),
+                str(BIN / "edge-sim"),
                 "inject",
+                "--agent-config",
+                str(self.agent_toml(agent)),
                 "--count",
                 str(count),
                 "--kind",

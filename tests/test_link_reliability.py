@@ -11,6 +11,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -240,6 +241,67 @@ def test_corrupt_outbox_is_kept_aside_and_the_agent_starts_clean(site: Site) -> 
     site.assert_complete(site.wait_all_delivered())
 
 
+@pytest.mark.parametrize("damage", ["emptied", "missing"])
+def test_an_emptied_or_deleted_outbox_is_reported_with_the_count_lost(
+    site: Site, damage: str
+) -> None:
+    site.start_server()
+    site.start_agent()
+    site.inject(100)
+    last = site.wait_all_delivered()
+
+    def outbox_acked() -> int:
+        with sqlite3.connect(site.outbox(), timeout=10) as conn:
+            return int(conn.execute("SELECT value FROM meta WHERE key = 'acked_seq'").fetchone()[0])
+
+    wait_for(lambda: outbox_acked() >= last, 10, what="the agent forgot what was acknowledged")
+    site.processes.stop("station-1")
+    site.inject(50)  # these will be lost with the file
+    numbered = site.last_seq()
+    outbox = site.outbox()
+    for suffix in ("-wal", "-shm"):
+        Path(str(outbox) + suffix).unlink(missing_ok=True)
+    if damage == "emptied":
+        outbox.write_bytes(b"")
+    else:
+        outbox.unlink()
+    site.start_agent()
+    wait_for(lambda: site.query("SELECT count(*) FROM lost_ranges") == [(1,)], 30, what="epoch")
+    wait_for(lambda: len(site.bodies("agent.outbox_reset")) == 1, 30, what="reset reported")
+    [reset] = site.bodies("agent.outbox_reset")
+    payload = reset["payload"]
+    assert payload["cause"] == damage  # type: ignore[index]
+    assert payload["lost_events"] == 50  # type: ignore[index]
+    assert payload["previous_last_seq"] == numbered  # type: ignore[index]
+    log = site.processes.log("station-1")
+    assert f"was {damage}" in log
+    assert "Traceback" not in log
+    site.inject(30)
+    site.assert_complete(site.wait_all_delivered())
+
+
+def test_a_rotten_byte_loses_only_its_own_event_and_is_reported(site: Site) -> None:
+    last = site.inject(20)
+    outbox = site.outbox()
+    with sqlite3.connect(outbox) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (event_id,) = conn.execute("SELECT id FROM events WHERE seq = 7").fetchone()
+    data = bytearray(outbox.read_bytes())
+    where = data.find(f'"id":"{event_id}"'.encode())
+    assert where > 0
+    data[where + 8] ^= 0x20  # one flipped bit in the stored body
+    outbox.write_bytes(bytes(data))
+    site.start_server()
+    site.start_agent()
+    site.wait_acked(last, timeout=30)
+    site.assert_complete(site.wait_all_delivered())
+    [stand_in] = site.bodies("agent.event_unreadable")
+    assert stand_in["seq"] == 7
+    assert site.query("SELECT count(*) FROM climate_records")[0][0] == last - 1
+    assert "cannot be read back" in site.processes.log("station-1")
+    assert site.query("SELECT count(*) FROM dead_letters") == [(0,)], "nothing refused"
+
+
 def test_outbox_cap_folds_climate_and_keeps_every_ledger_event(
     tmp_path: Path, processes: Processes
 ) -> None:
@@ -400,7 +462,10 @@ def test_own_malformed_event_is_refused_replaced_and_the_stream_goes_on(site: Si
         (body,) = conn.execute("SELECT body FROM events WHERE seq = 5").fetchone()
         event = json.loads(body)
         event["payload"]["humidity_pct"] = 250.0
-        conn.execute("UPDATE events SET body = ? WHERE seq = 5", [json.dumps(event)])
+        text = json.dumps(event)  # stored as the buggy agent wrote it: checksum and all
+        conn.execute(
+            "UPDATE events SET body = ?, crc = ? WHERE seq = 5", [text, zlib.crc32(text.encode())]
+        )
     site.start_server()
     site.start_agent()
     site.wait_acked(last, timeout=30)

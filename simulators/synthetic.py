@@ -1,4 +1,4 @@
-"""Plausible numbered events for load and failure tests (``edge-agent inject``, ``bench/``)."""
+"""Plausible numbered events for load and failure tests (``edge-sim inject``, ``bench/``)."""
 
 from __future__ import annotations
 
