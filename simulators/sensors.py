@@ -6,13 +6,21 @@ a virtual RS485 cable (two pseudo-terminals, ``serial_link.PtyCable``) whose age
 symlink, printed at start. Values come from the simulated world (``environment.World``) or are
 fixed; faults (silent, bad CRC, frozen, nonsense, unplugged) come from the scenario or from
 ``set_fault``.
+
+Each endpoint behaves like the wire it stands for (``Line``): a device answers exception 01
+(illegal function) to a function it does not have and 02 (illegal data address) to registers its
+manual does not list; a request for a unit that is not there goes unanswered on an RS485 line
+and gets exception 0B (gateway target device failed to respond) from a TCP gateway. None of
+this logs more than a debug line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
+import signal
 import struct
 import time
 from collections.abc import Callable
@@ -23,7 +31,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 from pymodbus.constants import ExcCodes
+from pymodbus.datastore import ModbusServerContext
+from pymodbus.exceptions import NoSuchIdException
 from pymodbus.framer import FramerType
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
@@ -42,6 +53,11 @@ class Value:
     address: int
     kind: Literal["int16x10", "uint16x10", "float32"] = "int16x10"
     word_swap: bool = False
+
+    @property
+    def width(self) -> int:
+        """How many registers the value takes."""
+        return 2 if self.kind == "float32" else 1
 
     def encode(self, value: float) -> list[int]:
         if self.kind == "float32":
@@ -62,6 +78,13 @@ class Layout:
     temperature: Value
     humidity: Value
 
+    @property
+    def registers(self) -> frozenset[int]:
+        """Every register address the manual lists; any other is an illegal data address."""
+        return frozenset(
+            v.address + i for v in (self.temperature, self.humidity) for i in range(v.width)
+        )
+
 
 #: The transmitter families the simulator can impersonate, named as the agent's profiles are.
 LAYOUTS: dict[str, Layout] = {
@@ -74,11 +97,13 @@ LAYOUTS: dict[str, Layout] = {
 }
 
 
+#: The names of ``LAYOUTS``, for the configuration (each is also one of the agent's profiles).
+ProfileName = Literal["rh-t-holding-x10", "t-rh-input-x10", "float32-cdab-holding"]
+
+
 class Transmitter(Strict):
     unit: Annotated[int, between(1, 247)]
-    profile: Literal["rh-t-holding-x10", "t-rh-input-x10", "float32-cdab-holding"] = (
-        "rh-t-holding-x10"
-    )
+    profile: ProfileName = "rh-t-holding-x10"
     #: A name for the scenario's faults (default: "UNIT@ENDPOINT").
     name: str | None = None
     #: The room it hangs in; without one it reads the fixed values below.
@@ -150,6 +175,15 @@ class SimulatedTransmitter:
         self._frozen: tuple[float, float] | None = None
         self.reads = 0
 
+    def refuse(self, function: int, address: int, count: int) -> ExcCodes | None:
+        """The exception this transmitter answers to a request, or None to serve it: it has
+        only its layout's read function, over only the registers it maps."""
+        if function != self.layout.function:
+            return ExcCodes.ILLEGAL_FUNCTION
+        if not set(range(address, address + count)) <= self.layout.registers:
+            return ExcCodes.ILLEGAL_ADDRESS
+        return None
+
     def values(self) -> tuple[float, float]:
         if "nonsense" in self.faults:
             return 3276.7, 6553.5
@@ -209,6 +243,17 @@ class SimulatedRelay:
         self.name = name
         self.coils = [False] * spec.coils
 
+    #: Read coils, write one coil, write several coils.
+    FUNCTIONS = frozenset({1, 5, 15})
+
+    def refuse(self, function: int, address: int, count: int) -> ExcCodes | None:
+        """The exception this board answers to a request, or None to serve it."""
+        if function not in self.FUNCTIONS:
+            return ExcCodes.ILLEGAL_FUNCTION
+        if address + count > len(self.coils):
+            return ExcCodes.ILLEGAL_ADDRESS
+        return None
+
     async def on_access(
         self,
         function_code: int,
@@ -243,6 +288,72 @@ class SimulatedRelay:
         )
 
 
+class _Refused(ModbusPDU):
+    """A request the device refuses: the server answers it with a Modbus exception."""
+
+    def __init__(self, request: ModbusPDU, code: ExcCodes) -> None:
+        super().__init__(dev_id=request.dev_id, transaction_id=request.transaction_id)
+        self.function_code = request.function_code
+        self.code = code
+
+    async def datastore_update(self, context: ModbusServerContext, device_id: int) -> ModbusPDU:
+        return ExceptionResponse(self.function_code, self.code, device_id, self.transaction_id)
+
+
+class _Unanswered(ModbusPDU):
+    """A request for a unit that is not on the RS485 line: nobody answers it."""
+
+    def __init__(self, request: ModbusPDU) -> None:
+        super().__init__(dev_id=request.dev_id, transaction_id=request.transaction_id)
+        self.function_code = request.function_code
+
+    async def datastore_update(self, context: ModbusServerContext, device_id: int) -> ModbusPDU:
+        # The server is told to ignore missing devices: it drops the request with a debug line.
+        raise NoSuchIdException(f"unit {device_id}")
+
+
+class Line:
+    """What one endpoint's wire does with each request before a device's registers see it.
+
+    pymodbus hands every decoded request to ``screen`` (its ``trace_pdu`` hook), so the checks
+    a real device makes come first: the unit must be there (on RS485 nobody answers otherwise;
+    a TCP gateway answers exception 0B), and the device must have the function and map the
+    addresses (else exception 01 or 02).
+    """
+
+    def __init__(
+        self, devices: dict[int, SimulatedTransmitter | SimulatedRelay], gateway: bool
+    ) -> None:
+        self.devices = devices
+        self.gateway = gateway
+
+    def screen(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        if sending:
+            return pdu
+        device = self.devices.get(pdu.dev_id)
+        if device is None:
+            log.debug("no unit %d here: FC%d %s", pdu.dev_id, pdu.function_code, self._answer)
+            if self.gateway:
+                return _Refused(pdu, ExcCodes.GATEWAY_NO_RESPONSE)
+            return _Unanswered(pdu)
+        count = max(1, pdu.count)
+        if (code := device.refuse(pdu.function_code, pdu.address, count)) is not None:
+            log.debug(
+                "%s refuses FC%d @%d+%d: exception %02X",
+                device.name,
+                pdu.function_code,
+                pdu.address,
+                count,
+                code,
+            )
+            return _Refused(pdu, code)
+        return pdu
+
+    @property
+    def _answer(self) -> str:
+        return "exception 0B" if self.gateway else "no answer"
+
+
 class SensorSimulator:
     """Every configured endpoint, served until stopped."""
 
@@ -258,30 +369,40 @@ class SensorSimulator:
         self._scenario_task: asyncio.Task[None] | None = None
 
     def _devices(
-        self, where: str, transmitters: list[Transmitter], relays: list[RelayBoard]
-    ) -> list[SimDevice]:
-        devices = []
+        self, where: str, transmitters: list[Transmitter], relays: list[RelayBoard], gateway: bool
+    ) -> tuple[list[SimDevice], Line]:
+        devices: list[SimulatedTransmitter | SimulatedRelay] = []
         for spec in transmitters:
             name = spec.name or f"{spec.unit}@{where}"
             sim = SimulatedTransmitter(spec, name, self.world)
             self.transmitters[name] = sim
-            devices.append(sim.device())
+            devices.append(sim)
         for board in relays:
             name = f"{board.unit}@{where}"
             relay = SimulatedRelay(board, name)
             self.relays[name] = relay
-            devices.append(relay.device())
-        return devices
+            devices.append(relay)
+        line = Line({d.spec.unit: d for d in devices}, gateway)
+        return [d.device() for d in devices], line
 
     async def start(self) -> list[str]:
-        """Start every server; return a line per endpoint saying where it listens."""
+        """Start every server; return a line per endpoint saying where it listens. If one
+        cannot start, whatever did is stopped again (no symlink is left behind)."""
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> list[str]:
         lines = []
         for endpoint in self.config.tcp:
             where = f"{endpoint.host}:{endpoint.port}"
+            devices, line = self._devices(where, endpoint.devices, endpoint.relays, gateway=True)
             server = ModbusTcpServer(
-                self._devices(where, endpoint.devices, endpoint.relays),
+                devices,
                 address=(endpoint.host, endpoint.port),
-                ignore_missing_devices=True,
+                trace_pdu=line.screen,
             )
             await server.serve_forever(background=True)
             self._servers.append(server)
@@ -291,12 +412,14 @@ class SensorSimulator:
             cable.start()
             self.cables[str(rtu.link)] = cable
             where = str(rtu.link)
+            devices, line = self._devices(where, rtu.devices, rtu.relays, gateway=False)
             serial_server = ModbusSerialServer(
-                self._devices(where, rtu.devices, rtu.relays),
+                devices,
                 framer=FramerType.RTU,
                 port=cable.device_path,
                 baudrate=rtu.baudrate,
-                ignore_missing_devices=True,
+                ignore_missing_devices=True,  # with Line: a unit not on the line stays silent
+                trace_pdu=line.screen,
             )
             await serial_server.serve_forever(background=True)
             self._servers.append(serial_server)
@@ -369,20 +492,37 @@ class SensorSimulator:
             await asyncio.sleep(0.2)
 
     async def stop(self) -> None:
-        if self._scenario_task is not None:
-            self._scenario_task.cancel()
-        for server in self._servers:
-            await server.shutdown()  # type: ignore[no-untyped-call]
-        self._servers.clear()
-        for cable in self.cables.values():
-            cable.close()
+        """Stop serving and pull every cable, so its symlink disappears. Safe to call again."""
+        try:
+            task, self._scenario_task = self._scenario_task, None
+            if task is not None:
+                task.cancel()
+                await asyncio.wait([task])
+            servers, self._servers = self._servers, []
+            for server in servers:
+                await server.shutdown()  # type: ignore[no-untyped-call]
+        finally:
+            for cable in self.cables.values():
+                cable.close()
 
 
 async def serve(config: SensorsConfig, ready: Callable[[list[str]], None]) -> None:
+    """Serve until cancelled (Ctrl-C) or, in the main thread, until SIGTERM; either way the
+    servers stop and the RTU links' symlinks are removed."""
     sim = SensorSimulator(config)
-    lines = await sim.start()
-    ready(lines)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    on_sigterm = False
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, stopping.set)
+            on_sigterm = True
     try:
-        await asyncio.Event().wait()
+        ready(await sim.start())
+        await stopping.wait()
     finally:
-        await sim.stop()
+        try:
+            await sim.stop()
+        finally:
+            if on_sigterm:
+                loop.remove_signal_handler(signal.SIGTERM)

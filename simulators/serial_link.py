@@ -70,6 +70,7 @@ class PtyCable:
         self._from_device = b""
         self._corrupt_next = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
 
     @property
     def plugged(self) -> bool:
@@ -82,7 +83,7 @@ class PtyCable:
 
     def plug(self) -> None:
         """Connect the agent's side: a new pseudo-terminal behind the same symlink."""
-        if self._host_fd is not None:
+        if self._host_fd is not None or self._closed:
             return
         assert self._loop is not None
         self._host_fd, self._host_keep, host_path = _raw_pty()
@@ -107,12 +108,19 @@ class PtyCable:
         log.info("cable %s unplugged", self.link)
 
     def close(self) -> None:
-        self.unplug()
-        if self._loop is not None:
-            self._loop.remove_reader(self._device_fd)
-        for fd in (self._device_fd, self._device_keep):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        """Unplug for good: the symlink is removed and both pseudo-terminals closed. Safe to
+        call again (a descriptor is never closed twice: its number may be reused by then)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.unplug()
+        finally:
+            if self._loop is not None:
+                self._loop.remove_reader(self._device_fd)
+            for fd in (self._device_fd, self._device_keep):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     # --- copying, with faults ------------------------------------------------------------------
 

@@ -73,8 +73,9 @@ async def test_both_builtin_profiles_read_exact_values() -> None:
         assert await read_climate(bus, 7, "t-rh-input-x10") == pytest.approx(
             {"temperature": 31.2, "humidity": 80.1}
         )
-        with pytest.raises(DeviceError, match="unit 9"):
+        with pytest.raises(DeviceError, match="unit 9") as info:
             await read_climate(bus, 9, "t-rh-input-x10")
+        assert (info.value.reason, info.value.exception_code) == ("exception", 0x0B)
         assert sim.transmitters[f"1@127.0.0.1:{port}"].reads == 1
     finally:
         await bus.close()
@@ -83,9 +84,29 @@ async def test_both_builtin_profiles_read_exact_values() -> None:
 
 async def test_unreachable_gateway_is_bus_unavailable() -> None:
     bus = PymodbusBus("gw", TcpSettings("127.0.0.1", free_port(), timeout_s=0.3, retries=0))
-    with pytest.raises(BusUnavailable, match="bus gw"):
+    with pytest.raises(BusUnavailable, match="bus gw") as info:
         await read_climate(bus, 1, "rh-t-holding-x10")
+    assert (info.value.reason, info.value.exception_code) == ("bus_unavailable", None)
     await bus.close()
+
+
+async def test_a_missing_serial_port_is_bus_unavailable(tmp_path: Path) -> None:
+    bus = PymodbusBus("rs485", RtuSettings(str(tmp_path / "ttyNone"), timeout_s=0.3, retries=0))
+    with pytest.raises(BusUnavailable, match=r"bus rs485 \(.*ttyNone\): cannot") as info:
+        await read_climate(bus, 1, "rh-t-holding-x10")
+    assert info.value.reason == "bus_unavailable"
+    await bus.close()
+
+
+def test_driver_errors_carry_a_reason_code() -> None:
+    assert BusUnavailable("bus b: cannot open").reason == "bus_unavailable"
+    error = DeviceError("bus b unit 3: exception 02", reason="exception", exception_code=2)
+    assert (error.reason, error.exception_code, str(error)) == (
+        "exception",
+        2,
+        "bus b unit 3: exception 02",
+    )
+    assert DriverError("bus b unit 3: no response").exception_code is None
 
 
 def test_pty_pair_carries_bytes_both_ways(pty_pair: PtyPair) -> None:
@@ -162,6 +183,10 @@ async def test_rtu_over_a_pseudo_terminal_reads_every_profile_and_a_float_map(
     assert await read_map(bus, 3, FLOAT_CDAB) == pytest.approx(
         {"temperature": 18.25, "humidity": 63.5}
     )
+    assert PROFILES["float32-cdab-holding"] == FLOAT_CDAB
+    assert await read_climate(bus, 3, "float32-cdab-holding") == pytest.approx(
+        {"temperature": 18.25, "humidity": 63.5}
+    )
 
 
 async def test_silent_and_bad_crc_units_fail_alone(
@@ -170,10 +195,15 @@ async def test_silent_and_bad_crc_units_fail_alone(
     sim, bus = rtu
     sim.set_fault("a", "silent", True)
     sim.set_fault("b", "bad_crc", True)
-    with pytest.raises(DeviceError, match="unit 1"):
+    with pytest.raises(DeviceError, match="unit 1: no response to FC3 @0\\+2") as silent:
         await read_climate(bus, 1, "rh-t-holding-x10")
-    with pytest.raises(DeviceError, match="unit 2"):
+    assert silent.value.reason == "no_response"
+    with pytest.raises(DeviceError, match="unit 2: no valid answer") as garbled:
         await read_climate(bus, 2, "t-rh-input-x10")
+    assert garbled.value.reason == "bad_answer"
+    for error in (silent.value, garbled.value):
+        assert "Modbus Error" not in str(error)
+        assert "Input/Output" not in str(error)
     assert (await read_map(bus, 3, FLOAT_CDAB))["temperature"] == pytest.approx(18.25)
     sim.set_fault("a", "silent", False)
     sim.set_fault("b", "bad_crc", False)
@@ -188,9 +218,14 @@ async def test_unplugged_bus_is_unavailable_then_comes_back(
     link = str(tmp_path / "ttyRS485")
     assert (await read_climate(bus, 1, "rh-t-holding-x10"))["humidity"] == pytest.approx(44.4)
     sim.set_fault(link, "unplug", True)
+    reasons = set()
     for _ in range(3):
-        with pytest.raises(DriverError):
+        with pytest.raises(DriverError) as info:
             await read_climate(bus, 1, "rh-t-holding-x10")
+        reasons.add(info.value.reason)
+    # The request in flight goes unanswered; after it, the port cannot be opened.
+    assert reasons <= {"no_response", "bus_unavailable"}
+    assert "bus_unavailable" in reasons
     sim.set_fault(link, "unplug", False)
     answered = None
     for _ in range(20):

@@ -97,7 +97,25 @@ def test_builtin_profiles_read_in_one_request() -> None:
     for cmap in PROFILES.values():
         blocks = plan_reads([cmap.temperature, cmap.humidity])
         assert len(blocks) == 1
-        assert blocks[0].count == 2
+        assert blocks[0].count == cmap.temperature.width + cmap.humidity.width  # no gap
+
+
+def test_the_float32_word_swapped_profile() -> None:
+    cmap = PROFILES["float32-cdab-holding"]
+    fields = {"temperature": cmap.temperature, "humidity": cmap.humidity}
+    blocks = plan_reads(fields.values())
+    assert blocks == [ReadBlock(3, 0x10, 4)]
+    # 21.5 = 0x41AC0000 and 55.25 = 0x425D0000, each sent low word first.
+    assert read_values(fields, blocks, [[0x0000, 0x41AC, 0x0000, 0x425D]]) == {
+        "temperature": 21.5,
+        "humidity": 55.25,
+    }
+
+
+def test_a_decode_error_carries_the_drivers_reason_code() -> None:
+    with pytest.raises(RegisterDecodeError) as info:
+        decode(RegisterField(3, 0, DataType.FLOAT32), [1])
+    assert info.value.reason == "bad_answer"
 
 
 def test_plan_reads_splits_by_function_and_distance() -> None:

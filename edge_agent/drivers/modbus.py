@@ -1,7 +1,10 @@
 """Modbus buses (TCP and RTU over RS485) behind one small async interface.
 
 pymodbus does the framing; this layer owns one client per bus, lets one request at a time onto
-the wire, and turns every library failure into a ``DriverError`` so callers never see pymodbus.
+the wire, and turns every library failure into a ``DriverError`` so callers never see pymodbus:
+each carries a short ``reason`` code for programs (and people's translations) and an English
+message for the log. pymodbus's own logging (an ERROR with a dump of the last raw frames for
+every timeout) stays silent unless the agent logs at DEBUG.
 """
 
 from __future__ import annotations
@@ -14,19 +17,66 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.exceptions import ConnectionException, ModbusException
 
 from edge_agent.drivers.registers import FunctionCode, ReadBlock
 
 log = logging.getLogger(__name__)
 
+#: Why a request failed:
+#: - ``no_response``: nothing came back within the timeout (dead or absent device, wrong address);
+#: - ``exception``: the device answered with a Modbus exception (``exception_code`` says which);
+#: - ``bad_answer``: something came back, but not a valid answer (CRC, framing, too short);
+#: - ``bus_unavailable``: the port cannot be opened or the gateway cannot be reached.
+Reason = Literal["no_response", "exception", "bad_answer", "bus_unavailable"]
+
+#: Modbus exception codes, as the specification names them.
+EXCEPTION_NAMES = {
+    0x01: "illegal function",
+    0x02: "illegal data address",
+    0x03: "illegal data value",
+    0x04: "device failure",
+    0x05: "acknowledge",
+    0x06: "device busy",
+    0x08: "memory parity error",
+    0x0A: "gateway path unavailable",
+    0x0B: "gateway target device failed to respond",
+}
+
+#: The loggers pymodbus writes to (``pymodbus.logging`` and any below it).
+LIBRARY_LOGGER = "pymodbus"
+
+
+def quiet_library_logs(debug: bool) -> None:
+    """Let pymodbus log only when debugging.
+
+    pymodbus logs every unanswered request at ERROR followed by a dump of up to 20 raw frames;
+    the driver already reports each failure as a ``DriverError``, so outside DEBUG the library
+    is silenced. With ``debug`` its loggers inherit the agent's level again and every frame is
+    logged. ``PymodbusBus`` calls this with whether this module logs at DEBUG.
+    """
+    logging.getLogger(LIBRARY_LOGGER).setLevel(logging.NOTSET if debug else logging.CRITICAL)
+
 
 class DriverError(Exception):
-    """A device or bus failed; the message says which and why."""
+    """A device or bus failed; the message says which and why, ``reason`` says how."""
+
+    reason: Reason = "no_response"
+
+    def __init__(
+        self, message: str, *, reason: Reason | None = None, exception_code: int | None = None
+    ) -> None:
+        super().__init__(message)
+        if reason is not None:
+            self.reason = reason
+        #: The Modbus exception code when ``reason`` is ``"exception"``, else None.
+        self.exception_code = exception_code
 
 
 class BusUnavailable(DriverError):
     """The bus cannot be opened or reached (adapter unplugged, gateway down)."""
+
+    reason: Reason = "bus_unavailable"
 
 
 class DeviceError(DriverError):
@@ -108,9 +158,14 @@ class PymodbusBus:
     """One Modbus bus. Requests are serialised: RS485 carries one frame at a time."""
 
     def __init__(self, name: str, settings: TcpSettings | RtuSettings) -> None:
+        quiet_library_logs(debug=log.isEnabledFor(logging.DEBUG))
         self.name = name
         self._lock = BusLock()
         self._gap_s = settings.frame_gap_s
+        self._timeout = f"timeout {settings.timeout_s} s" + (
+            f", {settings.retries + 1} tries" if settings.retries else ""
+        )
+        self._heard = False  # whether any byte came back during the current request
         self._client: AsyncModbusTcpClient | AsyncModbusSerialClient
         if isinstance(settings, TcpSettings):
             self._where = f"{settings.host}:{settings.port}"
@@ -120,6 +175,7 @@ class PymodbusBus:
                 timeout=settings.timeout_s,
                 retries=settings.retries,
                 reconnect_delay=0,
+                trace_packet=self._trace,
             )
         else:
             self._where = settings.device
@@ -134,15 +190,25 @@ class PymodbusBus:
                 timeout=settings.timeout_s,
                 retries=settings.retries,
                 reconnect_delay=0,
+                trace_packet=self._trace,
             )
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        """pymodbus shows us every packet; note whether anything came back."""
+        if not sending and data:
+            self._heard = True
+        return data
 
     async def _ensure_connected(self) -> None:
         if self._client.connected:
             return
         try:
             ok = await self._client.connect()
-        except (ModbusException, OSError) as exc:
-            raise BusUnavailable(f"bus {self.name} ({self._where}): cannot open: {exc}") from exc
+        except OSError as exc:
+            why = exc.strerror or type(exc).__name__
+            raise BusUnavailable(f"bus {self.name} ({self._where}): cannot open: {why}") from exc
+        except ModbusException as exc:
+            raise BusUnavailable(f"bus {self.name} ({self._where}): cannot open") from exc
         if not ok:
             raise BusUnavailable(f"bus {self.name} ({self._where}): cannot connect")
 
@@ -151,49 +217,63 @@ class PymodbusBus:
         response = await self._transact(
             unit, what, lambda: self._call(block.function, unit, block.address, block.count)
         )
-        if response.isError():
-            raise DeviceError(
-                f"bus {self.name} unit {unit}: exception response "
-                f"{getattr(response, 'exception_code', '?')} to FC{block.function} "
-                f"@{block.address}+{block.count}"
-            )
         registers: list[int] = list(response.registers)
         if len(registers) < block.count:
             raise DeviceError(
-                f"bus {self.name} unit {unit}: asked {block.count} registers, got {len(registers)}"
+                f"bus {self.name} unit {unit}: short answer to {what}: "
+                f"{len(registers)} of {block.count} registers",
+                reason="bad_answer",
             )
         return registers[: block.count]
 
     async def write_coil(self, unit: int, coil: int, on: bool, *, urgent: bool = False) -> None:
-        response = await self._transact(
+        await self._transact(
             unit,
-            f"FC5 coil {coil}",
+            f"FC5 coil {coil} {'on' if on else 'off'}",
             lambda: self._client.write_coil(coil, on, device_id=unit),
             urgent=urgent,
         )
-        if response.isError():
-            raise DeviceError(f"bus {self.name} unit {unit}: coil {coil} not set: {response}")
 
     async def _transact(
         self, unit: int, what: str, call: Callable[[], Awaitable[Any]], urgent: bool = False
     ) -> Any:
-        """One request on the bus: alone on the wire, then the quiet gap before the next."""
+        """One request on the bus: alone on the wire, then the quiet gap before the next.
+        Returns the response; a Modbus exception response is raised as a ``DeviceError``."""
         async with self._lock.hold(urgent):
             await self._ensure_connected()
+            self._heard = False
             try:
-                return await call()
+                response = await call()
+            except ConnectionException as exc:
+                raise BusUnavailable(f"bus {self.name} ({self._where}): not connected") from exc
             except ModbusException as exc:
-                if not self._client.connected:
-                    raise BusUnavailable(f"bus {self.name} ({self._where}): {exc}") from exc
+                if self._heard:
+                    raise DeviceError(
+                        f"bus {self.name} unit {unit}: no valid answer to {what} "
+                        "(bad CRC or framing)",
+                        reason="bad_answer",
+                    ) from exc
                 raise DeviceError(
-                    f"bus {self.name} unit {unit}: no valid answer to {what}: {exc}"
+                    f"bus {self.name} unit {unit}: no response to {what} ({self._timeout})",
+                    reason="no_response",
                 ) from exc
             except OSError as exc:
                 self._client.close()
-                raise BusUnavailable(f"bus {self.name} ({self._where}): {exc}") from exc
+                why = exc.strerror or type(exc).__name__
+                raise BusUnavailable(f"bus {self.name} ({self._where}): {why}") from exc
             finally:
                 if self._gap_s:
                     await asyncio.sleep(self._gap_s)
+        if response.isError():
+            code = getattr(response, "exception_code", None)
+            name = EXCEPTION_NAMES.get(code, "unknown") if isinstance(code, int) else "unknown"
+            shown = f"{code:02X}" if isinstance(code, int) else "?"
+            raise DeviceError(
+                f"bus {self.name} unit {unit}: exception {shown} ({name}) to {what}",
+                reason="exception",
+                exception_code=code if isinstance(code, int) else None,
+            )
+        return response
 
     async def _call(self, function: FunctionCode, unit: int, address: int, count: int):  # type: ignore[no-untyped-def]
         if function == 3:

@@ -43,7 +43,13 @@ _STRUCT = {
 
 
 class RegisterDecodeError(ValueError):
-    """The registers cannot be decoded as the map says (too few words, NaN, ...)."""
+    """The registers cannot be decoded as the map says (too few words, NaN, ...).
+
+    ``reason`` is the same short code a ``DriverError`` carries: the device answered, but not
+    with what the map expects.
+    """
+
+    reason: Literal["bad_answer"] = "bad_answer"
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,12 @@ PROFILES: dict[str, ClimateMap] = {
     "t-rh-input-x10": ClimateMap(
         temperature=RegisterField(4, 0x0001, DataType.INT16, scale=0.1),
         humidity=RegisterField(4, 0x0002, DataType.UINT16, scale=0.1),
+    ),
+    # Family (c): FC 03, IEEE float32 with the low word first (CDAB): 0x0010-0x0011 = degC,
+    # 0x0012-0x0013 = %RH.
+    "float32-cdab-holding": ClimateMap(
+        temperature=RegisterField(3, 0x0010, DataType.FLOAT32, ByteOrder.CDAB),
+        humidity=RegisterField(3, 0x0012, DataType.FLOAT32, ByteOrder.CDAB),
     ),
 }
 
