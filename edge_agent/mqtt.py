@@ -2,7 +2,8 @@
 
 paho's socket callbacks register its socket with the event loop (the way aiomqtt does it), so
 every paho callback runs on the loop's thread and the agent stays one asyncio program. Only the
-blocking TCP connect runs in an executor. Reconnection is the caller's: a session ends with
+blocking TCP connect (and the TLS handshake, when the session has TLS settings) runs in an
+executor. Reconnection is the caller's: a session ends with
 ``wait_closed`` returning, and the link opens a new one after a backoff.
 """
 
@@ -11,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -37,6 +40,38 @@ class Will:
 MessageHandler = Callable[[mqtt.MQTTMessage], None]
 
 
+class TlsSettings(Protocol):
+    """MQTT over TLS, as the ``[mqtt]`` section of ``agent.toml`` gives it."""
+
+    @property
+    def tls(self) -> bool: ...
+
+    @property
+    def ca_file(self) -> Path | None: ...
+
+
+def tls_context(ca_file: Path) -> ssl.SSLContext:
+    """Trust only ``ca_file`` (the county CA), check the broker's host name, TLS 1.2 or newer.
+    Raises ``OSError`` (``ssl.SSLError`` included) when the file cannot be read or holds no
+    certificate."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def describe_connect_error(exc: OSError, tls: bool = False) -> str:
+    """One line for a failed connection, with what to check for a TLS failure."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = str(exc.verify_message or exc.reason or exc).strip().rstrip(".")
+        return f"TLS: broker certificate not accepted ({why}); check mqtt.ca_file and mqtt.host"
+    plain = exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or plain}; is the broker's port a TLS listener?"
+    if tls and isinstance(exc, ConnectionResetError):
+        return f"TLS handshake failed ({plain}); is the broker's port a TLS listener?"
+    return plain
+
+
 class MqttSession:
     def __init__(
         self,
@@ -47,10 +82,12 @@ class MqttSession:
         keepalive_s: int,
         username: str | None = None,
         password: str | None = None,
+        tls: TlsSettings | None = None,
         will: Will | None = None,
         on_message: MessageHandler | None = None,
     ) -> None:
         self._host, self._port, self._keepalive = host, port, keepalive_s
+        self._ca_file = tls.ca_file if tls is not None and tls.tls else None
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._connected: asyncio.Future[None] = self._loop.create_future()
@@ -87,13 +124,22 @@ class MqttSession:
             self._fail(MqttError("connect timed out"))
             raise MqttError(f"cannot connect to {self._host}:{self._port}: timed out") from exc
         except OSError as exc:
-            self._fail(MqttError(str(exc)))
-            raise MqttError(f"cannot connect to {self._host}:{self._port}: {exc}") from exc
+            why = describe_connect_error(exc, tls=self._ca_file is not None)
+            self._fail(MqttError(why))
+            raise MqttError(f"cannot connect to {self._host}:{self._port}: {why}") from exc
         except MqttError:
             self._abort()
             raise
 
     def _blocking_connect(self) -> None:
+        if self._ca_file is not None:
+            try:
+                context = tls_context(self._ca_file)
+            except OSError as exc:
+                raise MqttError(
+                    f"TLS: cannot use mqtt.ca_file {self._ca_file}: {describe_connect_error(exc)}"
+                ) from None
+            self.client.tls_set_context(context)
         self.client.connect(self._host, self._port, self._keepalive)
 
     def _abort(self) -> None:
@@ -161,9 +207,14 @@ class MqttSession:
             self._on_message(message)
 
     def _on_socket_open(self, client: mqtt.Client, _u: Any, sock: Any) -> None:
+        pending = getattr(sock, "pending", None)  # a TLS socket's already decrypted bytes
+
         def readable() -> None:
             try:
-                client.loop_read()
+                rc = client.loop_read()
+                # The loop only hears of bytes still on the socket: read what TLS has buffered.
+                while rc == mqtt.MQTT_ERR_SUCCESS and pending is not None and pending() > 0:
+                    rc = client.loop_read()
             except OSError as exc:
                 self._fail(MqttError(f"read failed: {exc}"))
 

@@ -17,15 +17,17 @@ from __future__ import annotations
 
 import logging
 import signal
+import ssl
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import sqlalchemy as sa
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -62,6 +64,49 @@ CHORES_EVERY_S = 2.0
 RECEIVE_MAXIMUM = 2000
 
 
+def describe_connect_error(exc: OSError, tls: bool = False) -> str:
+    """One line for a failed connection, with what to check for a TLS failure."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = str(exc.verify_message or exc.reason or exc).strip().rstrip(".")
+        return f"TLS: broker certificate not accepted ({why}); check mqtt.ca_file and mqtt.host"
+    plain = exc.strerror or str(exc) or type(exc).__name__
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS: {exc.reason or plain}; is the broker's port a TLS listener?"
+    if tls and isinstance(exc, ConnectionResetError):
+        return f"TLS handshake failed ({plain}); is the broker's port a TLS listener?"
+    return plain
+
+
+class BrokerClient(mqtt.Client):
+    """paho's client, saying once why connecting fails (paho's loop retries silently), and for
+    MQTT over TLS trusting only ``ca_file`` (read at each attempt until it can be)."""
+
+    ca_file: Path | None = None
+    _tls_ready = False
+    _failure = ""
+
+    def reconnect(self) -> MQTTErrorCode:
+        try:
+            if self.ca_file is not None and not self._tls_ready:
+                try:
+                    context = ssl.create_default_context(cafile=str(self.ca_file))
+                except OSError as exc:
+                    why = describe_connect_error(exc)
+                    raise OSError(f"TLS: cannot use mqtt.ca_file {self.ca_file}: {why}") from None
+                context.minimum_version = ssl.TLSVersion.TLSv1_2
+                self.tls_set_context(context)
+                self._tls_ready = True
+            rc = super().reconnect()
+        except OSError as exc:
+            failure = describe_connect_error(exc, tls=self.ca_file is not None)
+            if failure != self._failure:
+                log.error("cannot connect to broker %s:%d: %s", self.host, self.port, failure)
+                self._failure = failure
+            raise
+        self._failure = ""
+        return rc
+
+
 def settings(config: ServerConfig) -> Settings:
     return Settings(
         gap_report_after=timedelta(seconds=config.ingest.gap_report_after_s),
@@ -77,12 +122,13 @@ class IngestService:
         self.ingestor = Ingestor(engine, config.mqtt.topic_prefix, settings=settings(config))
         m = config.mqtt
         self.started_at = datetime.now(UTC)
-        self.client = mqtt.Client(
+        self.client = BrokerClient(
             CallbackAPIVersion.VERSION2,
             client_id=m.client_id,
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
+        self.client.ca_file = m.ca_file if m.tls else None
         if m.username:
             self.client.username_pw_set(m.username, m.password)
         self._status_topic = server_topic(m.topic_prefix, m.client_id)

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from edge_agent.configfile import ConfigError
 from server.climate.queries import Notice
 from server.config import ServerConfig, load_config
-from server.i18n import Language, pad, t, table
+from server.i18n import Language, fault_text, pad, t, table
 
 
 def _config(ctx: click.Context) -> ServerConfig:
@@ -272,14 +272,18 @@ def describe_notice(n: Notice, lang: Language) -> str:
             f"{pad(room, 14)} {t('state.' + str(p['state']), lang)}  "
             f"({p['sensor']} {float(p['temperature_c']):.1f} °C {float(p['humidity_pct']):.1f} %RH)"  # type: ignore[arg-type]
         )
-    if kind in ("sensor_fault", "sensor_recovered"):
-        detail = f": {p['error']}" if kind == "sensor_fault" else ""
-        return f"{pad(room, 14)} {t(kind, lang)} {p['sensor']}{detail}"
+    if kind == "sensor_fault":
+        why = fault_text(p.get("reason"), p.get("exception_code"), lang)
+        return f"{pad(room, 14)} {t(kind, lang)} {p['sensor']}: {why}"
+    if kind == "sensor_recovered":
+        return f"{pad(room, 14)} {t(kind, lang)} {p['sensor']}"
     if kind == "alarm_silenced":
         return f"{pad(room, 14)} {t(kind, lang)} ({p['by']})"
     if kind == "disagreement":
+        sensors = p.get("sensors")
+        names = " / ".join(str(s) for s in sensors) if isinstance(sensors, list) else ""
         delta = f"Δ{p['delta_c']} °C Δ{p['delta_pct']} %RH"
-        return f"{pad(room, 14)} {t(kind, lang)}: {p['sensors']} {delta}"
+        return f"{pad(room, 14)} {t(kind, lang)}: {names} {delta}"
     return f"{pad(room, 14)} {t('calibration.' + str(p['state']), lang)}: {p['sensor']}"
 
 
@@ -430,14 +434,24 @@ def command_list(ctx: click.Context, agent: str | None) -> None:
 
 @main.group()
 def broker() -> None:
-    """Broker accounts for agents and the server."""
+    """The broker: accounts, ACL and TLS certificates; agent config skeletons."""
+
+
+def _note_unreadable(path: Path) -> None:
+    from server.broker import unreadable_note
+
+    if note := unreadable_note(path):
+        click.echo(f"broker: {note}", err=True)
 
 
 @broker.command("add-user")
 @click.argument("username")
 @click.option("--password-file", type=click.Path(path_type=Path, dir_okay=False), required=True)
 def broker_add_user(username: str, password_file: Path) -> None:
-    """Add or reset a broker user (e.g. edge-server); print the new password."""
+    """Add or reset a broker user (e.g. edge-server); print the new password.
+
+    Run as root, the file is left owned by root, group mosquitto, mode 0640, so that Mosquitto
+    reads it after dropping privileges."""
     from server.broker import BrokerAccountError, add_user
 
     try:
@@ -445,6 +459,79 @@ def broker_add_user(username: str, password_file: Path) -> None:
     except (BrokerAccountError, OSError) as exc:
         click.echo(f"broker: {exc}", err=True)
         sys.exit(1)
+    _note_unreadable(password_file)
+
+
+@broker.command("acl")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the ACL here (root:mosquitto, 0640) instead of printing it.",
+)
+@click.pass_context
+def broker_acl(ctx: click.Context, out: Path | None) -> None:
+    """Mosquitto's ACL for this server's mqtt.topic_prefix and mqtt.username."""
+    from server.broker import acl_text, hand_to_mosquitto
+
+    config = _config(ctx.find_root())
+    text = acl_text(config.mqtt.topic_prefix, config.mqtt.username or "edge-server")
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+        hand_to_mosquitto(out)
+    except OSError as exc:
+        click.echo(f"broker: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"ACL for topic prefix {config.mqtt.topic_prefix!r} written to {out}")
+    _note_unreadable(out)
+
+
+@broker.command("make-certs")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path, file_okay=False),
+    required=True,
+    help="Directory for ca.key, ca.crt, broker.key, broker.crt (e.g. /etc/mosquitto/edge/tls).",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    required=True,
+    metavar="NAME",
+    help="A DNS name or IP address clients use to reach the broker; repeat for each.",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(1, 36500),
+    default=1825,
+    show_default=True,
+    help="How long the broker's certificate is valid.",
+)
+def broker_make_certs(out: Path, hosts: tuple[str, ...], days: int) -> None:
+    """A county CA and the broker's TLS certificate signed by it (with the openssl command).
+
+    The CA is made once (ca.key, ca.crt) and reused when DIR already holds it, so running
+    this again renews the broker's certificate (or changes its names) without touching the
+    agents, which trust ca.crt."""
+    from server.broker import CertificateError, make_certs
+
+    try:
+        certs = make_certs(out, list(hosts), days)
+    except (CertificateError, OSError) as exc:
+        click.echo(f"broker: {exc}", err=True)
+        sys.exit(1)
+    made = "made" if certs.ca_created else "kept"
+    click.echo(f"county CA {made}: {certs.ca_cert} (give it to agents and the server)")
+    click.echo(f"  {certs.ca_key}: root only; it signs the next broker certificate")
+    click.echo(
+        f"broker certificate for {', '.join(hosts)} until {certs.broker_expires}: "
+        f"{certs.broker_cert}, {certs.broker_key} (root:mosquitto 0640)"
+    )
+    _note_unreadable(certs.broker_key)
 
 
 @broker.command("provision-agent")
@@ -490,6 +577,7 @@ def broker_provision_agent(
                 port=broker_port or config.mqtt.port,
                 prefix=config.mqtt.topic_prefix,
                 password=password,
+                tls=config.mqtt.tls,
             ),
             encoding="utf-8",
         )
@@ -498,4 +586,5 @@ def broker_provision_agent(
         click.echo(f"broker: {exc}", err=True)
         sys.exit(1)
     click.echo(f"agent {agent_id} (site {site}): broker account in {password_file}, config {out}")
+    _note_unreadable(password_file)
     click.echo("reload the broker to take the new account: systemctl reload mosquitto")

@@ -24,6 +24,32 @@ _TEXTS: dict[str, dict[Language, str]] = {
     "sensor_recovered": {"zh": "✓ 传感器恢复", "en": "✓ sensor recovered"},
     "alarm_silenced": {"zh": "声光报警已由现场静音", "en": "alarm silenced on site"},
     "disagreement": {"zh": "两个传感器读数相差过大", "en": "two sensors disagree"},
+    # Why a sensor gave no valid reading (SensorFault.reason); never the library's error text.
+    "fault.no_response": {
+        "zh": "无应答（检查接线和供电）",
+        "en": "no response (check wiring and power)",
+    },
+    "fault.exception": {
+        "zh": "设备返回异常码 {code}",
+        "en": "device returned exception code {code}",
+    },
+    "fault.exception_nocode": {"zh": "设备返回异常应答", "en": "device returned an exception"},
+    # A Modbus TCP gateway answers for the RS485 device behind it (exception codes 0x0A, 0x0B).
+    "fault.exception.10": {
+        "zh": "网关无法连到设备（检查网关设置）",
+        "en": "gateway cannot reach the device (check the gateway's settings)",
+    },
+    "fault.exception.11": {
+        "zh": "网关报告设备无应答（检查接线和供电）",
+        "en": "gateway reports no response (check wiring and power)",
+    },
+    "fault.bad_answer": {"zh": "应答错误（校验失败）", "en": "bad answer (checksum failed)"},
+    "fault.bus_unavailable": {
+        "zh": "总线不可用（检查串口适配器或网关）",
+        "en": "bus unavailable (check the serial adapter or gateway)",
+    },
+    "fault.implausible": {"zh": "读数不合理", "en": "implausible reading"},
+    "fault.unknown": {"zh": "读数失败", "en": "reading failed"},
     "calibration.due": {"zh": "传感器校准即将到期", "en": "sensor calibration due"},
     "calibration.expired": {"zh": "传感器校准已过期（不合规）", "en": "sensor calibration expired"},
 }
@@ -31,6 +57,21 @@ _TEXTS: dict[str, dict[Language, str]] = {
 
 def t(key: str, lang: Language) -> str:
     return _TEXTS[key][lang]
+
+
+def fault_text(reason: object, code: object, lang: Language) -> str:
+    """What people read about a sensor fault, by its reason code. An event without a known
+    reason (from an agent older than the codes) reads "reading failed": the technical
+    ``error`` text is never shown to a keeper."""
+    if reason == "exception":
+        if isinstance(code, int) and not isinstance(code, bool):
+            special = f"fault.exception.{code}"
+            if special in _TEXTS:
+                return t(special, lang)
+            return t("fault.exception", lang).format(code=code)
+        return t("fault.exception_nocode", lang)
+    key = f"fault.{reason}"
+    return t(key if isinstance(reason, str) and key in _TEXTS else "fault.unknown", lang)
 
 
 def width(text: str) -> int:

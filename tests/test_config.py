@@ -134,10 +134,13 @@ def test_all_problems_are_listed_one_per_line(tmp_path: Path) -> None:
 
 def test_field_errors_and_cross_section_problems_come_together(tmp_path: Path) -> None:
     """A bad sensor's problems are all reported in one run, not one per run."""
-    text = GOOD.replace(
-        'id = "s3"\nstoreroom = "no1"\nbus = "bus1"\naddress = 3\nprofile = "rh-t-holding-x10"',
-        'id = "s3"\nstoreroom = "no9"\nbus = "bus9"\naddress = 2\nprofile = "acme"',
-    ) + '\n[mqtt]\nhost = ""\n'
+    text = (
+        GOOD.replace(
+            'id = "s3"\nstoreroom = "no1"\nbus = "bus1"\naddress = 3\nprofile = "rh-t-holding-x10"',
+            'id = "s3"\nstoreroom = "no9"\nbus = "bus9"\naddress = 2\nprofile = "acme"',
+        )
+        + '\n[mqtt]\nhost = ""\n'
+    )
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     message = str(info.value)
@@ -162,7 +165,9 @@ def test_a_file_with_a_bom_is_read(tmp_path: Path) -> None:
 
 
 def test_devices_on_a_shared_bus_must_not_share_an_address(tmp_path: Path) -> None:
-    relay = '\n[climate.storerooms.alarm_output]\nbus = "bus1"\naddress = {address}\ncoil = {coil}\n'
+    relay = (
+        '\n[climate.storerooms.alarm_output]\nbus = "bus1"\naddress = {address}\ncoil = {coil}\n'
+    )
     rooms = GOOD.replace(
         'product_group = "condoms"\n',
         'product_group = "condoms"\n' + relay.format(address=9, coil=0),
