@@ -9,7 +9,7 @@ import signal
 from datetime import datetime
 from pathlib import Path
 
-from edge_agent import __version__, control
+from edge_agent import __version__, control, probation
 from edge_agent import commands as commands_domain
 from edge_agent.buses import Buses
 from edge_agent.climate import compaction as climate_compaction
@@ -102,6 +102,7 @@ async def run(
         config_path=config_path,
         data_dir=config.agent.data_dir,
         request_restart=request_restart,
+        probation_s=config.agent.config_probation_s,
     )
     link = Link(
         config.mqtt,
@@ -140,6 +141,11 @@ async def run(
         )
         await outbox.append("agent.outbox_reset", reset, clock.stamp())
     await outbox.append("agent.started", AgentStarted(version=__version__), clock.stamp())
+    rolled_back = probation.take_rollback_note(config.agent.data_dir)
+    if rolled_back is not None:
+        await outbox.append("agent.config_rolled_back", rolled_back, clock.stamp())
+        probation.forget_rollback_note(config.agent.data_dir)
+    on_probation = probation.current(config.agent.data_dir)
     log.info(
         "agent %s (site %s) started: %d sensors, outbox %s (epoch %s, backlog %d)",
         config.agent.id,
@@ -155,6 +161,17 @@ async def run(
             group.create_task(climate.run(), name="climate")
             group.create_task(watchdog.run(), name="watchdog")
             group.create_task(_verify(outbox, stop), name="outbox-check")
+            if on_probation is not None:
+                group.create_task(
+                    probation.watch(
+                        config.agent.data_dir,
+                        on_probation,
+                        link.connected,
+                        lambda: link.last_error,
+                        request_restart,
+                    ),
+                    name="config-probation",
+                )
             group.create_task(
                 control.serve(config.agent.data_dir / control.SOCKET_NAME, climate), name="control"
             )

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from edge_agent import probation
 from edge_agent.clock import Clock, Stamp
 from edge_agent.config import AgentConfig
 from edge_agent.configfile import ConfigError, loads
@@ -65,6 +66,16 @@ def record(
     return unit.append("command.result", result, stamp)
 
 
+def _changes_the_way_out(previous: str, new: AgentConfig) -> bool:
+    """Whether the new configuration may cut the agent off (broker, identity, data directory):
+    only then is it on probation, so a network outage never undoes an unrelated change."""
+    try:
+        old = loads(previous, AgentConfig, source="current configuration")
+    except ConfigError:
+        return True
+    return old.mqtt != new.mqtt or old.agent != new.agent
+
+
 class CommandHandler:
     def __init__(
         self,
@@ -75,6 +86,7 @@ class CommandHandler:
         config_path: Path | None,
         data_dir: Path,
         request_restart: Callable[[], None],
+        probation_s: float = 300.0,
     ) -> None:
         self._agent_id = agent_id
         self._outbox = outbox
@@ -82,6 +94,7 @@ class CommandHandler:
         self._config_path = config_path
         self._data_dir = data_dir
         self._request_restart = request_restart
+        self._probation_s = probation_s
         self._one_at_a_time = asyncio.Lock()
 
     async def handle(self, command: Command) -> None:
@@ -126,7 +139,7 @@ class CommandHandler:
             adopted = self._clock.adopt(body.server_time)
             ok, detail = True, "adopted" if adopted else "kernel clock is synchronised; kept"
         elif isinstance(body, ConfigUpdateCommand):
-            ok, detail = await asyncio.to_thread(self._update_config, body)
+            ok, detail = await asyncio.to_thread(self._update_config, body, command.id)
             restart = ok
         elif isinstance(body, CardsUpdateCommand):
             ok, detail = await asyncio.to_thread(self._update_cards, body)
@@ -134,7 +147,7 @@ class CommandHandler:
             ok, detail = await asyncio.to_thread(self._store_order, body)
         return ok, detail, restart
 
-    def _update_config(self, body: ConfigUpdateCommand) -> tuple[bool, str]:
+    def _update_config(self, body: ConfigUpdateCommand, command_id: uuid.UUID) -> tuple[bool, str]:
         if self._config_path is None:
             return False, "agent runs without a config file path"
         try:
@@ -144,10 +157,20 @@ class CommandHandler:
         if new.agent.id != self._agent_id:
             return False, f"config is for agent {new.agent.id!r}, not {self._agent_id!r}"
         backup = self._config_path.with_name(self._config_path.name + ".bak")
-        if self._config_path.exists():
-            write_atomically(backup, self._config_path.read_text(encoding="utf-8"))
+        if not self._config_path.exists():
+            return False, f"{self._config_path} does not exist; nothing to fall back to"
+        previous = self._config_path.read_text(encoding="utf-8")
+        write_atomically(backup, previous)
+        saved = f"saved to {self._config_path} (previous kept as {backup.name}); restarting"
+        if not _changes_the_way_out(previous, new):
+            write_atomically(self._config_path, body.toml)
+            return True, saved
+        probation.begin(self._data_dir, self._config_path, backup, self._probation_s, command_id)
         write_atomically(self._config_path, body.toml)
-        return True, f"saved to {self._config_path} (previous kept as {backup.name}); restarting"
+        return True, (
+            f"{saved}; broker settings changed: rolled back unless it reaches the broker within "
+            f"{self._probation_s:.0f} s"
+        )
 
     def _update_cards(self, body: CardsUpdateCommand) -> tuple[bool, str]:
         path = self._data_dir / "cards.json"

@@ -25,11 +25,29 @@ class AgentSection(Strict):
 
 class MqttSection(Strict):
     host: str = Field(default="127.0.0.1", min_length=1, pattern=r"^\S+$")
+    #: 1883, or 8883 (MQTT over TLS) when ``tls = true`` and no port is given.
     port: Port = 1883
     topic_prefix: Ident = "fp"
     username: str | None = None
     password: str | None = None
     keepalive_s: Annotated[int, between(5, 3600)] = 60
+    #: MQTT over TLS. The broker's certificate must be signed by ``ca_file`` (the county CA,
+    #: ``ca.crt`` from ``edge-server broker make-certs``) and name ``host``; there is no way to
+    #: skip that check, since it is what keeps the password from a stranger's broker.
+    tls: bool = False
+    ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls(self) -> MqttSection:
+        if self.tls and self.ca_file is None:
+            raise ValueError(
+                "tls = true needs ca_file (the county CA certificate, e.g. /etc/edge-agent/ca.crt)"
+            )
+        if not self.tls and self.ca_file is not None:
+            raise ValueError("ca_file is set but tls is false; set tls = true to use it")
+        if self.tls and "port" not in self.model_fields_set:
+            self.port = 8883
+        return self
 
 
 class LinkSection(Strict):
@@ -38,8 +56,10 @@ class LinkSection(Strict):
     ack_timeout_s: Annotated[float, between(1, 3600)] = 30.0
     max_in_flight_batches: Annotated[int, between(1, 100)] = 8
     status_interval_s: Annotated[float, between(1, 3600)] = 60.0
+    #: Reconnect delays double from min to max, each drawn at random below its cap, so agents
+    #: that lost one broker come back spread out, yet within max of it being back.
     reconnect_min_s: Annotated[float, between(0.1, 60)] = 1.0
-    reconnect_max_s: Annotated[float, between(1, 3600)] = 60.0
+    reconnect_max_s: Annotated[float, between(1, 3600)] = 8.0
 
 
 class OutboxSection(Strict):

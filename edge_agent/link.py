@@ -7,7 +7,8 @@ then costs a resend, never data.
 
 The link supervises its own connection: any failure, expected (broker gone, keep-alive lost) or
 not (a bug), ends the session, and a new one is opened after a capped exponential backoff with
-jitter, so a hundred boxes that lost the same broker do not all knock at once.
+jitter, so a hundred boxes that lost the same broker do not all knock at once, and capped low
+(``link.reconnect_max_s``, 8 s) so the backlog moves within seconds of the broker's return.
 """
 
 from __future__ import annotations
@@ -52,9 +53,13 @@ STABLE_SESSION_S = 30.0
 
 
 def backoff(attempt: int, lo: float, hi: float, rng: Callable[[], float] = random.random) -> float:
-    """Delay before reconnect ``attempt`` (0-based): exponential, capped, half of it jittered."""
+    """Delay before reconnect ``attempt`` (0-based): a cap doubling from ``lo`` to ``hi`` and a
+    delay drawn evenly between ``lo / 2`` and the cap ("full jitter"), so five thousand agents
+    that lost one broker spread their returns over the whole window instead of knocking in
+    step, and none waits longer than ``hi`` once the broker is back."""
     cap = min(hi, lo * 2.0 ** min(attempt, 30))
-    return cap / 2 + rng() * cap / 2
+    floor = min(lo / 2, cap)
+    return floor + rng() * (cap - floor)
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -108,6 +113,8 @@ class Link:
         self._status_due = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
         self.last_reading_at: datetime | None = None
+        #: Why the last session failed, for people (a rolled-back configuration says it).
+        self.last_error: str | None = None
         self.connected = asyncio.Event()
 
     # --- supervision ------------------------------------------------------------------------
@@ -125,6 +132,7 @@ class Link:
                 keepalive_s=self._mqtt.keepalive_s,
                 username=self._mqtt.username,
                 password=self._mqtt.password,
+                tls=self._mqtt,
                 will=Will(self._topics[Channel.STATUS], encode(self._status(online=False))),
                 on_message=self._on_message,
             )
@@ -134,6 +142,7 @@ class Link:
                 log.info("connected to broker %s:%d", self._mqtt.host, self._mqtt.port)
                 await self._serve(session)
             except MqttError as exc:
+                self.last_error = str(exc)
                 log.warning("broker link: %s", exc)
             except asyncio.CancelledError:
                 await self._say_offline(session)
