@@ -2,7 +2,7 @@
 
 Run from the repository root with the project installed::
 
-    python bench/link.py [--days 7] [--events 100000] [--batch 500]
+    python bench/link.py [--days 7] [--events 100000] [--batch 500] [--drain 1000000]
 
 Everything is real: a private Mosquitto on loopback, ``edge-server run`` as a process with
 durable SQLite commits and deduplication, ``edge-agent run`` as a process draining its outbox.
@@ -12,6 +12,13 @@ Figures (one per line, ``figure: NAME VALUE UNIT``):
 - ``backlog_drain_s``: a 7-day site backlog (six sensors every minute plus 200 dispenses a day,
   61,880 events), from the agent's broker connection to the last event acknowledged.
 - ``backlog_drain_events_per_s``: the same, as a rate.
+- ``drain_1m_events_s``: a month offline (one million events, filled in bulk), from the agent's
+  broker connection to the last event acknowledged.
+- ``drain_per_event_growth``: cost per event draining 1M over cost per event draining 62k
+  (filled the same way): linear is about 1; goal at most 1.3.
+- ``outage_to_delivery_s``: agent and server running, the broker stopped for 60 s while events
+  keep being taken, then started: time from the broker's start until the last event taken
+  during the outage is acknowledged. Default agent and server settings. Goal at most 10 s.
 - ``bare_events_per_s``: batched messages through Mosquitto to a paho subscriber that only
   decodes them (``json.loads``).
 - ``ingest_events_per_s``: the same batches through Mosquitto into ``edge-server`` ingest,
@@ -42,8 +49,10 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -78,6 +87,168 @@ def fill_week(outbox: Outbox, days: int) -> int:
             next_dispense += dispense_every
             outbox.append("cabinet.dispense", synthetic.dispense(minute), stamp)
     return outbox.last_seq
+
+
+def bulk_fill(path: Path, agent_id: str, events: int) -> int:
+    """An outbox of ``events`` as the agent stores them (body, CRC, counters), written in large
+    transactions: a month of appends one by one would take longer than the drain measured."""
+    box = Outbox(path, agent_id)  # the schema, exactly as the agent makes it
+    epoch = box.epoch
+    box.close()
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    templates: dict[str, dict[str, Any]] = {}
+    for kind, model in (
+        ("climate.record", synthetic.record(0)),
+        ("cabinet.dispense", synthetic.dispense(0)),
+    ):
+        templates[kind] = model.model_dump(mode="json", exclude_none=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous=OFF")
+    chunk = 50_000
+    for first in range(1, events + 1, chunk):
+        rows = []
+        for seq in range(first, min(events, first + chunk - 1) + 1):
+            kind = "cabinet.dispense" if seq % 43 == 0 else "climate.record"
+            payload = dict(templates[kind])
+            if kind == "climate.record":
+                payload["temperature_c"] = payload["raw_temperature_c"] = 18.0 + seq % 120 / 10
+            at = (start + timedelta(seconds=seq * 10)).isoformat()
+            event_id = str(uuid.uuid4())
+            body = json.dumps(
+                {
+                    "id": event_id,
+                    "agent_id": agent_id,
+                    "seq": seq,
+                    "span": 1,
+                    "kind": kind,
+                    "occurred_at": at,
+                    "clock_synced": True,
+                    "boot_id": "bench-boot",
+                    "mono_s": float(seq * 10),
+                    "payload": payload,
+                },
+                separators=(",", ":"),
+            )
+            rows.append((seq, event_id, kind, at, body, zlib.crc32(body.encode())))
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO events (seq, span, id, kind, occurred_at, body, crc) "
+            "VALUES (?, 1, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.execute("COMMIT")
+    conn.execute("BEGIN")
+    for key, value in (("last_seq", events), ("rows", events), ("sent_seq", events)):
+        conn.execute("UPDATE meta SET value = ? WHERE key = ?", [str(value), key])
+    conn.execute("COMMIT")
+    conn.close()
+    Outbox(path, agent_id).close()  # the state beside it, as after a run
+    assert epoch
+    return events
+
+
+def drain(work: Path, broker: Mosquitto, name: str, events: int) -> float:
+    """Seconds from the agent's broker connection until a bulk-filled outbox is acknowledged."""
+    site = work / name
+    site.mkdir()
+    db = site / "server.db"
+    server_toml = site / "server.toml"
+    server_toml.write_text(
+        f'[database]\nurl = "sqlite:///{db}"\n[mqtt]\nport = {broker.port}\n'
+        f'client_id = "{name}-server"\nshared_group = "{name}"\nsession_expiry_s = 0\n'
+    )
+    agent_toml = site / "agent.toml"
+    agent_toml.write_text(
+        f'[agent]\nid = "{name}"\nsite = "bench"\ndata_dir = "{site / "agent"}"\n'
+        f"[mqtt]\nport = {broker.port}\n"
+    )
+    t = time.perf_counter()
+    last = bulk_fill(site / "agent" / "outbox.db", name, events)
+    print(f"# {name}: outbox filled with {last} events in {time.perf_counter() - t:.1f} s")
+    server = start(["edge-server", "--config", str(server_toml), "run"], site / "server.log")
+    try:
+        wait_log(site / "server.log", "connected to broker")
+        agent = start(["edge-agent", "--config", str(agent_toml), "run"], site / "agent.log")
+        try:
+            t0 = wait_log(site / "agent.log", "connected to broker")
+            while acked(db, name) < last + 1:  # and the agent's own agent.started
+                if time.monotonic() - t0 > 200:
+                    raise RuntimeError(f"{name}: backlog not drained in 200 s")
+                time.sleep(0.02)
+            elapsed = time.monotonic() - t0
+        finally:
+            stop(agent)
+    finally:
+        stop(server)
+    return elapsed
+
+
+def drain_figures(work: Path, broker: Mosquitto, events: int) -> None:
+    small_n = 61_880
+    small = drain(work, broker, "drain-62k", small_n)
+    big = drain(work, broker, "drain-1m", events)
+    figure("drain_1m_events_s", big, "s")
+    figure("drain_per_event_growth", (big / events) / (small / small_n), "ratio")
+
+
+def outage_to_delivery(work: Path) -> float:
+    """Broker down 60 s while events keep coming; then up: until the last is acknowledged."""
+    site = work / "outage"
+    broker = Mosquitto(site / "broker")
+    broker.start()
+    db = site / "server.db"
+    server_toml = site / "server.toml"
+    server_toml.write_text(f'[database]\nurl = "sqlite:///{db}"\n[mqtt]\nport = {broker.port}\n')
+    agent_toml = site / "agent.toml"
+    agent_toml.write_text(
+        f'[agent]\nid = "outage"\nsite = "bench"\ndata_dir = "{site / "agent"}"\n'
+        f"[mqtt]\nport = {broker.port}\n"
+    )
+    server = start(["edge-server", "--config", str(server_toml), "run"], site / "server.log")
+    agent = start(["edge-agent", "--config", str(agent_toml), "run"], site / "agent.log")
+
+    def inject(count: int) -> int:
+        out = subprocess.run(
+            [
+                str(BIN / "edge-sim"),
+                "inject",
+                "--agent-config",
+                str(agent_toml),
+                "--count",
+                str(count),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return int(out.rsplit("last seq", 1)[1])
+
+    try:
+        wait_log(site / "agent.log", "connected to broker")
+        first = inject(10)
+        deadline = time.monotonic() + 30
+        while acked(db, "outage") < first:
+            if time.monotonic() > deadline:
+                raise RuntimeError("outage: nothing acknowledged before the outage")
+            time.sleep(0.05)
+        broker.stop()
+        down_until = time.monotonic() + 60
+        last = first
+        while time.monotonic() < down_until:  # a reading every few seconds meanwhile
+            last = inject(6)
+            time.sleep(min(5.0, max(0.0, down_until - time.monotonic())))
+        last = inject(6)
+        broker.start()
+        t0 = time.monotonic()
+        while acked(db, "outage") < last:
+            if time.monotonic() - t0 > 120:
+                raise RuntimeError("outage: backlog not delivered in 120 s")
+            time.sleep(0.05)
+        return time.monotonic() - t0
+    finally:
+        stop(agent)
+        stop(server)
+        broker.stop()
 
 
 def acked(db: Path, agent: str) -> int:
@@ -373,6 +544,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=7)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--drain", type=int, default=1_000_000, help="events for drain_1m")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL figures")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-link-") as tmp:
@@ -381,6 +553,7 @@ def main() -> None:
         broker.start()
         try:
             backlog_drain(work, broker, args.days)
+            drain_figures(work, broker, args.drain)
             agent, epoch = "bench-sustained", uuid.uuid4().hex
             batches = make_batches(work, agent, epoch, args.events, args.batch)
             bare = bare_rate(broker, batches, args.events)
@@ -394,6 +567,8 @@ def main() -> None:
     figure("ingest_vs_bare_ratio", ours / bare, "ratio")
     figure("validation_only_events_per_s", validate, "events/s")
     figure("validation_only_vs_bare_ratio", validate / bare, "ratio")
+    with tempfile.TemporaryDirectory(prefix="bench-link-outage-") as tmp:
+        figure("outage_to_delivery_s", outage_to_delivery(Path(tmp)), "s")
     if not args.no_postgres:
         with tempfile.TemporaryDirectory(prefix="bench-link-pg-") as tmp:
             broker = Mosquitto(Path(tmp) / "broker")

@@ -133,7 +133,8 @@ class IngestService:
             self.client.username_pw_set(m.username, m.password)
         self._status_topic = server_topic(m.topic_prefix, m.client_id)
         self.client.will_set(self._status_topic, self._server_status(False), qos=1, retain=True)
-        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # Few server processes: no herd to spread, and the backlogs move soon after an outage.
+        self.client.reconnect_delay_set(min_delay=1, max_delay=4)
         self.client.max_inflight_messages_set(100)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message

@@ -39,7 +39,7 @@ def test_broker_stopped_and_restarted_every_event_arrives_once_in_order(site: Si
     site.start_agent()
     site.inject(1500)
     site.broker.stop()
-    time.sleep(2)
+    wait_for(lambda: "broker link:" in site.processes.log("station-1"), 30, what="link lost")
     last = site.inject(1500)
     site.broker.start()
     site.wait_acked(last)
@@ -120,7 +120,9 @@ def test_server_down_for_a_while_nothing_lost(site: Site) -> None:
     site.wait_acked(1)
     site.stop_server()
     last = site.inject(2000)
-    time.sleep(3)
+    wait_for(
+        lambda: "is offline" in site.processes.log("station-1"), 30, what="server seen offline"
+    )
     site.start_server()
     site.wait_acked(last)
     site.assert_complete(site.wait_all_delivered())
@@ -342,13 +344,22 @@ def test_agent_credentials_cannot_reach_another_agents_topics(site: Site) -> Non
     intruder.on_message = lambda _c, _u, m: snooped.append(m.topic)
     intruder.connect("127.0.0.1", site.broker.port)
     intruder.loop_start()
-    subscribed(intruder, "fp/v1/county/station-2/commands", "fp/v1/county/station-2/acks")
+    subscribed(
+        intruder,
+        "fp/v1/county/station-2/commands",
+        "fp/v1/county/station-2/acks",
+        "fp/v1/county/station-1/commands",
+    )
     for channel in ("events", "status", "acks", "commands"):
         intruder.publish(f"fp/v1/county/station-2/{channel}", b"{}", qos=1).wait_for_publish(5)
-    intruder.publish("fp/v1/county/station-1/events", b"{}", qos=1).wait_for_publish(5)
     server.publish("fp/v1/county/station-2/commands", b"{}", qos=1).wait_for_publish(5)
+    # Markers each sender may use, sent after the forbidden ones: the broker keeps one sender's
+    # messages in order, so once a marker is in, anything let through before it would be too.
+    intruder.publish("fp/v1/county/station-1/events", b"{}", qos=1).wait_for_publish(5)
+    server.publish("fp/v1/county/station-1/commands", b"{}", qos=1).wait_for_publish(5)
     wait_for(lambda: "fp/v1/county/station-1/events" in received, what="own topic delivered")
-    time.sleep(1)
+    wait_for(lambda: "fp/v1/county/station-1/commands" in snooped, what="own commands delivered")
+    snooped.remove("fp/v1/county/station-1/commands")
     assert not [
         t for t in received if "/station-2/" in t and t.endswith(("events", "status", "acks"))
     ]
@@ -385,10 +396,17 @@ def test_command_is_applied_once_and_its_result_reaches_the_server(site: Site) -
     again.loop_start()
     for _ in range(2):
         again.publish("fp/v1/county/station-1/commands", str(message), qos=1).wait_for_publish(5)
-    time.sleep(2)
     again.loop_stop()
     again.disconnect()
-    assert site.kinds("command.result") == 1, "a command delivered three times is applied once"
+    # The agent takes commands one at a time, in order: once a later one is answered, the
+    # repeats before it have been seen.
+    later = site.server_cli("command", "send", "station-1", "ping").strip()
+    wait_for(
+        lambda: site.query("SELECT result_ok FROM commands WHERE id = ?", later) == [(1,)],
+        30,
+        what="a later command's result",
+    )
+    assert site.kinds("command.result") == 2, "a command delivered three times is applied once"
     assert "ok" in site.server_cli("command", "list")
 
     bad = site.server_cli(
