@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from edge_agent.configfile import Port, Positive, Strict, between, duplicates, load
+from edge_agent.configfile import Port, Positive, Strict, TlsSection, between, duplicates, load
 from edge_agent.drivers.registers import PROFILES, ByteOrder, DataType
 from edge_agent.wire import Ident
 
@@ -23,31 +23,12 @@ class AgentSection(Strict):
     config_probation_s: Annotated[float, between(10, 86400)] = 300.0
 
 
-class MqttSection(Strict):
+class MqttSection(TlsSection):
     host: str = Field(default="127.0.0.1", min_length=1, pattern=r"^\S+$")
-    #: 1883, or 8883 (MQTT over TLS) when ``tls = true`` and no port is given.
-    port: Port = 1883
     topic_prefix: Ident = "fp"
     username: str | None = None
     password: str | None = None
     keepalive_s: Annotated[int, between(5, 3600)] = 60
-    #: MQTT over TLS. The broker's certificate must be signed by ``ca_file`` (the county CA,
-    #: ``ca.crt`` from ``edge-server broker make-certs``) and name ``host``; there is no way to
-    #: skip that check, since it is what keeps the password from a stranger's broker.
-    tls: bool = False
-    ca_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _tls(self) -> MqttSection:
-        if self.tls and self.ca_file is None:
-            raise ValueError(
-                "tls = true needs ca_file (the county CA certificate, e.g. /etc/edge-agent/ca.crt)"
-            )
-        if not self.tls and self.ca_file is not None:
-            raise ValueError("ca_file is set but tls is false; set tls = true to use it")
-        if self.tls and "port" not in self.model_fields_set:
-            self.port = 8883
-        return self
 
 
 class LinkSection(Strict):

@@ -9,9 +9,9 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, Self, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
 
@@ -46,6 +46,28 @@ def between(lo: float, hi: float) -> AfterValidator:
 
 Port = Annotated[int, between(1, 65535)]
 Positive = Annotated[float, between(0.001, 10**9)]
+
+
+class TlsSection(Strict):
+    """MQTT over TLS, for the ``[mqtt]`` sections of agent and server. The broker's certificate
+    must be signed by ``ca_file`` (the county CA, ``ca.crt`` from ``edge-server broker
+    make-certs``) and name the host; there is no way to skip that check, since it is what keeps
+    the password from a stranger's broker. With TLS and no port given, the port is 8883."""
+
+    port: Port = 1883
+    tls: bool = False
+    ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls(self) -> Self:
+        if self.tls and self.ca_file is None:
+            raise ValueError("tls = true needs ca_file (the county CA certificate, ca.crt)")
+        if not self.tls and self.ca_file is not None:
+            raise ValueError("ca_file is set but tls is false; set tls = true to use it")
+        if self.tls and "port" not in self.model_fields_set:
+            self.port = 8883
+        return self
+
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +20,8 @@ from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.tls import describe_connect_error, tls_context
 
 log = logging.getLogger(__name__)
 
@@ -48,28 +49,6 @@ class TlsSettings(Protocol):
 
     @property
     def ca_file(self) -> Path | None: ...
-
-
-def tls_context(ca_file: Path) -> ssl.SSLContext:
-    """Trust only ``ca_file`` (the county CA), check the broker's host name, TLS 1.2 or newer.
-    Raises ``OSError`` (``ssl.SSLError`` included) when the file cannot be read or holds no
-    certificate."""
-    context = ssl.create_default_context(cafile=str(ca_file))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
-
-
-def describe_connect_error(exc: OSError, tls: bool = False) -> str:
-    """One line for a failed connection, with what to check for a TLS failure."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        why = str(exc.verify_message or exc.reason or exc).strip().rstrip(".")
-        return f"TLS: broker certificate not accepted ({why}); check mqtt.ca_file and mqtt.host"
-    plain = exc.strerror or str(exc) or type(exc).__name__
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS: {exc.reason or plain}; is the broker's port a TLS listener?"
-    if tls and isinstance(exc, ConnectionResetError):
-        return f"TLS handshake failed ({plain}); is the broker's port a TLS listener?"
-    return plain
 
 
 class MqttSession:

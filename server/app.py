@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import ssl
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge_agent.tls import describe_connect_error, tls_context
 from edge_agent.watchdog import sd_notify
 from edge_agent.wire import (
     MAX_BATCH_EVENTS,
@@ -64,19 +64,6 @@ CHORES_EVERY_S = 2.0
 RECEIVE_MAXIMUM = 2000
 
 
-def describe_connect_error(exc: OSError, tls: bool = False) -> str:
-    """One line for a failed connection, with what to check for a TLS failure."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        why = str(exc.verify_message or exc.reason or exc).strip().rstrip(".")
-        return f"TLS: broker certificate not accepted ({why}); check mqtt.ca_file and mqtt.host"
-    plain = exc.strerror or str(exc) or type(exc).__name__
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS: {exc.reason or plain}; is the broker's port a TLS listener?"
-    if tls and isinstance(exc, ConnectionResetError):
-        return f"TLS handshake failed ({plain}); is the broker's port a TLS listener?"
-    return plain
-
-
 class BrokerClient(mqtt.Client):
     """paho's client, saying once why connecting fails (paho's loop retries silently), and for
     MQTT over TLS trusting only ``ca_file`` (read at each attempt until it can be)."""
@@ -89,11 +76,10 @@ class BrokerClient(mqtt.Client):
         try:
             if self.ca_file is not None and not self._tls_ready:
                 try:
-                    context = ssl.create_default_context(cafile=str(self.ca_file))
+                    context = tls_context(self.ca_file)
                 except OSError as exc:
                     why = describe_connect_error(exc)
                     raise OSError(f"TLS: cannot use mqtt.ca_file {self.ca_file}: {why}") from None
-                context.minimum_version = ssl.TLSVersion.TLSv1_2
                 self.tls_set_context(context)
                 self._tls_ready = True
             rc = super().reconnect()

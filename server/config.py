@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from edge_agent.configfile import Port, Strict, between, load
+from edge_agent.configfile import Strict, TlsSection, between, load
 from edge_agent.wire import Ident
 
 
@@ -50,10 +50,8 @@ class DatabaseSection(Strict):
         return value
 
 
-class MqttSection(Strict):
-    host: str = "127.0.0.1"
-    #: 1883, or 8883 (MQTT over TLS) when ``tls = true`` and no port is given.
-    port: Port = 1883
+class MqttSection(TlsSection):
+    host: str = Field(default="127.0.0.1", min_length=1, pattern=r"^\S+$")
     topic_prefix: Ident = "fp"
     username: str | None = None
     password: str | None = None
@@ -65,23 +63,6 @@ class MqttSection(Strict):
     #: retired for good keeps its share of the shared subscription this long (agents resend
     #: it after ``link.ack_timeout_s``). 0: forget it at once (agents resend when it is back).
     session_expiry_s: Annotated[int, between(0, 30 * 86400)] = 3600
-    #: MQTT over TLS. The broker's certificate must be signed by ``ca_file`` (the county CA,
-    #: ``ca.crt`` from ``edge-server broker make-certs``) and name ``host``; there is no way to
-    #: skip that check.
-    tls: bool = False
-    ca_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _tls(self) -> MqttSection:
-        if self.tls and self.ca_file is None:
-            raise ValueError(
-                "tls = true needs ca_file (the county CA certificate, e.g. /etc/edge-server/ca.crt)"
-            )
-        if not self.tls and self.ca_file is not None:
-            raise ValueError("ca_file is set but tls is false; set tls = true to use it")
-        if self.tls and "port" not in self.model_fields_set:
-            self.port = 8883
-        return self
 
 
 class IngestSection(Strict):
