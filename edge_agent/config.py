@@ -174,7 +174,8 @@ class ClimateSection(Strict):
     #: Two sensors of one room further apart than this raise a warning.
     disagreement_c: Annotated[float, between(0.1, 20)] = 2.0
     disagreement_pct: Annotated[float, between(0.5, 50)] = 10.0
-    #: A failing sensor is asked again after this long at most (its own backoff).
+    #: No longer used: every sensor, failing or not, is asked once per poll interval, so one
+    #: that answers again is read within it. Accepted so older files still load.
     sensor_backoff_max_s: Annotated[float, between(1, 600)] = 60.0
     storerooms: list[Storeroom] = Field(default_factory=list)
     sensors: list[Sensor] = Field(default_factory=list)

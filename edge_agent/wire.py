@@ -112,6 +112,10 @@ class SensorDisagreement(_Model):
     sensors: list[Ident] = Field(min_length=2, max_length=2)
     delta_c: float = Field(ge=0, le=200, allow_inf_nan=False)
     delta_pct: float = Field(ge=0, le=100, allow_inf_nan=False)
+    #: The readings compared (in the order of ``sensors``) and how far apart they were taken.
+    temperatures_c: list[float] | None = Field(default=None, min_length=2, max_length=2)
+    humidities_pct: list[float] | None = Field(default=None, min_length=2, max_length=2)
+    apart_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
 
 class AlarmSilenced(_Model):

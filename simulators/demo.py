@@ -57,10 +57,11 @@ TEXTS = {
 TIME_SCALE = 240.0
 
 #: An air-conditioning failure in No.2 (pills) from 0.4 h to 1.6 h of simulated time, and a
-#: transmitter in No.1 that stops answering for a while, then cycles again every 3 hours.
+#: transmitter in No.1 that stops answering from 1.2 h for an hour (about 18 s to 33 s of real
+#: time: long enough to be declared faulty and to recover), then cycles again every 3 hours.
 SCENARIO = [
     ("ac_failure", "no2-pills", 0.4, 1.2),
-    ("silent", "no1-b", 2.2, 1.0),
+    ("silent", "no1-b", 1.2, 1.0),
 ]
 CYCLE_H = 3.0
 
@@ -114,7 +115,6 @@ class DemoSite:
             f"record_in_range_s = {self.poll_interval_s * 5}",
             f"record_out_of_range_s = {self.poll_interval_s}",
             "fault_after_s = 10",
-            "sensor_backoff_max_s = 4",
             "# Time runs 240x in the simulated rooms: real minutes of change pass in seconds.",
             "spike_c_per_min = 1000",
             "[[buses]]",

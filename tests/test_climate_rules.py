@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_agent.climate.rules import (
+    AgreementMonitor,
+    Disagreement,
     Limits,
     Quality,
     RecordPolicy,
     RoomMonitor,
     RoomState,
+    Sample,
     SensorHealth,
+    Transition,
     disagreement,
 )
 
@@ -135,8 +140,60 @@ def test_fault_for_a_sensor_that_never_answered() -> None:
 
 
 def test_disagreement_between_two_sensors() -> None:
-    assert disagreement({"a": (20.0, 50.0), "b": (20.5, 52.0)}, 1.5, 8.0) is None
-    assert disagreement({"a": (20.0, 50.0), "b": (22.0, 52.0)}, 1.5, 8.0) == ("a", "b", 2.0, 2.0)
+    a, b = Sample(20.0, 50.0, at=100.0), Sample(20.5, 52.0, at=100.1)
+    assert disagreement({"a": a, "b": b}, 1.5, 8.0, within_s=1.0) is None
+    far = Sample(22.0, 52.0, at=100.1)
+    found = disagreement({"a": a, "b": far}, 1.5, 8.0, within_s=1.0)
+    assert found == Disagreement(("a", "b"), (a, far), 2.0, 2.0)
+    assert found.apart_s == pytest.approx(0.1), "the event's log says how far apart in time"
+
+
+def test_readings_taken_at_different_moments_are_not_compared() -> None:
+    """b's last reading is 30 s older than a's: the room warmed meanwhile, no disagreement."""
+    a, b_old = Sample(24.7, 50.0, at=130.0), Sample(22.0, 50.0, at=100.0)
+    assert disagreement({"a": a, "b": b_old}, 2.0, 10.0, within_s=5.0) is None
+    b_now = Sample(24.6, 50.0, at=130.2)
+    assert disagreement({"a": a, "b": b_now}, 2.0, 10.0, within_s=5.0) is None
+
+
+def test_agreement_monitor_compares_only_readings_taken_together() -> None:
+    """A room warming fast, its two sensors read alternately a poll interval apart: the old
+    rule compared a's new value with b's old one and warned; only same-round pairs count."""
+    m = AgreementMonitor(margin_c=2.0, margin_pct=10.0, within_s=0.5)
+    warnings = []
+    for tick in range(20):
+        now = tick * 1.0
+        temperature = 20.0 + 3.0 * tick  # 3 °C per poll interval
+        # a is read at the start of a round, b a whisker later; each compared with the other.
+        warnings.append(m.feed("a", now, temperature, 50.0))
+        warnings.append(m.feed("b", now + 0.05, temperature + 0.1, 50.0))
+    assert [w for w in warnings if w is not None] == []
+
+
+def test_agreement_episode_reported_once_with_the_values_compared() -> None:
+    m = AgreementMonitor(margin_c=2.0, margin_pct=10.0, within_s=0.5)
+    assert m.feed("a", 0.0, 22.0, 50.0) is None
+    found = m.feed("b", 0.1, 24.7, 51.0)
+    assert found is not None
+    assert found.sensors == ("a", "b")
+    assert found.samples == (Sample(22.0, 50.0, 0.0), Sample(24.7, 51.0, 0.1))
+    assert (found.delta_c, found.delta_pct) == (2.7, 1.0)
+    assert m.feed("a", 1.0, 22.0, 50.0) is None, "still the same episode"
+    assert m.feed("b", 1.1, 24.7, 51.0) is None
+    # b falls silent: a alone is nothing to compare with, and the episode stands.
+    assert m.feed("a", 5.0, 22.0, 50.0) is None
+    assert m.disagreeing
+    # Read together and in agreement: the episode ends; the next disagreement is a new one.
+    assert m.feed("b", 5.1, 22.2, 50.0) is None
+    assert not m.disagreeing
+    assert m.feed("a", 5.2, 19.0, 50.0) is not None
+
+
+def test_a_forgotten_sensor_is_not_compared() -> None:
+    m = AgreementMonitor(margin_c=2.0, margin_pct=10.0, within_s=10.0)
+    m.feed("a", 0.0, 22.0, 50.0)
+    m.forget("a")
+    assert m.feed("b", 0.1, 30.0, 50.0) is None
 
 
 def test_one_sensor_out_of_range_alarms_even_when_the_other_reads_in_range() -> None:
@@ -171,3 +228,56 @@ def test_record_is_taken_early_rather_than_late() -> None:
     out = RecordPolicy(in_range_s=1800, out_of_range_s=120, slack_s=50)
     late = [t for t in range(0, 1000, 50) if out.due(t, False)]
     assert all(b - a <= 120 for a, b in itertools.pairwise(late))
+
+
+def test_a_state_change_carries_the_values_of_the_sensor_it_names() -> None:
+    """Alarm clears on a's good readings while b, also good, was fed last: the change names
+    one sensor and must carry that sensor's reading, not the other's."""
+    m = RoomMonitor("no1", LIMITS)
+    m.feed("a", 32.0, 50.0)
+    m.feed("b", 31.5, 50.0)
+    m.feed("a", 32.0, 50.0)
+    assert m.state is RoomState.ALARM
+    m.feed("b", 20.3, 50.0)
+    m.feed("a", 20.0, 51.0)
+    change = m.feed("a", 20.1, 52.0)
+    assert change is not None
+    assert change.after is RoomState.NORMAL
+    assert (change.sensor, change.temperature_c, change.humidity_pct) == ("a", 20.1, 52.0)
+
+
+def test_a_state_change_caused_by_another_sensor_names_that_sensor() -> None:
+    m = RoomMonitor("no1", LIMITS)
+    m.feed("a", 20.0, 50.0)
+    m.feed("b", 29.5, 50.0)  # b alone calls for a warning
+    assert m.state is RoomState.WARNING
+    m.feed("b", 31.0, 50.0)
+    change = m.feed("a", 20.0, 50.0)  # b's out-of-range run is not yet confirmed: no change
+    assert change is None
+    change = m.feed("b", 31.2, 50.0)
+    assert change is not None
+    assert change.after is RoomState.ALARM
+    assert (change.sensor, change.temperature_c) == ("b", 31.2)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("abc"), st.floats(5.0, 35.0), st.floats(30.0, 80.0)),
+        min_size=1,
+        max_size=80,
+    )
+)
+def test_every_state_change_carries_its_own_sensors_values(
+    readings: list[tuple[str, float, float]],
+) -> None:
+    m = RoomMonitor("no1", LIMITS)
+    last: dict[str, tuple[float, float]] = {}
+    for sensor, t, rh in readings:
+        last[sensor] = (t, rh)
+        change: Transition | None = m.feed(sensor, t, rh)
+        if change is not None:
+            assert (change.temperature_c, change.humidity_pct) == last[change.sensor]
+            level = LIMITS.level(change.temperature_c, change.humidity_pct, change.before)
+            assert level is not RoomState.NORMAL or change.after is RoomState.NORMAL, (
+                "the sensor named calls for at least the state the room went to"
+            )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 import signal
+import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 from tests.support import BIN, wait_for
@@ -47,9 +47,24 @@ def test_demo_shows_readings_an_alarm_and_its_end_then_stops_cleanly(tmp_path: P
     alarm = result.stdout.find("no2-pills      ⚠ out of limits (ALARM)")
     assert alarm > 0, result.stdout
     assert result.stdout.find("no2-pills      ✓ back to normal", alarm) > alarm
+    # The silent transmitter, in the keeper's words: why, and what to check; no library text.
+    assert "no1-condoms    ✗ sensor fault no1-b: no response (check wiring and power)" in (
+        result.stdout
+    )
+    assert "Modbus Error" not in result.stdout
+    assert "two sensors disagree" not in result.stdout, "the room's sensors read alike"
     assert "relay 9@" in (tmp_path / "logs" / "sensors.log").read_text(), "the alarm output"
     assert "every process has ended" in result.stdout
     assert processes_mentioning(str(tmp_path)) == []
+
+
+def records(db: Path) -> int:
+    """Climate records the demo's server has stored (0 while it is starting)."""
+    try:
+        with sqlite3.connect(db, timeout=5) as conn:
+            return int(conn.execute("SELECT count(*) FROM climate_records").fetchone()[0])
+    except sqlite3.Error:
+        return 0
 
 
 def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
@@ -59,8 +74,7 @@ def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    wait_for(lambda: (tmp_path / "server.db").exists(), what="demo running")
-    time.sleep(2)
+    wait_for(lambda: records(tmp_path / "server.db") > 0, 60, what="demo running end to end")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
+import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from edge_agent.buses import Buses
+from edge_agent.climate.service import ClimateService
+from edge_agent.clock import Clock
+from edge_agent.config import AgentConfig
+from edge_agent.configfile import loads
+from edge_agent.drivers.modbus import ModbusBus
+from edge_agent.drivers.registers import ReadBlock
+from edge_agent.outbox import AsyncOutbox
 from edge_agent.watchdog import Watchdog, sd_notify, watchdog_interval
-from tests.support import Broker, Processes, wait_for
+from tests.support import Broker, Processes, free_port, open_pty_pair, wait_for
 
 
 @dataclass
@@ -116,3 +127,152 @@ def test_agent_process_notifies_ready_pings_and_stopping(
     assert notify.messages()[0] == "READY=1"
     assert processes.stop("agent") == 0
     assert "STOPPING=1" in notify.messages()
+
+
+def dead_station(rtu_device: str, tcp_port: int) -> AgentConfig:
+    """One storeroom, one transmitter on an RS485 line where nothing answers, one behind a
+    Modbus TCP gateway that is not there (nothing listens on the port)."""
+    return loads(
+        f"""
+[agent]
+id = "station-1"
+site = "county"
+[climate]
+poll_interval_s = 1
+fault_after_s = 10
+[[climate.storerooms]]
+id = "no1"
+name = "一号库"
+product_group = "condoms"
+[[buses]]
+id = "rs485"
+kind = "rtu"
+device = "{rtu_device}"
+timeout_s = 0.3
+retries = 0
+[[buses]]
+id = "gateway"
+kind = "tcp"
+host = "127.0.0.1"
+port = {tcp_port}
+timeout_s = 0.3
+retries = 0
+[[climate.sensors]]
+id = "no1-a"
+storeroom = "no1"
+bus = "rs485"
+address = 1
+profile = "rh-t-holding-x10"
+[[climate.sensors]]
+id = "no1-b"
+storeroom = "no1"
+bus = "gateway"
+address = 2
+profile = "rh-t-holding-x10"
+""",
+        AgentConfig,
+    )
+
+
+@contextlib.asynccontextmanager
+async def running(service: ClimateService, dog: Watchdog) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(service.run()), asyncio.create_task(dog.run())]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_station_whose_sensors_are_all_dead_is_not_restarted(
+    tmp_path: Path, notify: NotifySocket
+) -> None:
+    """Every sensor fails, for much longer than the climate part's max_age (scaled down here
+    with the poll interval, 1 s): the loop waiting on dead sensors is healthy, so the climate
+    part keeps beating and systemd keeps getting its pings."""
+    pty = open_pty_pair()  # the line's far end: nothing ever answers
+    config = dead_station(pty.device, free_port())
+    env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "100000"}
+    dog = Watchdog(watchdog_interval(env), env)
+    beat = dog.register("climate", max_age_s=2.5)
+    outbox = AsyncOutbox(tmp_path / "outbox.db", "station-1")
+    await outbox.open()
+    buses = Buses(config.buses)
+    service = ClimateService(config.climate, buses, outbox, Clock(lambda: True), heartbeat=beat)
+
+    async def faults() -> list[dict[str, object]]:
+        bodies = [json.loads(p.body) for p in await outbox.pending(0, 10_000, 10**9)]
+        return [b["payload"] for b in bodies if b["kind"] == "climate.sensor_fault"]
+
+    stale_seen: set[str] = set()
+    try:
+        async with running(service, dog):
+            start = time.monotonic()
+            async with asyncio.timeout(30):
+                # Until both are declared faulty (10 s), then as long again as max_age, twice.
+                while len(await faults()) < 2:
+                    stale_seen.update(dog.stale())
+                    await asyncio.sleep(0.05)
+                faulted = time.monotonic()
+                while time.monotonic() < faulted + 5.0:
+                    stale_seen.update(dog.stale())
+                    await asyncio.sleep(0.05)
+            end = time.monotonic()
+        assert stale_seen == set(), "the climate part went stale while its sensors were dead"
+        pings = [t for t, m in notify.received if m == "WATCHDOG=1" and start <= t <= end]
+        assert max(b - a for a, b in itertools.pairwise([start, *pings, end])) < 1.0
+        reasons = {str(f["sensor"]): f["reason"] for f in await faults()}
+        assert reasons == {"no1-a": "no_response", "no1-b": "bus_unavailable"}
+    finally:
+        await buses.close()
+        await outbox.close()
+        pty.close()
+
+
+class HangingBus:
+    """A bus whose driver call never returns (a lost future, a wedged adapter)."""
+
+    name = "stuck"
+
+    async def read(self, unit: int, block: ReadBlock) -> Sequence[int]:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def write_coil(self, unit: int, coil: int, on: bool, *, urgent: bool = False) -> None:
+        await asyncio.Event().wait()
+
+    async def close(self) -> None:
+        pass
+
+
+class HangingBuses(Buses):
+    def __init__(self) -> None:
+        super().__init__([])
+
+    def __getitem__(self, bus_id: str) -> ModbusBus:
+        return HangingBus()
+
+
+async def test_a_hung_climate_loop_stops_the_heartbeat(tmp_path: Path) -> None:
+    config = dead_station("/dev/null", 1)
+    dog = Watchdog(None)
+    beat = dog.register("climate", max_age_s=1.0)
+    outbox = AsyncOutbox(tmp_path / "outbox.db", "station-1")
+    await outbox.open()
+    service = ClimateService(
+        config.climate,
+        HangingBuses(),
+        outbox,
+        Clock(lambda: True),
+        heartbeat=beat,
+        poll_stuck_after_s=0.5,
+    )
+    try:
+        async with running(service, dog):
+            async with asyncio.timeout(10):
+                while dog.stale() != ["climate"]:  # noqa: ASYNC110 - the watchdog's own view
+                    await asyncio.sleep(0.05)
+            assert service.stalled(asyncio.get_running_loop().time()) == ["no1-a", "no1-b"]
+    finally:
+        await outbox.close()

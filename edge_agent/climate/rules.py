@@ -10,6 +10,7 @@ entering or leaving a range; plausible range −25…60 °C and 0…100 %RH.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -26,6 +27,10 @@ class RoomState(StrEnum):
     NORMAL = "normal"
     WARNING = "warning"
     ALARM = "alarm"
+
+
+#: From least to most severe.
+_ORDER = (RoomState.NORMAL, RoomState.WARNING, RoomState.ALARM)
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,8 @@ class Limits:
 
 @dataclass(frozen=True)
 class Transition:
+    """A room's change of state; ``temperature_c``/``humidity_pct`` are ``sensor``'s reading."""
+
     storeroom: str
     before: RoomState
     after: RoomState
@@ -101,13 +108,20 @@ class RoomMonitor:
         self._out_runs.pop(sensor, None)
 
     def feed(self, sensor: str, t: float, rh: float) -> Transition | None:
+        """Take one valid reading; return the room's change of state, if any.
+
+        A change names the sensor whose values call for the new state (the worst one; the
+        sensor just read when it is among the worst) and carries that sensor's values, so an
+        event never pairs one sensor's name with another's reading.
+        """
         self._latest[sensor] = (t, rh)
-        order = (RoomState.NORMAL, RoomState.WARNING, RoomState.ALARM)
-        worst, worst_t, worst_rh = RoomState.NORMAL, t, rh
-        for st, srh in self._latest.values():
-            level = self.limits.level(st, srh, self.state)
-            if order.index(level) >= order.index(worst):
-                worst, worst_t, worst_rh = level, st, srh
+        levels = {
+            name: self.limits.level(st, srh, self.state) for name, (st, srh) in self._latest.items()
+        }
+        worst = max(levels.values(), key=_ORDER.index)
+        speaker = (
+            sensor if levels[sensor] is worst else min(n for n, lv in levels.items() if lv is worst)
+        )
         out = not self.limits.in_range(t, rh)
         self._out_runs[sensor] = self._out_runs.get(sensor, 0) + 1 if out else 0
         confirmed = max(self._out_runs.values()) >= self.limits.alarm_after_samples
@@ -125,7 +139,8 @@ class RoomMonitor:
             return None
         before, self.state = self.state, target
         self._good_run = 0
-        return Transition(self.storeroom, before, target, worst_t, worst_rh, sensor)
+        speaker_t, speaker_rh = self._latest[speaker]
+        return Transition(self.storeroom, before, target, speaker_t, speaker_rh, speaker)
 
 
 @dataclass
@@ -238,16 +253,82 @@ class SensorHealth:
         return False
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One sensor's valid reading and the monotonic time (seconds) it was read."""
+
+    temperature_c: float
+    humidity_pct: float
+    at: float
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """Two sensors of one room, read close together, further apart than the margin."""
+
+    sensors: tuple[str, str]
+    samples: tuple[Sample, Sample]
+    delta_c: float
+    delta_pct: float
+
+    @property
+    def apart_s(self) -> float:
+        """How far apart in time the two compared readings were taken."""
+        return abs(self.samples[0].at - self.samples[1].at)
+
+
 def disagreement(
-    readings: dict[str, tuple[float, float]], margin_c: float, margin_pct: float
-) -> tuple[str, str, float, float] | None:
-    """Two sensors of one room further apart than the margin: (a, b, Δ°C, Δ%RH), worst pair."""
-    worst: tuple[str, str, float, float] | None = None
-    names = sorted(readings)
+    samples: Mapping[str, Sample], margin_c: float, margin_pct: float, within_s: float
+) -> Disagreement | None:
+    """The worst pair (largest Δ°C, then Δ%RH) further apart than the margin, of the pairs whose
+    readings were taken within ``within_s`` of each other; values read at different moments are
+    never compared."""
+    worst: Disagreement | None = None
+    names = sorted(samples)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
-            dt = abs(readings[a][0] - readings[b][0])
-            drh = abs(readings[a][1] - readings[b][1])
-            if (dt > margin_c or drh > margin_pct) and (worst is None or dt > worst[2]):
-                worst = (a, b, round(dt, 2), round(drh, 2))
+            sa, sb = samples[a], samples[b]
+            if abs(sa.at - sb.at) > within_s:
+                continue
+            dt = round(abs(sa.temperature_c - sb.temperature_c), 2)
+            drh = round(abs(sa.humidity_pct - sb.humidity_pct), 2)
+            if not (dt > margin_c or drh > margin_pct):
+                continue
+            if worst is None or (dt, drh) > (worst.delta_c, worst.delta_pct):
+                worst = Disagreement((a, b), (sa, sb), dt, drh)
     return worst
+
+
+@dataclass
+class AgreementMonitor:
+    """Whether a room's sensors agree, judged only on readings taken close together.
+
+    Each sensor's latest valid reading is kept with the time it was read. On each new reading
+    the readings of the last ``within_s`` (so all read within ``within_s`` of each other) are
+    compared: one further apart than the margin starts an episode (``feed`` returns it, once);
+    an episode ends when readings taken together agree again. When no two readings are recent
+    enough to compare, nothing is concluded either way.
+    """
+
+    margin_c: float
+    margin_pct: float
+    within_s: float
+    disagreeing: bool = False
+    _latest: dict[str, Sample] = field(default_factory=dict)
+
+    def forget(self, sensor: str) -> None:
+        self._latest.pop(sensor, None)
+
+    def feed(self, sensor: str, at: float, t: float, rh: float) -> Disagreement | None:
+        self._latest[sensor] = Sample(t, rh, at)
+        recent = {n: s for n, s in self._latest.items() if abs(at - s.at) <= self.within_s}
+        if len(recent) < 2:
+            return None
+        found = disagreement(recent, self.margin_c, self.margin_pct, self.within_s)
+        if found is None:
+            self.disagreeing = False
+            return None
+        if self.disagreeing:
+            return None
+        self.disagreeing = True
+        return found
