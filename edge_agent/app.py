@@ -8,6 +8,7 @@ import logging
 import signal
 from datetime import datetime
 from pathlib import Path
+from typing import TypedDict
 
 from edge_agent import __version__, control, probation
 from edge_agent import commands as commands_domain
@@ -18,7 +19,7 @@ from edge_agent.clock import Clock
 from edge_agent.commands import CommandHandler
 from edge_agent.config import AgentConfig
 from edge_agent.link import Link
-from edge_agent.outbox import AsyncOutbox, Outbox, OutboxCorrupt
+from edge_agent.outbox import AsyncOutbox, Compaction, DomainSchema, Outbox, OutboxCorrupt
 from edge_agent.watchdog import Watchdog, sd_notify, watchdog_interval
 from edge_agent.wire import AgentStarted, OutboxReset
 
@@ -47,27 +48,33 @@ SCHEMAS = [commands_domain.SCHEMA]
 COMPACTION = [climate_compaction.COMPACTION]
 
 
+class OutboxOptions(TypedDict):
+    path: Path
+    agent_id: str
+    max_events: int
+    max_bytes: int
+    schemas: list[DomainSchema]
+    compaction: list[Compaction]
+
+
+def outbox_options(config: AgentConfig) -> OutboxOptions:
+    return {
+        "path": config.outbox_path,
+        "agent_id": config.agent.id,
+        "max_events": config.outbox.max_events,
+        "max_bytes": int(config.outbox.max_mb * 1024 * 1024),
+        "schemas": SCHEMAS,
+        "compaction": COMPACTION,
+    }
+
+
 def open_outbox(config: AgentConfig) -> AsyncOutbox:
-    return AsyncOutbox(
-        config.outbox_path,
-        config.agent.id,
-        max_events=config.outbox.max_events,
-        max_bytes=int(config.outbox.max_mb * 1024 * 1024),
-        schemas=SCHEMAS,
-        compaction=COMPACTION,
-    )
+    return AsyncOutbox(**outbox_options(config))
 
 
 def open_outbox_sync(config: AgentConfig) -> Outbox:
     """The same outbox for tools outside the agent's loop (``edge-sim inject``)."""
-    return Outbox(
-        config.outbox_path,
-        config.agent.id,
-        max_events=config.outbox.max_events,
-        max_bytes=int(config.outbox.max_mb * 1024 * 1024),
-        schemas=SCHEMAS,
-        compaction=COMPACTION,
-    )
+    return Outbox(**outbox_options(config))
 
 
 async def run(
