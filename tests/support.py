@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import subprocess
@@ -10,7 +12,7 @@ import sys
 import termios
 import time
 import tty
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -46,6 +48,26 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
         time.sleep(interval)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]] | Callable[[], bool],
+    within_s: float = 20.0,
+    interval: float = 0.05,
+    what: str = "",
+) -> None:
+    """The asyncio twin of ``wait_for``: poll ``check`` (plain or a coroutine function) until it
+    holds; fail the test after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within_s} s waiting for {what or check}")
+        await asyncio.sleep(interval)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from edge_agent.drivers.modbus import ModbusBus
 from edge_agent.drivers.registers import ReadBlock
 from edge_agent.outbox import AsyncOutbox
 from edge_agent.watchdog import Watchdog, sd_notify, watchdog_interval
-from tests.support import Broker, Processes, free_port, open_pty_pair, wait_for
+from tests.support import Broker, Processes, eventually, free_port, open_pty_pair, wait_for
 
 
 @dataclass
@@ -84,13 +84,12 @@ async def test_pings_stop_while_the_event_loop_hangs(notify: NotifySocket) -> No
     env = {"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "100000"}
     dog = Watchdog(watchdog_interval(env), env)
     task = asyncio.create_task(dog.run())
-    await asyncio.sleep(0.5)
+    await eventually(lambda: notify.messages().count("WATCHDOG=1") >= 3, 10, 0.02)
     assert notify.messages()[0] == "READY=1"
-    assert notify.messages().count("WATCHDOG=1") >= 3
     hang_start = time.monotonic()
     time.sleep(1.0)  # noqa: ASYNC251 - the point: a blocking call hangs the loop
     hang_end = time.monotonic()
-    await asyncio.sleep(0.3)
+    await eventually(lambda: notify.pings_between(hang_end, time.monotonic()) >= 1, 10, 0.02)
     task.cancel()
     assert notify.pings_between(hang_start + 0.06, hang_end) == 0
     assert notify.pings_between(hang_end, time.monotonic()) >= 1, "pings resume after the hang"
@@ -270,9 +269,7 @@ async def test_a_hung_climate_loop_stops_the_heartbeat(tmp_path: Path) -> None:
     )
     try:
         async with running(service, dog):
-            async with asyncio.timeout(10):
-                while dog.stale() != ["climate"]:  # noqa: ASYNC110 - the watchdog's own view
-                    await asyncio.sleep(0.05)
+            await eventually(lambda: dog.stale() == ["climate"], 10, what="climate stale")
             assert service.stalled(asyncio.get_running_loop().time()) == ["no1-a", "no1-b"]
     finally:
         await outbox.close()
