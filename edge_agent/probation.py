@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from edge_agent.clock import read_boot_id
@@ -75,13 +75,10 @@ def current(data_dir: Path) -> Probation | None:
         path.unlink(missing_ok=True)
         return None
     if probation.boot_id != read_boot_id():
-        probation = Probation(
-            probation.config_path,
-            probation.backup_path,
-            probation.probation_s,
-            probation.command_id,
-            read_boot_id(),
-            time.monotonic() + probation.probation_s,
+        probation = replace(
+            probation,
+            boot_id=read_boot_id(),
+            deadline_mono=time.monotonic() + probation.probation_s,
         )
         write_atomically(path, json.dumps(asdict(probation)))
     return probation
