@@ -8,11 +8,10 @@ any other event, and a second delivery is recognised and not applied again.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import sqlite3
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from edge_agent import probation
@@ -22,13 +21,12 @@ from edge_agent.configfile import ConfigError, loads
 from edge_agent.files import write_atomically
 from edge_agent.outbox import AsyncOutbox, DomainSchema, Unit
 from edge_agent.wire import (
-    CardsUpdateCommand,
     Command,
+    CommandBody,
     CommandEnvelope,
     CommandResult,
     ConfigUpdateCommand,
     PingCommand,
-    RestockOrderCommand,
     TimeSetCommand,
 )
 
@@ -66,6 +64,15 @@ def record(
     return unit.append("command.result", result, stamp)
 
 
+#: A domain's command (``cards.sync`` for the cabinet, say), applied inside the outbox
+#: transaction that records the command and its result, so the two never part: (ok, detail).
+Applier = Callable[[Unit, CommandBody], tuple[bool, str]]
+
+#: What staff read when a command failed on a bug rather than on its content: the exception
+#: itself goes to the agent's log, not into the result.
+INTERNAL_ERROR = "internal error in the agent; see its log"
+
+
 def _changes_the_way_out(previous: str, new: AgentConfig) -> bool:
     """Whether the new configuration may cut the agent off (broker, identity, data directory):
     only then is it on probation, so a network outage never undoes an unrelated change."""
@@ -87,6 +94,7 @@ class CommandHandler:
         data_dir: Path,
         request_restart: Callable[[], None],
         probation_s: float = 300.0,
+        domains: Mapping[str, Applier] | None = None,
     ) -> None:
         self._agent_id = agent_id
         self._outbox = outbox
@@ -95,6 +103,7 @@ class CommandHandler:
         self._data_dir = data_dir
         self._request_restart = request_restart
         self._probation_s = probation_s
+        self._domains = dict(domains or {})
         self._one_at_a_time = asyncio.Lock()
 
     async def handle(self, command: Command) -> None:
@@ -104,15 +113,45 @@ class CommandHandler:
             if await self._seen(command.id):
                 log.info("command %s (%s) seen before; not applied again", command.id, kind)
                 return
+            restart = False
             try:
-                ok, detail, restart = await self._apply(command)
-            except Exception as exc:  # the server must hear of it, not resend it for ever
+                if kind in self._domains:
+                    outcome = await self._apply_in_domain(command)
+                    if outcome is None:
+                        return
+                    ok, detail = outcome
+                else:
+                    ok, detail, restart = await self._apply(command)
+                    await self._record(command.id, kind, ok, detail)
+            except Exception:  # the server must hear of it, not resend it for ever
                 log.exception("command %s (%s) failed", command.id, kind)
-                ok, detail, restart = False, f"failed: {exc!r}"[:1000], False
+                ok, detail = False, INTERNAL_ERROR
+                await self._record(command.id, kind, ok, detail)
             log.info("command %s (%s): %s, %s", command.id, kind, "ok" if ok else "failed", detail)
-            await self._record(command.id, kind, ok, detail)
-        if restart:
+        if restart and ok:
             self._request_restart()
+
+    async def _apply_in_domain(self, command: Command) -> tuple[bool, str] | None:
+        """Apply and record in one transaction; ``None`` if another delivery got there first."""
+        applier = self._domains[command.body.kind]
+        stamp = self._clock.stamp()
+
+        def work(unit: Unit) -> tuple[bool, str] | None:
+            if seen(unit, command.id):
+                return None
+            ok, detail = applier(unit, command.body)
+            if not ok:
+                # What a refused command half-did must not stay: the unit is rolled back by
+                # raising, and the refusal recorded in a transaction of its own.
+                raise _Refused(detail)
+            record(unit, command.id, command.body.kind, ok, detail, stamp)
+            return ok, detail
+
+        try:
+            return await self._outbox.transact(work, what=command.body.kind)
+        except _Refused as refused:
+            await self._record(command.id, command.body.kind, False, refused.detail)
+            return False, refused.detail
 
     async def refuse(self, command: CommandEnvelope, reason: str) -> None:
         """Answer a command this agent cannot apply, once, with a failed result."""
@@ -141,10 +180,8 @@ class CommandHandler:
         elif isinstance(body, ConfigUpdateCommand):
             ok, detail = await asyncio.to_thread(self._update_config, body, command.id)
             restart = ok
-        elif isinstance(body, CardsUpdateCommand):
-            ok, detail = await asyncio.to_thread(self._update_cards, body)
         else:
-            ok, detail = await asyncio.to_thread(self._store_order, body)
+            ok, detail = False, f"this agent does not handle {body.kind} (it has no boxes)"
         return ok, detail, restart
 
     def _update_config(self, body: ConfigUpdateCommand, command_id: uuid.UUID) -> tuple[bool, str]:
@@ -172,18 +209,10 @@ class CommandHandler:
             f"{self._probation_s:.0f} s"
         )
 
-    def _update_cards(self, body: CardsUpdateCommand) -> tuple[bool, str]:
-        path = self._data_dir / "cards.json"
-        if path.exists():
-            current = json.loads(path.read_text(encoding="utf-8")).get("version", 0)
-            if current >= body.version:
-                return True, f"card list v{current} already held; v{body.version} ignored"
-        write_atomically(path, json.dumps({"version": body.version, "cards": body.cards}))
-        return True, f"card list v{body.version} stored ({len(body.cards)} cards)"
 
-    def _store_order(self, body: RestockOrderCommand) -> tuple[bool, str]:
-        path = self._data_dir / "restock-orders.json"
-        orders = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        orders[body.order_id] = body.model_dump(mode="json")
-        write_atomically(path, json.dumps(orders, ensure_ascii=False, indent=1))
-        return True, f"restock order {body.order_id} stored for box {body.box}"
+class _Refused(Exception):
+    """A domain refused a command: its transaction is rolled back and the refusal recorded."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail

@@ -175,18 +175,183 @@ class ClimateSummary(_Model):
     sensors: list[SensorSummary] = Field(min_length=1, max_length=1000)
 
 
-class Dispense(_Model):
-    """Provisional: one vend from a dispensing box (the cabinet issue completes it).
+#: A card's pseudonym: HMAC-SHA-256 with the county's card key (``edge_agent/pseudonym.py``,
+#: ``docs/protocol.md``). Nothing shorter is accepted, so a raw card number can never pass.
+CardHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+#: A dispensing box's slot (spiral channel), numbered from 1 as on the board.
+SlotNumber = Annotated[int, Field(ge=1, le=255)]
+Batch = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
-    ``card`` is the keyed hash of the IC card, never the card number itself.
+
+class Dispense(_Model):
+    """A unit delivered by a box (the drop sensor saw it fall): stock goes down by ``quantity``.
+
+    ``card`` is the taker's pseudonym on an IC-card box and absent on an open box.
+    ``remaining`` is the slot's count after the vend. ``recovered``: the result was learnt from
+    the board after the agent restarted mid-vend.
     """
 
     box: Ident
-    slot: Annotated[int, Field(ge=0, le=255)]
+    transaction: uuid.UUID
+    slot: SlotNumber
     product: Ident
-    batch: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(ge=1, le=100)
-    card: str = Field(pattern=r"^[0-9a-f]{16,64}$")
+    product_group: Ident
+    batch: Batch
+    expiry: date
+    quantity: int = Field(default=1, ge=1, le=100)
+    card: CardHash | None = None
+    mode: Literal["card", "open"] = "card"
+    remaining: int = Field(ge=0, le=100_000)
+    recovered: bool = False
+
+
+VendFailure = Literal[
+    "jammed", "motor_fault", "no_drop", "drop_sensor_fault", "refused_by_board", "no_answer"
+]
+
+
+class VendFailed(_Model):
+    """A vend that delivered nothing: no quota is charged, the slot is marked faulty, and
+    ``next_slot`` (if any) is the slot of the same product tried instead."""
+
+    box: Ident
+    transaction: uuid.UUID
+    slot: SlotNumber
+    product: Ident
+    batch: Batch
+    reason: VendFailure
+    next_slot: SlotNumber | None = None
+    recovered: bool = False
+
+
+class VendUnknown(_Model):
+    """A vend whose outcome nobody knows (power lost while the motor ran, a board that forgot
+    it): no quota is charged and the slot is flagged for a count, which settles its stock."""
+
+    box: Ident
+    transaction: uuid.UUID
+    slot: SlotNumber
+    product: Ident
+    batch: Batch
+    reason: Literal["interrupted", "forgotten", "no_answer", "drop_sensor_fault"]
+    recovered: bool = False
+
+
+RefusalReason = Literal[
+    "unregistered",
+    "lost",
+    "revoked",
+    "not_allowed",
+    "quota",
+    "age",
+    "misread",
+    "empty",
+    "expired",
+    "out_of_service",
+    "pause",
+    "hourly_cap",
+    "door_open",
+]
+
+
+class TakeRefused(_Model):
+    """A take that was refused, and why (the same reason the display showed). ``next_at`` is
+    when the card's quota allows again."""
+
+    box: Ident
+    reason: RefusalReason
+    card: CardHash | None = None
+    product_group: Ident | None = None
+    next_at: UtcTime | None = None
+
+
+class SlotState(_Model):
+    """A slot changed state: ``ok``, ``low`` (at or under its low level), ``empty``, ``faulty``
+    (a vend failed; cleared by a restock or a count), ``expired`` (its next unit is past its
+    expiry: blocked), ``count_needed`` (a vend's outcome is unknown)."""
+
+    box: Ident
+    slot: SlotNumber
+    product: Ident
+    state: Literal["ok", "low", "empty", "faulty", "expired", "count_needed"]
+    previous: Literal["ok", "low", "empty", "faulty", "expired", "count_needed"]
+    count: int = Field(ge=0, le=100_000)
+    batch: Batch | None = None
+    expiry: date | None = None
+
+
+class StockLine(_Model):
+    batch: Batch
+    expiry: date
+    quantity: int = Field(ge=0, le=100_000)
+
+
+class Restocked(_Model):
+    """Units loaded into a slot (behind what is already there: the queue order is kept)."""
+
+    box: Ident
+    slot: SlotNumber
+    product: Ident
+    batch: Batch
+    expiry: date
+    quantity: int = Field(ge=1, le=100_000)
+    order_id: str | None = Field(default=None, max_length=64)
+    #: The order said another quantity: what the technician reported instead.
+    ordered: int | None = Field(default=None, ge=0, le=100_000)
+    technician: CardHash | None = None
+    source: Literal["door", "cli"]
+
+
+class Removed(_Model):
+    """Units taken out of a slot by hand, from the head of its queue."""
+
+    box: Ident
+    slot: SlotNumber
+    product: Ident
+    batch: Batch
+    expiry: date
+    quantity: int = Field(ge=1, le=100_000)
+    reason: Literal["expired", "damaged", "recalled", "other"]
+    technician: CardHash | None = None
+    source: Literal["door", "cli"]
+
+
+class Counted(_Model):
+    """A physical count of a slot: what was found per batch, against what the books said."""
+
+    box: Ident
+    slot: SlotNumber
+    product: Ident
+    expected: int = Field(ge=0, le=100_000)
+    counted: int = Field(ge=0, le=100_000)
+    lines: list[StockLine] = Field(max_length=100)
+    technician: CardHash | None = None
+    source: Literal["door", "cli"]
+
+
+class DoorChanged(_Model):
+    """The box's door opened or closed; ``technician`` is set when a technician card opened it."""
+
+    box: Ident
+    state: Literal["opened", "closed"]
+    technician: CardHash | None = None
+
+
+class Tamper(_Model):
+    """The door opened without a technician's card, or was left open past the limit."""
+
+    box: Ident
+    reason: Literal["door_without_card", "door_left_open"]
+    open_s: float = Field(ge=0, allow_inf_nan=False)
+
+
+class BoardState(_Model):
+    """The box's main board stopped answering, answered again, restarted, or reported its drop
+    sensor faulty."""
+
+    box: Ident
+    state: Literal["online", "offline", "power_up", "drop_sensor_fault"]
+    firmware: int | None = Field(default=None, ge=0, le=255)
 
 
 class AgentStarted(_Model):
@@ -328,6 +493,56 @@ class DispenseEvent(_EventBase):
     payload: Dispense
 
 
+class VendFailedEvent(_EventBase):
+    kind: Literal["cabinet.vend_failed"]
+    payload: VendFailed
+
+
+class VendUnknownEvent(_EventBase):
+    kind: Literal["cabinet.vend_unknown"]
+    payload: VendUnknown
+
+
+class TakeRefusedEvent(_EventBase):
+    kind: Literal["cabinet.refused"]
+    payload: TakeRefused
+
+
+class SlotStateEvent(_EventBase):
+    kind: Literal["cabinet.slot"]
+    payload: SlotState
+
+
+class RestockedEvent(_EventBase):
+    kind: Literal["cabinet.restock"]
+    payload: Restocked
+
+
+class RemovedEvent(_EventBase):
+    kind: Literal["cabinet.remove"]
+    payload: Removed
+
+
+class CountedEvent(_EventBase):
+    kind: Literal["cabinet.count"]
+    payload: Counted
+
+
+class DoorEvent(_EventBase):
+    kind: Literal["cabinet.door"]
+    payload: DoorChanged
+
+
+class TamperEvent(_EventBase):
+    kind: Literal["cabinet.tamper"]
+    payload: Tamper
+
+
+class BoardStateEvent(_EventBase):
+    kind: Literal["cabinet.board"]
+    payload: BoardState
+
+
 class AgentStartedEvent(_EventBase):
     kind: Literal["agent.started"]
     payload: AgentStarted
@@ -373,6 +588,16 @@ Event = Annotated[
     | AlarmSilencedEvent
     | CalibrationEvent
     | DispenseEvent
+    | VendFailedEvent
+    | VendUnknownEvent
+    | TakeRefusedEvent
+    | SlotStateEvent
+    | RestockedEvent
+    | RemovedEvent
+    | CountedEvent
+    | DoorEvent
+    | TamperEvent
+    | BoardStateEvent
     | AgentStartedEvent
     | OutboxResetEvent
     | StorageAlarmEvent
@@ -492,6 +717,8 @@ class AgentStatus(_Model):
     compacted: int = Field(default=0, ge=0)
     storage: Literal["ok", "cap_reached", "disk_full"] = "ok"
     clock: Literal["kernel", "server", "unsynced"] = "unsynced"
+    #: The card registry version the agent's boxes hold (``None``: the agent has no boxes).
+    cards_version: int | None = Field(default=None, ge=0)
 
 
 class PingCommand(_Model):
@@ -510,29 +737,94 @@ class ConfigUpdateCommand(_Model):
     toml: str = Field(min_length=1, max_length=256_000)
 
 
-class CardsUpdateCommand(_Model):
-    """The card list for the site's boxes: keyed hashes of cards allowed to take."""
+class CardEntry(_Model):
+    """One card of the registry, by pseudonym only."""
 
-    kind: Literal["cards.update"] = "cards.update"
+    card: CardHash
+    status: Literal["active", "lost", "revoked"] = "active"
+    role: Literal["villager", "technician"] = "villager"
+    group: Ident = "default"
+
+
+class QuotaRule(_Model):
+    """At most ``quantity`` units of ``product_group`` per rolling ``period_days`` for a card of
+    ``group`` (``site``: only at that site; unset: county-wide)."""
+
+    group: Ident
+    product_group: Ident
+    quantity: int = Field(ge=0, le=10_000)
+    period_days: int = Field(ge=1, le=366)
+    site: Ident | None = None
+
+
+class GuestPolicy(_Model):
+    """What a card the registry does not know may take: nothing (``refuse``) or a small quota."""
+
+    mode: Literal["refuse", "quota"] = "refuse"
+    quantity: int = Field(default=1, ge=0, le=100)
+    period_days: int = Field(default=30, ge=1, le=366)
+
+
+class CardsSyncCommand(_Model):
+    """The card registry, as a delta from ``version_from`` to ``version`` (or, with ``full``,
+    the whole of it, replacing what the agent holds). ``rules`` and ``guest`` replace the
+    agent's when present. An agent that holds another version than ``version_from`` answers
+    ``ok: false`` and keeps what it has; its status says which version it holds."""
+
+    kind: Literal["cards.sync"] = "cards.sync"
+    version_from: int = Field(ge=0)
     version: int = Field(ge=1)
-    cards: list[Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,64}$")]] = Field(
-        max_length=200_000
-    )
+    full: bool = False
+    cards: list[CardEntry] = Field(default_factory=list, max_length=500_000)
+    rules: list[QuotaRule] | None = Field(default=None, max_length=1000)
+    guest: GuestPolicy | None = None
+
+    @model_validator(mode="after")
+    def _forward(self) -> CardsSyncCommand:
+        if self.version <= self.version_from:
+            raise ValueError("version must be above version_from")
+        return self
+
+
+class Usage(_Model):
+    """A take on some box, told to the other boxes so that one quota holds across all of them."""
+
+    transaction: uuid.UUID
+    card: CardHash
+    product_group: Ident
+    quantity: int = Field(ge=1, le=100)
+    at: UtcTime
+    box: Ident
+
+
+class CardsUsageCommand(_Model):
+    """Takes on other boxes since the last sync; the agent keeps each ``transaction`` once."""
+
+    kind: Literal["cards.usage"] = "cards.usage"
+    usage: list[Usage] = Field(max_length=100_000)
 
 
 class RestockOrderCommand(_Model):
-    """Tells the technician's box what to load; applied by the cabinet when it restocks."""
+    """What a technician is to load into a box's slot; shown on the box's display when the
+    technician opens it, and confirmed (or corrected) there."""
 
     kind: Literal["restock.order"] = "restock.order"
     order_id: str = Field(min_length=1, max_length=64)
     box: Ident
+    slot: SlotNumber
     product: Ident
-    batch: str = Field(min_length=1, max_length=64)
+    batch: Batch
+    expiry: date
     quantity: int = Field(ge=1, le=10_000)
 
 
 CommandBody = Annotated[
-    PingCommand | TimeSetCommand | ConfigUpdateCommand | CardsUpdateCommand | RestockOrderCommand,
+    PingCommand
+    | TimeSetCommand
+    | ConfigUpdateCommand
+    | CardsSyncCommand
+    | CardsUsageCommand
+    | RestockOrderCommand,
     Field(discriminator="kind"),
 ]
 

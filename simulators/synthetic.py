@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
+from datetime import date
 
 from pydantic import BaseModel
 
+from edge_agent import pseudonym
 from edge_agent.wire import ClimateRecord, Dispense
+
+#: The key synthetic cards are hashed with: real pseudonyms, of made-up cards.
+KEY = pseudonym.CardKey(bytes(range(32)))
+_CARDS = [pseudonym.of_uid(KEY, f"{0x04A10000 + n:08X}") for n in range(997)]
 
 #: Six sensors, two in each of the three storerooms, as at a county station.
 SENSORS = [(f"no{r}", f"no{r}-{s}") for r in (1, 2, 3) for s in "ab"]
@@ -29,11 +36,14 @@ def record(i: int) -> ClimateRecord:
 def dispense(i: int) -> Dispense:
     return Dispense(
         box="box-1",
-        slot=i % 8,
+        transaction=uuid.UUID(int=i),
+        slot=1 + i % 8,
         product="condom-53mm",
+        product_group="condoms",
         batch="B2026-07",
-        quantity=1,
-        card=f"{i % 997:016x}",
+        expiry=date(2029, 6, 30),
+        card=_CARDS[i % len(_CARDS)],
+        remaining=max(0, 40 - i % 41),
     )
 
 

@@ -9,16 +9,31 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from edge_agent.clock import Clock
-from edge_agent.commands import CommandHandler
-from edge_agent.outbox import AsyncOutbox
+from edge_agent.commands import INTERNAL_ERROR, Applier, CommandHandler
+from edge_agent.outbox import AsyncOutbox, DomainSchema, Unit
 from edge_agent.wire import (
-    CardsUpdateCommand,
+    CardsUsageCommand,
     Command,
     CommandBody,
     ConfigUpdateCommand,
-    RestockOrderCommand,
+    PingCommand,
+    Usage,
     parse_event,
 )
+
+#: A stand-in domain that keeps each usage command's size in a table of its own.
+SCHEMA = DomainSchema(
+    "tally", [lambda db: db.execute("CREATE TABLE tally (n INTEGER NOT NULL CHECK (n < 3))")]
+)
+
+
+def tally(unit: Unit, body: CommandBody) -> tuple[bool, str]:
+    assert isinstance(body, CardsUsageCommand)
+    if len(body.usage) == 2:
+        unit.execute("INSERT INTO tally (n) VALUES (0)")
+        return False, "two is refused"
+    unit.execute("INSERT INTO tally (n) VALUES (?)", [len(body.usage)])
+    return True, f"{len(body.usage)} kept"
 
 
 def command(body: CommandBody) -> Command:
@@ -30,8 +45,10 @@ async def results(box: AsyncOutbox) -> list[dict[str, object]]:
     return [e.payload.model_dump() for e in events if e.kind == "command.result"]
 
 
-async def handler(tmp_path: Path) -> tuple[CommandHandler, AsyncOutbox]:
-    box = AsyncOutbox(tmp_path / "outbox.db", "a")
+async def handler(
+    tmp_path: Path, domains: dict[str, Applier] | None = None
+) -> tuple[CommandHandler, AsyncOutbox]:
+    box = AsyncOutbox(tmp_path / "outbox.db", "a", schemas=[SCHEMA])
     await box.open()
     restarts: list[bool] = []
     h = CommandHandler(
@@ -41,32 +58,62 @@ async def handler(tmp_path: Path) -> tuple[CommandHandler, AsyncOutbox]:
         config_path=tmp_path / "agent.toml",
         data_dir=tmp_path,
         request_restart=lambda: restarts.append(True),
+        domains=domains,
     )
     return h, box
 
 
-async def test_concurrent_orders_are_all_kept_and_a_repeat_is_not_applied(tmp_path: Path) -> None:
-    h, box = await handler(tmp_path)
-    orders = [
-        command(RestockOrderCommand(order_id=f"o{i}", box="b1", product="p", batch="B", quantity=5))
-        for i in range(5)
-    ]
-    await asyncio.gather(*(h.handle(c) for c in [*orders, orders[0]]))
-    stored = json.loads((tmp_path / "restock-orders.json").read_text())
-    assert sorted(stored) == [f"o{i}" for i in range(5)]
+async def test_concurrent_commands_are_all_answered_and_a_repeat_is_not_applied(
+    tmp_path: Path,
+) -> None:
+    h, box = await handler(tmp_path, {"cards.usage": tally})
+    usage = [command(CardsUsageCommand(usage=[])) for _ in range(4)]
+    pings = [command(PingCommand()) for _ in range(3)]
+    await asyncio.gather(*(h.handle(c) for c in [*usage, *pings, usage[0], pings[0]]))
     answered = await results(box)
-    assert len(answered) == 5
+    assert len(answered) == 7
     assert all(r["ok"] for r in answered)
+    kept = await box.transact(lambda unit: unit.execute("SELECT count(*) FROM tally").fetchone())
+    assert kept == (4,)
     await box.close()
 
 
-async def test_a_failing_command_is_answered_with_the_failure(tmp_path: Path) -> None:
-    h, box = await handler(tmp_path)
-    (tmp_path / "cards.json").write_text("{ not json")
-    await h.handle(command(CardsUpdateCommand(version=2, cards=["0123456789abcdef"])))
+async def test_a_refused_domain_command_leaves_nothing_of_itself(tmp_path: Path) -> None:
+    h, box = await handler(tmp_path, {"cards.usage": tally})
+    take = Usage(
+        transaction=uuid.uuid4(),
+        card="ab" * 32,
+        product_group="condoms",
+        quantity=1,
+        at=datetime.now(UTC),
+        box="b1",
+    )
+    await h.handle(command(CardsUsageCommand(usage=[take, take])))
+    (answer,) = await results(box)
+    assert answer == {**answer, "ok": False, "detail": "two is refused"}
+    kept = await box.transact(lambda unit: unit.execute("SELECT count(*) FROM tally").fetchone())
+    assert kept == (0,)
+    await box.close()
+
+
+async def test_a_failing_command_is_answered_without_the_exception_text(tmp_path: Path) -> None:
+    def broken(unit: Unit, body: CommandBody) -> tuple[bool, str]:
+        raise ValueError("Expecting value: line 1 column 3 (char 2)")
+
+    h, box = await handler(tmp_path, {"cards.usage": broken})
+    await h.handle(command(CardsUsageCommand(usage=[])))
     (answer,) = await results(box)
     assert answer["ok"] is False
-    assert "JSONDecodeError" in str(answer["detail"])
+    assert answer["detail"] == INTERNAL_ERROR
+    await box.close()
+
+
+async def test_a_domain_command_on_an_agent_without_the_domain_is_refused(tmp_path: Path) -> None:
+    h, box = await handler(tmp_path)
+    await h.handle(command(CardsUsageCommand(usage=[])))
+    (answer,) = await results(box)
+    assert answer["ok"] is False
+    assert "no boxes" in str(answer["detail"])
     await box.close()
 
 
