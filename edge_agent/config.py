@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
+from edge_agent.cabinet import config as cabinet_config
+from edge_agent.cabinet.config import CabinetSection
 from edge_agent.configfile import Port, Positive, Strict, TlsSection, between, duplicates, load
 from edge_agent.drivers.registers import PROFILES, ByteOrder, DataType
 from edge_agent.wire import Ident
@@ -113,7 +115,20 @@ class RtuBus(Strict):
     local_echo: bool = False
 
 
-Bus = Annotated[TcpBus | RtuBus, Field(discriminator="kind")]
+class SerialBus(Strict):
+    """A raw serial line for one device with a protocol of its own: a box's main board or a
+    card reader (neither protocol has an address, so the line is that device's alone)."""
+
+    id: Ident
+    kind: Literal["serial"]
+    device: str = Field(min_length=1)
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = 9600
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[7, 8] = 8
+
+
+Bus = Annotated[TcpBus | RtuBus | SerialBus, Field(discriminator="kind")]
 
 
 class RegisterFieldConfig(Strict):
@@ -196,6 +211,7 @@ class AgentConfig(Strict):
     #: The agent's lines and gateways, shared by every device on them (sensors, relays, boxes).
     buses: list[Bus] = Field(default_factory=list)
     climate: ClimateSection = Field(default_factory=ClimateSection)
+    cabinet: CabinetSection = Field(default_factory=CabinetSection)
 
     @model_validator(mode="before")
     @classmethod
@@ -219,7 +235,8 @@ class AgentConfig(Strict):
         yield from duplicates("buses", [str(b.get("id")) for _, b in buses])
         yield from duplicates("climate.storerooms", [str(r.get("id")) for _, r in rooms])
         yield from duplicates("climate.sensors", [str(s.get("id")) for _, s in sensors])
-        bus_ids = {str(b.get("id")) for _, b in buses}
+        serial_ids = {str(b.get("id")) for _, b in buses if b.get("kind") == "serial"}
+        bus_ids = {str(b.get("id")) for _, b in buses} - serial_ids
         room_ids = {str(r.get("id")) for _, r in rooms}
         devices = _Devices()
         for i, sensor in sensors:
@@ -227,7 +244,7 @@ class AgentConfig(Strict):
             if "storeroom" in sensor and str(sensor["storeroom"]) not in room_ids:
                 yield f"{where}.storeroom", _unknown("storeroom", sensor["storeroom"], room_ids)
             if "bus" in sensor and str(sensor["bus"]) not in bus_ids:
-                yield f"{where}.bus", _unknown("bus", sensor["bus"], bus_ids)
+                yield f"{where}.bus", _unknown("Modbus bus", sensor["bus"], bus_ids)
             clash = devices.take(sensor.get("bus"), sensor.get("address"), "sensor", where)
             if clash:
                 yield f"{where}.address", clash
@@ -237,11 +254,12 @@ class AgentConfig(Strict):
                 continue
             where = f"climate.storerooms[{i}].alarm_output"
             if "bus" in out and str(out["bus"]) not in bus_ids:
-                yield f"{where}.bus", _unknown("bus", out["bus"], bus_ids)
+                yield f"{where}.bus", _unknown("Modbus bus", out["bus"], bus_ids)
             coil = out.get("coil", 0)
             clash = devices.take(out.get("bus"), out.get("address"), "relay", where, coil)
             if clash:
                 yield f"{where}.address", clash
+        yield from cabinet_config.cross_check(_table(data.get("cabinet")), serial_ids, bus_ids)
 
     @property
     def outbox_path(self) -> Path:

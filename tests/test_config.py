@@ -147,7 +147,7 @@ def test_field_errors_and_cross_section_problems_come_together(tmp_path: Path) -
     for part in (
         "climate.sensors[2]: unknown profile 'acme'",
         "climate.sensors[2].storeroom: unknown storeroom 'no9'",
-        "climate.sensors[2].bus: unknown bus 'bus9'",
+        "climate.sensors[2].bus: unknown Modbus bus 'bus9'",
         "mqtt.host: ",
     ):
         assert part in message, message
