@@ -26,6 +26,7 @@ CardKind = Literal["ic", "id"]
 _UID_LENGTHS = (4, 7, 8, 10)
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
+_KEY_FILE_MAX = 256
 
 
 class PseudonymError(ValueError):
@@ -39,6 +40,8 @@ class CardKey:
     secret: bytes
 
     def __post_init__(self) -> None:
+        if not isinstance(self.secret, bytes):
+            raise PseudonymError("a card key is bytes")
         if len(self.secret) != KEY_BYTES:
             raise PseudonymError(f"a card key has {KEY_BYTES} bytes, not {len(self.secret)}")
 
@@ -51,14 +54,17 @@ class CardKey:
 
 
 def load_key(path: Path) -> CardKey:
-    """Read a key file: 64 hex digits (whitespace around them ignored)."""
+    """Read a key file: 64 hex digits (whitespace around them ignored). Reads at most a few
+    hundred bytes, so a wrong path (a device, a huge file) fails instead of hanging."""
     try:
-        text = path.read_text(encoding="ascii").strip()
+        with path.open("rb") as f:
+            raw = f.read(_KEY_FILE_MAX + 1)
+        text = raw.decode("ascii").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise PseudonymError(
             f"cannot read card key file {path}: {exc.__class__.__name__}"
         ) from None
-    if not re.fullmatch(r"[0-9a-fA-F]{64}", text):
+    if len(raw) > _KEY_FILE_MAX or not re.fullmatch(r"[0-9a-fA-F]{64}", text):
         raise PseudonymError(f"card key file {path} must hold exactly 64 hex digits")
     return CardKey(bytes.fromhex(text))
 
@@ -100,13 +106,24 @@ def of_id_number(key: CardKey, number: str) -> str:
     return pseudonym(key, "id", normalise_id_number(number))
 
 
-def age_on(number: str, today: date) -> int:
-    """Completed years of the holder of a (normalised) ID number on ``today``: the birth date is
-    digits 7 to 14. Used at read time for an age policy; only the verdict is kept."""
+def birth_date(number: str) -> date:
+    """The birth date an ID number holds (characters 7 to 14). Refuses a number that is not a
+    valid ID number, or whose date does not exist (a misread that passed the check character)."""
+    value = normalise_id_number(number)
     try:
-        born = date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+        return date(int(value[6:10]), int(value[10:12]), int(value[12:14]))
     except ValueError:
         raise PseudonymError("the ID number holds no valid birth date") from None
+
+
+def age_on(number: str, today: date) -> int:
+    """Completed years of the holder of an ID number on ``today``. Used at read time for an age
+    policy; only the verdict is kept. Someone born on 29 February completes a year on 1 March
+    in a common year. A birth date after ``today`` is refused: a misread or a wrong clock, and
+    no age may be guessed from either."""
+    born = birth_date(number)
+    if born > today:
+        raise PseudonymError("the ID number's birth date is after today (a wrong clock?)")
     years = today.year - born.year
     if (today.month, today.day) < (born.month, born.day):
         years -= 1

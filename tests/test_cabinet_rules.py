@@ -199,6 +199,7 @@ def test_who_is_admitted() -> None:
     assert admit(None, "id", 17, aged)[1] == "age"
     assert admit(None, "id", 61, aged)[1] == "age"
     assert admit(None, "id", 60, aged)[1] is None
+    assert admit(None, "id", None, aged)[1] == "age"
     assert admit(None, "id", 30, policy(id_card_group=None))[1] == "unregistered"
 
 

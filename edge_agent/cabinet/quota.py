@@ -89,10 +89,13 @@ def admit(
         return (None, None) if policy.guest is not None else (None, "unregistered")
     if card.status != "active":
         return card, card.status
-    too_young = policy.min_age is not None and age is not None and age < policy.min_age
-    too_old = policy.max_age is not None and age is not None and age > policy.max_age
-    if kind == "id" and (too_young or too_old):
-        return card, "age"
+    limited = policy.min_age is not None or policy.max_age is not None
+    if kind == "id" and limited:
+        # No age known with a limit in force is refused: the policy never fails open.
+        too_young = policy.min_age is not None and (age is None or age < policy.min_age)
+        too_old = policy.max_age is not None and (age is None or age > policy.max_age)
+        if too_young or too_old:
+            return card, "age"
     return card, None
 
 
