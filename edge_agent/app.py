@@ -13,6 +13,8 @@ from typing import TypedDict
 from edge_agent import __version__, control, probation
 from edge_agent import commands as commands_domain
 from edge_agent.buses import Buses
+from edge_agent.cabinet import store as cabinet_store
+from edge_agent.cabinet.domain import Cabinet
 from edge_agent.climate import compaction as climate_compaction
 from edge_agent.climate.service import ClimateService
 from edge_agent.clock import Clock
@@ -44,7 +46,7 @@ async def _verify(outbox: AsyncOutbox, stop: asyncio.Event) -> None:
 
 
 #: Domains' tables kept in the outbox file, and the events they let be folded.
-SCHEMAS = [commands_domain.SCHEMA]
+SCHEMAS = [commands_domain.SCHEMA, cabinet_store.SCHEMA]
 COMPACTION = [climate_compaction.COMPACTION]
 
 
@@ -102,6 +104,10 @@ async def run(
         exit_code = EXIT_RESTART
         stop.set()
 
+    buses = Buses(config.buses)
+    cabinet = Cabinet(
+        config.cabinet, site=config.agent.site, buses=buses, outbox=outbox, clock=clock
+    )
     commands = CommandHandler(
         agent_id=config.agent.id,
         outbox=outbox,
@@ -110,6 +116,7 @@ async def run(
         data_dir=config.agent.data_dir,
         request_restart=request_restart,
         probation_s=config.agent.config_probation_s,
+        domains=cabinet.appliers(),
     )
     link = Link(
         config.mqtt,
@@ -122,6 +129,7 @@ async def run(
         on_command=commands.handle,
         on_bad_command=commands.refuse,
         heartbeat=watchdog.register("link", max_age_s=30.0),
+        cards_version=lambda: cabinet.cards_version,
     )
     climate_beat = (
         watchdog.register("climate", max_age_s=2 * config.climate.poll_interval_s + 60)
@@ -132,7 +140,6 @@ async def run(
     def reading_seen(at: datetime) -> None:
         link.last_reading_at = at
 
-    buses = Buses(config.buses)
     climate = ClimateService(
         config.climate, buses, outbox, clock, on_record=reading_seen, heartbeat=climate_beat
     )
@@ -154,10 +161,11 @@ async def run(
         probation.forget_rollback_note(config.agent.data_dir)
     on_probation = probation.current(config.agent.data_dir)
     log.info(
-        "agent %s (site %s) started: %d sensors, outbox %s (epoch %s, backlog %d)",
+        "agent %s (site %s) started: %d sensors, %d boxes, outbox %s (epoch %s, backlog %d)",
         config.agent.id,
         config.agent.site,
         len(config.climate.sensors),
+        len(config.cabinet.boxes),
         config.outbox_path,
         sync_outbox.epoch,
         sync_outbox.backlog,
@@ -166,6 +174,7 @@ async def run(
         async with asyncio.TaskGroup() as group:
             group.create_task(link.run(), name="link")
             group.create_task(climate.run(), name="climate")
+            group.create_task(cabinet.run(), name="cabinet")
             group.create_task(watchdog.run(), name="watchdog")
             group.create_task(_verify(outbox, stop), name="outbox-check")
             if on_probation is not None:
@@ -180,7 +189,8 @@ async def run(
                     name="config-probation",
                 )
             group.create_task(
-                control.serve(config.agent.data_dir / control.SOCKET_NAME, climate), name="control"
+                control.serve(config.agent.data_dir / control.SOCKET_NAME, climate, cabinet),
+                name="control",
             )
             await stop.wait()
             raise _Stopping

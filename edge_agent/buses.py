@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from edge_agent.config import Bus, RtuBus, TcpBus
+from edge_agent.config import Bus, RtuBus, SerialBus, TcpBus
 from edge_agent.drivers.modbus import ModbusBus, PymodbusBus, RtuSettings, TcpSettings
+from edge_agent.drivers.serial_line import SerialLine
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,28 @@ class Buses:
     """Every bus of the agent by id; opened lazily by the driver on first use."""
 
     def __init__(self, configs: Iterable[Bus]) -> None:
-        self._buses: dict[str, ModbusBus] = {c.id: open_bus(c) for c in configs}
+        configs = list(configs)
+        self._buses: dict[str, ModbusBus] = {
+            c.id: open_bus(c) for c in configs if not isinstance(c, SerialBus)
+        }
+        self._lines: dict[str, SerialLine] = {
+            c.id: SerialLine(
+                c.device,
+                baudrate=c.baudrate,
+                parity=c.parity,
+                stopbits=c.stopbits,
+                bytesize=c.bytesize,
+            )
+            for c in configs
+            if isinstance(c, SerialBus)
+        }
 
     def __getitem__(self, bus_id: str) -> ModbusBus:
         return self._buses[bus_id]
+
+    def line(self, bus_id: str) -> SerialLine:
+        """A raw serial line (a box's board, a card reader): one device, its protocol its own."""
+        return self._lines[bus_id]
 
     def __contains__(self, bus_id: object) -> bool:
         return bus_id in self._buses
@@ -58,3 +77,5 @@ class Buses:
     async def close(self) -> None:
         for bus in self._buses.values():
             await bus.close()
+        for line in self._lines.values():
+            await line.close()

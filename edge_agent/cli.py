@@ -1,10 +1,12 @@
-"""``edge-agent --config FILE run|check|silence``."""
+"""``edge-agent --config FILE run|check|silence|cabinet``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -49,8 +51,20 @@ def check(config_path: Path) -> None:
     config = _load(config_path)
     rooms = len(config.climate.storerooms)
     sensors = len(config.climate.sensors)
+    boxes = len(config.cabinet.boxes)
+    key_file = config.cabinet.card_key_file
+    if key_file is not None and any(b.mode == "card" for b in config.cabinet.boxes):
+        from edge_agent.pseudonym import PseudonymError, load_key
+
+        try:
+            key = load_key(key_file)
+        except PseudonymError as exc:
+            click.echo(f"{config_path}: cabinet.card_key_file: {exc}", err=True)
+            sys.exit(2)
+        click.echo(f"{config_path}: card key {key.key_id}")
     click.echo(
-        f"{config_path}: ok (agent {config.agent.id}, {rooms} storerooms, {sensors} sensors)"
+        f"{config_path}: ok (agent {config.agent.id}, {rooms} storerooms, {sensors} sensors, "
+        f"{boxes} boxes)"
     )
     if "[[climate.buses]]" in config_path.read_text(encoding="utf-8-sig"):
         click.echo(
@@ -90,13 +104,69 @@ def run(config_path: Path) -> None:
 @click.pass_obj
 def silence(config_path: Path, storeroom: str, by: str) -> None:
     """Silence the sound-and-light alarm of STOREROOM on the running agent."""
+    _control(config_path, "silence", f"silence {storeroom} {by}")
+
+
+def _control(config_path: Path, what: str, line: str) -> None:
+    """One request to the running agent's control socket; exit 0 on ``ok``, 2 on a refusal."""
     from edge_agent.control import SOCKET_NAME, ControlError, request
 
     config = _load(config_path)
     try:
-        reply = request(config.agent.data_dir / SOCKET_NAME, f"silence {storeroom} {by}")
+        reply = request(config.agent.data_dir / SOCKET_NAME, line)
     except ControlError as exc:
-        click.echo(f"silence: {exc}", err=True)
+        click.echo(f"{what}: {exc}", err=True)
         sys.exit(1)
     click.echo(reply)
     sys.exit(0 if reply.startswith("ok") else 2)
+
+
+@main.group()
+def cabinet() -> None:
+    """Record by hand what a technician did to a box (the running agent records it)."""
+
+
+@cabinet.command()
+@click.argument("box")
+@click.argument("slot", type=int)
+@click.argument("batch")
+@click.argument("expiry", type=click.DateTime(formats=["%Y-%m-%d"]))
+@click.argument("quantity", type=int)
+@click.pass_obj
+def restock(
+    config_path: Path, box: str, slot: int, batch: str, expiry: datetime, quantity: int
+) -> None:
+    """QUANTITY units of BATCH (expiring EXPIRY, YYYY-MM-DD) loaded into SLOT of BOX."""
+    line = shlex.join(
+        ["cabinet", "restock", box, str(slot), batch, f"{expiry:%Y-%m-%d}", str(quantity)]
+    )
+    _control(config_path, "restock", line)
+
+
+@cabinet.command()
+@click.argument("box")
+@click.argument("slot", type=int)
+@click.argument("quantity", type=int)
+@click.argument("reason", type=click.Choice(["expired", "damaged", "recalled", "other"]))
+@click.pass_obj
+def remove(config_path: Path, box: str, slot: int, quantity: int, reason: str) -> None:
+    """QUANTITY units taken out of the front of SLOT of BOX, and why."""
+    line = shlex.join(["cabinet", "remove", box, str(slot), str(quantity), reason])
+    _control(config_path, "remove", line)
+
+
+@cabinet.command()
+@click.argument("box")
+@click.argument("slot", type=int)
+@click.argument("lots", nargs=-1)
+@click.pass_obj
+def count(config_path: Path, box: str, slot: int, lots: tuple[str, ...]) -> None:
+    """What a count found in SLOT of BOX, front first: BATCH:YYYY-MM-DD:QUANTITY each."""
+    _control(config_path, "count", shlex.join(["cabinet", "count", box, str(slot), *lots]))
+
+
+@cabinet.command()
+@click.pass_obj
+def status(config_path: Path) -> None:
+    """Each box's slots and counts, as the running agent's books have them."""
+    _control(config_path, "status", "cabinet status")

@@ -1,8 +1,9 @@
 """The agent's local control socket: what a keeper does on site, with no network.
 
 A Unix socket in the data directory (only the agent's user and group can reach it) takes one
-line per connection and answers one line. Today it knows ``silence STOREROOM [WHO]``, used by
-``edge-agent silence``; a hardware button would speak the same line.
+line per connection and answers one line. It knows ``silence STOREROOM [WHO]``, used by
+``edge-agent silence`` (a hardware button would speak the same line), and ``cabinet …``, used by
+``edge-agent cabinet restock|remove|count|status``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import socket
 from pathlib import Path
 
+from edge_agent.cabinet.domain import Cabinet
 from edge_agent.climate.service import ClimateService
 from edge_agent.outbox import OutboxError
 
@@ -26,12 +28,12 @@ class ControlError(Exception):
     """The agent could not be reached or refused the request."""
 
 
-async def serve(path: Path, climate: ClimateService) -> None:
+async def serve(path: Path, climate: ClimateService, cabinet: Cabinet | None = None) -> None:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             async with asyncio.timeout(5):
                 line = (await reader.readline()).decode(errors="replace")
-            writer.write((await answer(line.strip(), climate) + "\n").encode())
+            writer.write((await answer(line.strip(), climate, cabinet) + "\n").encode())
             await writer.drain()
         except (TimeoutError, ConnectionError) as exc:
             log.warning("control connection dropped: %r", exc)
@@ -51,7 +53,11 @@ async def serve(path: Path, climate: ClimateService) -> None:
         await server.serve_forever()
 
 
-async def answer(line: str, climate: ClimateService) -> str:
+async def answer(line: str, climate: ClimateService, cabinet: Cabinet | None = None) -> str:
+    if line.startswith("cabinet "):
+        if cabinet is None or not cabinet.boxes:
+            return "error this agent has no boxes"
+        return await cabinet.answer(line.removeprefix("cabinet "))
     parts = line.split(maxsplit=2)
     if len(parts) >= 2 and parts[0] == "silence":
         who = parts[2] if len(parts) == 3 else "on site"

@@ -88,6 +88,7 @@ class Link:
         on_command: Callable[[Command], Coroutine[Any, Any, None]] | None = None,
         on_bad_command: Callable[[CommandEnvelope, str], Coroutine[Any, Any, None]] | None = None,
         heartbeat: Callable[[], None] = lambda: None,
+        cards_version: Callable[[], int | None] = lambda: None,
     ) -> None:
         self._mqtt = mqtt_config
         self._cfg = link_config
@@ -98,6 +99,7 @@ class Link:
         self._on_command = on_command
         self._on_bad_command = on_bad_command
         self._heartbeat = heartbeat
+        self._cards_version = cards_version
         self._started_at = datetime.now(UTC)
         self._topics = {c: topic(mqtt_config.topic_prefix, site, agent_id, c) for c in Channel}
         self._servers_topic = server_topic(mqtt_config.topic_prefix)
@@ -369,6 +371,7 @@ class Link:
             compacted=stats.compacted_total,
             storage=self._outbox.storage,
             clock=self._clock.source,
+            cards_version=self._cards_version(),
         )
         session.publish(self._topics[Channel.STATUS], encode(status), retain=True)
 

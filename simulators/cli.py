@@ -1,4 +1,5 @@
-"""``edge-sim sensors --config FILE``, ``edge-sim demo`` and ``edge-sim inject``."""
+"""``edge-sim sensors --config FILE``, ``edge-sim cabinet --config FILE``, ``edge-sim demo`` and
+``edge-sim inject``."""
 
 from __future__ import annotations
 
@@ -104,3 +105,32 @@ def inject(config_path: Path, count: int, kind: str) -> None:
         click.echo(f"inject: {exc}", err=True)
         sys.exit(1)
     click.echo(f"{count} events appended; last seq {last}")
+
+
+@main.command()
+@click.option(
+    "--config", "config_path", type=click.Path(path_type=Path, dir_okay=False), required=True
+)
+@click.option("--interactive", is_flag=True, help="Read commands on stdin (help lists them).")
+def cabinet(config_path: Path, interactive: bool) -> None:
+    """Run simulated dispensing boxes (board, card reader, crowd) until Ctrl-C."""
+    from simulators.cabinet import load_cabinet_config, serve
+
+    try:
+        config = load_cabinet_config(config_path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(2)
+
+    def ready(lines: list[str]) -> None:
+        for line in lines:
+            click.echo(line)
+        click.echo("ready")
+        sys.stdout.flush()
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serve(config, ready, interactive=interactive))
+    except (ValueError, OSError) as exc:
+        click.echo(f"{config_path}: {exc}", err=True)
+        sys.exit(2)

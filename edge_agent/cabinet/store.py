@@ -29,8 +29,13 @@ from edge_agent.wire import (
 
 
 def _cabinet_v1(db: sqlite3.Connection) -> None:
-    db.executescript(
-        """
+    # One statement at a time: executescript would commit the outbox's migration transaction.
+    for statement in _V1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+_V1 = """
         CREATE TABLE cabinet_slots (
             box TEXT NOT NULL, slot INTEGER NOT NULL, product TEXT NOT NULL,
             fault TEXT, count_needed INTEGER NOT NULL DEFAULT 0, reported TEXT NOT NULL,
@@ -57,7 +62,6 @@ def _cabinet_v1(db: sqlite3.Connection) -> None:
             order_id TEXT PRIMARY KEY, box TEXT NOT NULL, body TEXT NOT NULL,
             received_at TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'pending');
         """
-    )
 
 
 #: The cabinet domain's tables in the outbox file.

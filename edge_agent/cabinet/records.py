@@ -1,0 +1,313 @@
+"""What the cabinet writes, each in one outbox transaction: the slot's new stock, the usage row
+and the vend's end together with the event that tells the server. A failure anywhere rolls all
+of it back, so the books on the box and the events sent never disagree."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import date, datetime, timedelta
+
+from edge_agent.cabinet import stock, store
+from edge_agent.cabinet.config import BoxConfig, CabinetSection
+from edge_agent.clock import Stamp
+from edge_agent.outbox import Unit
+from edge_agent.wire import (
+    Counted,
+    Dispense,
+    RefusalReason,
+    Removed,
+    Restocked,
+    SlotState,
+    StockLine,
+    TakeRefused,
+    VendFailed,
+    VendFailure,
+    VendUnknown,
+)
+
+
+class Books:
+    """One box's slots as the books have them, kept in memory and written through."""
+
+    def __init__(
+        self, box: BoxConfig, cabinet: CabinetSection, slots: Sequence[stock.Slot]
+    ) -> None:
+        self.box = box
+        self.cabinet = cabinet
+        self.slots = {s.number: s for s in slots}
+
+    def group(self, product: str) -> str:
+        return self.cabinet.product(product).group
+
+    def save(self, unit: Unit, slot: stock.Slot, today: date, stamp: Stamp) -> stock.Slot:
+        """Write the slot, and report its state if it changed; the caller keeps the result in
+        ``slots`` only after its transaction committed (see ``commit``)."""
+        state = stock.health(slot, today, self.box.low_level)
+        if state != slot.reported:
+            head = slot.head
+            unit.append(
+                "cabinet.slot",
+                SlotState(
+                    box=slot.box,
+                    slot=slot.number,
+                    product=slot.product,
+                    state=state,
+                    previous=slot.reported,
+                    count=slot.count,
+                    batch=head.batch if head else None,
+                    expiry=head.expiry if head else None,
+                ),
+                stamp,
+            )
+            slot = replace(slot, reported=state)
+        store.save_slot(unit, slot)
+        return slot
+
+    def commit(self, slots: Sequence[stock.Slot]) -> None:
+        for slot in slots:
+            self.slots[slot.number] = slot
+
+
+def delivered(
+    books: Books,
+    unit: Unit,
+    vend: store.Intent,
+    stamp: Stamp,
+    today: date,
+    *,
+    recovered: bool = False,
+    hour_ago: datetime | None = None,
+) -> stock.Slot | None:
+    """A unit fell: stock down, usage charged, the vend forgotten. ``None`` if this vend's
+    outcome was recorded already (a repeated answer)."""
+    if not store.end_vend(unit, vend.transaction):
+        return None
+    slot, lot = stock.take_one(books.slots[vend.slot])
+    slot = books.save(unit, slot, today, stamp)
+    group = books.group(vend.product)
+    if vend.card is not None:
+        store.add_use(unit, vend.transaction, vend.card, group, 1, stamp.occurred_at, books.box.id)
+    else:
+        store.add_open_vend(
+            unit,
+            books.box.id,
+            stamp.occurred_at,
+            hour_ago or stamp.occurred_at - timedelta(hours=1),
+        )
+    unit.append(
+        "cabinet.dispense",
+        Dispense(
+            box=books.box.id,
+            transaction=vend.transaction,
+            slot=vend.slot,
+            product=vend.product,
+            product_group=group,
+            batch=lot.batch,
+            expiry=lot.expiry,
+            card=vend.card,
+            mode=books.box.mode,
+            remaining=slot.count,
+            recovered=recovered,
+        ),
+        stamp,
+    )
+    return slot
+
+
+def failed(
+    books: Books,
+    unit: Unit,
+    vend: store.Intent,
+    reason: VendFailure,
+    next_slot: int | None,
+    stamp: Stamp,
+    today: date,
+    *,
+    recovered: bool = False,
+) -> stock.Slot | None:
+    """Nothing fell: no quota charged; the slot is faulty until a technician sees to it."""
+    if not store.end_vend(unit, vend.transaction):
+        return None
+    before = books.slots[vend.slot]
+    slot = books.save(unit, replace(before, fault=reason), today, stamp)
+    unit.append(
+        "cabinet.vend_failed",
+        VendFailed(
+            box=books.box.id,
+            transaction=vend.transaction,
+            slot=vend.slot,
+            product=vend.product,
+            batch=before.head.batch if before.head else "-",
+            reason=reason,
+            next_slot=next_slot,
+            recovered=recovered,
+        ),
+        stamp,
+    )
+    return slot
+
+
+def unknown(
+    books: Books,
+    unit: Unit,
+    vend: store.Intent,
+    reason: str,
+    stamp: Stamp,
+    today: date,
+    *,
+    recovered: bool = False,
+) -> stock.Slot | None:
+    """Nobody knows whether a unit fell: no quota charged, the books unchanged, the slot
+    flagged so that a count settles it."""
+    if not store.end_vend(unit, vend.transaction):
+        return None
+    before = books.slots[vend.slot]
+    slot = books.save(unit, replace(before, count_needed=True), today, stamp)
+    unit.append(
+        "cabinet.vend_unknown",
+        VendUnknown.model_validate(
+            {
+                "box": books.box.id,
+                "transaction": vend.transaction,
+                "slot": vend.slot,
+                "product": vend.product,
+                "batch": before.head.batch if before.head else "-",
+                "reason": reason,
+                "recovered": recovered,
+            }
+        ),
+        stamp,
+    )
+    return slot
+
+
+def refused(
+    books: Books,
+    unit: Unit,
+    reason: RefusalReason,
+    card: str | None,
+    product: str | None,
+    next_at: datetime | None,
+    stamp: Stamp,
+) -> None:
+    unit.append(
+        "cabinet.refused",
+        TakeRefused(
+            box=books.box.id,
+            reason=reason,
+            card=card,
+            product_group=books.group(product) if product else None,
+            next_at=next_at,
+        ),
+        stamp,
+    )
+
+
+def restocked(
+    books: Books,
+    unit: Unit,
+    number: int,
+    batch: str,
+    expiry: date,
+    quantity: int,
+    stamp: Stamp,
+    today: date,
+    *,
+    order_id: str | None = None,
+    ordered: int | None = None,
+    technician: str | None = None,
+    source: str = "cli",
+) -> stock.Slot:
+    before = books.slots[number]
+    slot = books.save(unit, stock.load(before, batch, expiry, quantity), today, stamp)
+    unit.append(
+        "cabinet.restock",
+        Restocked.model_validate(
+            {
+                "box": books.box.id,
+                "slot": number,
+                "product": before.product,
+                "batch": batch,
+                "expiry": expiry,
+                "quantity": quantity,
+                "order_id": order_id,
+                "ordered": ordered,
+                "technician": technician,
+                "source": source,
+            }
+        ),
+        stamp,
+    )
+    return slot
+
+
+def removed(
+    books: Books,
+    unit: Unit,
+    number: int,
+    quantity: int,
+    reason: str,
+    stamp: Stamp,
+    today: date,
+    *,
+    technician: str | None = None,
+    source: str = "cli",
+) -> stock.Slot:
+    before = books.slots[number]
+    after, taken = stock.remove(before, quantity)
+    slot = books.save(unit, after, today, stamp)
+    for lot in taken:
+        unit.append(
+            "cabinet.remove",
+            Removed.model_validate(
+                {
+                    "box": books.box.id,
+                    "slot": number,
+                    "product": before.product,
+                    "batch": lot.batch,
+                    "expiry": lot.expiry,
+                    "quantity": lot.count,
+                    "reason": reason,
+                    "technician": technician,
+                    "source": source,
+                }
+            ),
+            stamp,
+        )
+    return slot
+
+
+def counted(
+    books: Books,
+    unit: Unit,
+    number: int,
+    lots: Sequence[stock.Lot],
+    stamp: Stamp,
+    today: date,
+    *,
+    technician: str | None = None,
+    source: str = "cli",
+) -> stock.Slot:
+    before = books.slots[number]
+    slot = books.save(unit, stock.counted(before, lots), today, stamp)
+    unit.append(
+        "cabinet.count",
+        Counted.model_validate(
+            {
+                "box": books.box.id,
+                "slot": number,
+                "product": before.product,
+                "expected": before.count,
+                "counted": slot.count,
+                "lines": [
+                    StockLine(batch=lot.batch, expiry=lot.expiry, quantity=lot.count)
+                    for lot in lots
+                ],
+                "technician": technician,
+                "source": source,
+            }
+        ),
+        stamp,
+    )
+    return slot
