@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -137,7 +138,9 @@ def policy(**kw: object) -> Policy:
     values: dict[str, object] = {
         "site": "s1",
         "rules": [],
-        "defaults": [QuotaRule(group="default", product_group="condoms", quantity=1, period_days=30)],
+        "defaults": [
+            QuotaRule(group="default", product_group="condoms", quantity=1, period_days=30)
+        ],
         "guest": None,
         "id_card_group": "default",
     }
@@ -168,7 +171,8 @@ def test_the_next_date_is_exactly_when_the_rule_allows_again(
     now = allowance(uses, rule, T0)
     if now.allowed:
         return
-    assert now.next_at is not None and now.next_at > T0
+    assert now.next_at is not None
+    assert now.next_at > T0
     assert allowance(uses, rule, now.next_at).allowed
     assert not allowance(uses, rule, now.next_at - timedelta(microseconds=1)).allowed
 
@@ -239,7 +243,7 @@ STOCKED = [slot(1, "condom", ("B1", date(2028, 1, 1), 5))]
 ALLOWED = Offer(CARD, allowances={"condom": Allowance(1)}, after_take={"condom": Allowance(0, T0)})
 
 
-def kinds(actions: list[object]) -> list[str]:
+def kinds(actions: Sequence[object]) -> list[str]:
     return [type(a).__name__ for a in actions]
 
 
@@ -299,11 +303,14 @@ def test_a_failed_vend_costs_nothing_and_another_slot_of_the_product_is_tried() 
     slots = [*STOCKED, slot(2, "condom", ("B2", date(2029, 1, 1), 5))]
     take = machine(config)
     first = take.swiped(ALLOWED, slots, TODAY, T0)[0]
-    assert isinstance(first, Vend) and first.slot == 1
+    assert isinstance(first, Vend)
+    assert first.slot == 1
     actions = take.vend_ended("failed", "jammed", slots, TODAY, T0)
     assert actions[0] == Failed(first, "jammed", 2)
     second = actions[1]
-    assert isinstance(second, Vend) and second.slot == 2 and second.transaction != first.transaction
+    assert isinstance(second, Vend)
+    assert second.slot == 2
+    assert second.transaction != first.transaction
     actions = take.vend_ended("failed", "no_drop", slots, TODAY, T0)
     assert actions == [Failed(second, "no_drop", None), Show("failed")]
     assert not any(isinstance(a, Delivered) for a in actions)
@@ -327,7 +334,7 @@ def test_empty_and_expired_stock_are_refused_with_their_reason() -> None:
 def test_a_technician_unlocks_restocks_and_confirms() -> None:
     take = machine(box(), pending_orders=lambda: True)
     tech = Offer("t" * 64, technician=True)
-    assert take.swiped(tech, STOCKED, TODAY, T0) == [Unlock("t" * 64), Show("unlocked")]
+    assert take.swiped(tech, STOCKED, TODAY, T0) == [Unlock("t" * 64)]
     assert take.door(True, T0)[0] == DoorMoved(True, "t" * 64)
     assert take.swiped(ALLOWED, STOCKED, TODAY, T0) == []  # no takes while the door is open
     closed = take.door(False, T0 + timedelta(minutes=5))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
@@ -112,6 +113,8 @@ class BoxService:
         self.take = Take(box, pending_orders=self._has_orders)
         self._orders: list[Any] = []
         self._vend: store.Intent | None = None
+        #: A vend found under way at start: its outcome, whenever it comes, is ``recovered``.
+        self._resumed: uuid.UUID | None = None
         self._vend_deadline = 0.0
         self.online = False
         self.drop_sensor_fault = False
@@ -403,15 +406,12 @@ class BoxService:
             intent.slot,
             report.result.name,
         )
-        if report.result == VendResult.IN_PROGRESS:
-            self._vend = intent
-            self._vend_deadline = self._monotonic() + RESULT_WAIT_S
-            self.take.resume_vending(
-                Vend(intent.transaction, intent.slot, intent.product, intent.card)
-            )
-            return
         self._vend = intent
+        self._resumed = intent.transaction
         self.take.resume_vending(Vend(intent.transaction, intent.slot, intent.product, intent.card))
+        if report.result == VendResult.IN_PROGRESS:
+            self._vend_deadline = self._monotonic() + RESULT_WAIT_S
+            return
         slots = list(self._books.slots.values())
         actions = self._outcome(
             report.result, slots, self._today(), self._clock.stamp().occurred_at
@@ -442,6 +442,8 @@ class BoxService:
                     name = self.cabinet.product(first.product).name
                     params = {"slot": first.slot, "product": name, "quantity": first.quantity}
                     await self._show_quietly(Show("unlocked_order", params))
+                else:
+                    await self._show_quietly(Show("unlocked"))
             elif isinstance(action, DoorMoved):
                 state = "opened" if action.opened else "closed"
                 payload = DoorChanged(box=self.box.id, state=state, technician=action.technician)
@@ -497,6 +499,7 @@ class BoxService:
             log.error("box %s: outcome of a vend not under way; ignored", self.box.id)
             return
         self._vend = None
+        recovered = recovered or intent.transaction == self._resumed
         books = self._books
 
         def work(unit: Unit, stamp: Stamp) -> Any:

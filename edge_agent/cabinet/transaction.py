@@ -211,7 +211,7 @@ class Take:
             return []
         if offer.technician:
             self.state = Unlocked(offer.card, now + timedelta(seconds=self.box.unlock_s))
-            return [Unlock(offer.card), Show("unlocked")]
+            return [Unlock(offer.card)]  # the service shows the order it finds, if any
         if offer.refusal is not None:
             self.state = Idle()
             return [

@@ -1,0 +1,197 @@
+"""The box service against the simulated board and card reader over real pseudo-terminals:
+swipes, quotas, failed and unknown vends, restarts mid-vend, restocking and tamper."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edge_agent.cabinet import store
+from tests.cabinet_rig import (
+    LOST,
+    NEIGHBOUR,
+    STRANGER,
+    TECHNICIAN,
+    VILLAGER,
+    box_rig,
+    card,
+)
+from tests.support import eventually
+
+
+async def test_a_registered_card_gets_one_unit_and_then_is_told_when_it_may_come_back(
+    tmp_path: Path,
+) -> None:
+    async with box_rig(tmp_path) as rig:
+        assert rig.reader is not None
+        rig.reader.swipe(VILLAGER)
+        (dispense,) = await rig.wait_event("cabinet.dispense")
+        assert dispense.payload.card == card(VILLAGER)
+        assert (dispense.payload.slot, dispense.payload.remaining) == (1, 4)
+        assert dispense.payload.batch == "B1"
+        assert rig.board.truth.total_dropped() == 1
+        await eventually(lambda: "请取货" in rig.board.display[0], what="take message")
+        await eventually(lambda: rig.board.display[1].endswith("可领"), what="next date")
+
+        await eventually(lambda: not rig.board.vending, what="motor stopped")
+        rig.later()  # past the reader's repeat window: a new swipe
+        rig.reader.swipe(VILLAGER)
+        (refused,) = await rig.wait_event("cabinet.refused")
+        assert refused.payload.reason == "quota"
+        assert refused.payload.next_at is not None
+        await eventually(lambda: rig.board.display[0] == "本期已领过", what="quota message")
+        assert rig.board.truth.total_dropped() == 1
+        assert len(await rig.events("cabinet.dispense")) == 1
+
+
+async def test_a_card_left_on_the_reader_takes_once(tmp_path: Path) -> None:
+    async with box_rig(tmp_path) as rig:
+        assert rig.reader is not None
+        await rig.reader.hold(VILLAGER, 0.4)  # reported every 0.05 s within the repeat window
+        await rig.wait_event("cabinet.dispense")
+        await eventually(lambda: not rig.board.vending, what="motor stopped")
+        assert len(await rig.events("cabinet.refused")) == 0
+        assert rig.board.truth.total_dropped() == 1
+
+
+async def test_lost_and_unregistered_cards_are_refused_with_their_reason(tmp_path: Path) -> None:
+    async with box_rig(tmp_path) as rig:
+        assert rig.reader is not None
+        rig.reader.swipe(LOST)
+        await eventually(lambda: rig.board.display[0] == "此卡已挂失", what="lost message")
+        rig.reader.swipe(STRANGER)
+        await eventually(lambda: rig.board.display[0] == "此卡未登记", what="unknown message")
+        refusals = await rig.wait_event("cabinet.refused", 2)
+        assert [r.payload.reason for r in refusals] == ["lost", "unregistered"]
+        assert rig.board.truth.total_dropped() == 0
+
+
+async def test_a_jam_costs_no_quota_and_the_other_slot_of_the_product_delivers(
+    tmp_path: Path,
+) -> None:
+    async with box_rig(tmp_path, slots=[("condom", 3), ("condom", 3)]) as rig:
+        assert rig.reader is not None
+        rig.board.jam(1)
+        rig.reader.swipe(VILLAGER)
+        (dispense,) = await rig.wait_event("cabinet.dispense")
+        (failed,) = await rig.events("cabinet.vend_failed")
+        assert (failed.payload.slot, failed.payload.reason, failed.payload.next_slot) == (
+            1,
+            "jammed",
+            2,
+        )
+        assert dispense.payload.slot == 2
+        states = [(e.payload.slot, e.payload.state) for e in await rig.events("cabinet.slot")]
+        assert (1, "faulty") in states
+        usage = await rig.outbox.transact(
+            lambda u: store.uses(
+                u, card(VILLAGER), "condoms", dispense.occurred_at.replace(year=2000)
+            )
+        )
+        assert len(usage) == 1
+
+
+async def test_an_empty_spiral_fails_and_the_take_is_not_charged(tmp_path: Path) -> None:
+    async with box_rig(tmp_path) as rig:
+        assert rig.reader is not None
+        rig.board.empty(1)  # the books say 5; the spiral turns and nothing falls
+        rig.reader.swipe(VILLAGER)
+        (failed,) = await rig.wait_event("cabinet.vend_failed")
+        assert failed.payload.reason == "no_drop"
+        await eventually(lambda: rig.board.display[0] == "出货失败", what="failure message")
+        await eventually(lambda: not rig.board.vending, what="motor stopped")
+        rig.reader.swipe(NEIGHBOUR)
+        (refused,) = await rig.wait_event("cabinet.refused")
+        assert refused.payload.reason == "empty"  # the only slot is faulty now
+        assert await rig.events("cabinet.dispense") == []
+
+
+async def test_power_lost_mid_vend_is_reconciled_without_a_second_vend(tmp_path: Path) -> None:
+    async with box_rig(tmp_path) as rig:
+        assert rig.reader is not None
+        rig.board.power_loss_mid_vend()
+        rig.reader.swipe(VILLAGER)
+        await eventually(lambda: not rig.board.powered, what="power gone mid-vend")
+        # The agent lost its power too: it restarts while the board comes back.
+        rig.board.power_on()
+        await rig.restart_agent()
+        (unknown,) = await rig.wait_event("cabinet.vend_unknown")
+        assert (unknown.payload.reason, unknown.payload.recovered) == ("interrupted", True)
+        assert len(rig.board.truth.vends) == 1
+        assert await rig.events("cabinet.dispense") == []
+        slots = [e.payload for e in await rig.events("cabinet.slot")]
+        assert slots[-1].state == "count_needed"
+        # The villager was not charged: a swipe now vends.
+        await eventually(lambda: rig.board.memory.last_vend_seq > 0, what="board memory")
+        rig.later()
+        rig.reader.swipe(VILLAGER)
+        await rig.wait_event("cabinet.dispense")
+        assert len(rig.board.truth.vends) == 2
+
+
+async def test_an_agent_restarted_mid_vend_records_what_the_board_did(tmp_path: Path) -> None:
+    async with box_rig(tmp_path, turn_s=1.5) as rig:
+        assert rig.reader is not None
+        rig.reader.swipe(VILLAGER)
+        await eventually(lambda: rig.board.vending, what="motor running")
+        await rig.restart_agent()
+        (dispense,) = await rig.wait_event("cabinet.dispense")
+        assert dispense.payload.recovered is True
+        assert len(rig.board.truth.vends) == 1
+        assert rig.board.truth.total_dropped() == 1
+
+
+async def test_a_technician_restocks_an_order_through_the_door(tmp_path: Path) -> None:
+    async with box_rig(tmp_path) as rig:
+        assert rig.reader is not None
+        from datetime import UTC, date, datetime
+
+        from edge_agent.wire import RestockOrderCommand
+
+        order = RestockOrderCommand(
+            order_id="R-1",
+            box="box-1",
+            slot=1,
+            product="condom",
+            batch="B9",
+            expiry=date(2030, 1, 31),
+            quantity=10,
+        )
+        await rig.outbox.transact(lambda u: store.store_order(u, order, datetime.now(UTC)))
+        rig.reader.swipe(TECHNICIAN)
+        await eventually(lambda: rig.board.unlocked, what="door unlocked")
+        await eventually(lambda: rig.board.display[0] == "请补1号槽", what="order shown")
+        assert rig.board.door_open()
+        await rig.wait_event("cabinet.door")
+        rig.board.door_close()
+        await eventually(lambda: rig.board.display[0] == "补货已完成?", what="confirm asked")
+        rig.board.press("ok")
+        (restock,) = [
+            e for e in await rig.wait_event("cabinet.restock", 2) if e.payload.source == "door"
+        ]
+        assert (restock.payload.order_id, restock.payload.quantity) == ("R-1", 10)
+        assert restock.payload.technician == card(TECHNICIAN)
+        assert rig.service.books_slots()[1].count == 15
+        assert await rig.events("cabinet.tamper") == []
+
+
+async def test_a_door_forced_without_a_card_raises_tamper(tmp_path: Path) -> None:
+    async with box_rig(tmp_path) as rig:
+        assert rig.board.door_open(force=True)
+        (tamper,) = await rig.wait_event("cabinet.tamper")
+        assert tamper.payload.reason == "door_without_card"
+        assert rig.reader is not None
+        rig.reader.swipe(VILLAGER)
+        await eventually(lambda: rig.board.display[0] == "维护中", what="service message")
+        assert await rig.events("cabinet.dispense") == []
+
+
+async def test_an_open_box_vends_on_a_button_paced(tmp_path: Path) -> None:
+    async with box_rig(tmp_path, mode="open", pause_s=60) as rig:
+        assert rig.board.press(1)
+        (dispense,) = await rig.wait_event("cabinet.dispense")
+        assert (dispense.payload.mode, dispense.payload.card) == ("open", None)
+        await eventually(lambda: not rig.board.vending, what="motor stopped")
+        assert rig.board.press(1)
+        (refused,) = await rig.wait_event("cabinet.refused")
+        assert refused.payload.reason == "pause"
+        assert rig.board.truth.total_dropped() == 1
