@@ -137,6 +137,7 @@ async def box_rig(
     mode: str = "card",
     stock: bool = True,
     turn_s: float = 0.05,
+    reader_format: str = "hex-line",
     **box: Any,
 ) -> AsyncIterator[Rig]:
     """A box with ``slots`` (product, units) loaded; card mode reads hex lines."""
@@ -152,7 +153,11 @@ async def box_rig(
         )
     )
     board.start()
-    reader = ReaderSim(ReaderSettings(link=root / "reader")) if mode == "card" else None
+    reader = (
+        ReaderSim(ReaderSettings(link=root / "reader", format=reader_format))  # type: ignore[arg-type]
+        if mode == "card"
+        else None
+    )
     if reader is not None:
         reader.start()
     names = {"condom": "避孕套", "pill": "避孕药"}
@@ -163,7 +168,11 @@ async def box_rig(
             "id": "box-1",
             "mode": mode,
             "board": "board",
-            "reader": {"bus": "reader", "repeat_window_s": 0.5} if mode == "card" else None,
+            "reader": (
+                {"bus": "reader", "repeat_window_s": 0.5, "format": reader_format}
+                if mode == "card"
+                else None
+            ),
             "products": products,
             "slots": [
                 {"number": i, "product": p, "capacity": 20} for i, (p, _) in enumerate(slots, 1)
