@@ -154,7 +154,7 @@ async def box_rig(
     )
     board.start()
     reader = (
-        ReaderSim(ReaderSettings(link=root / "reader", format=reader_format))  # type: ignore[arg-type]
+        ReaderSim(ReaderSettings(link=root / "reader", format=reader_format))
         if mode == "card"
         else None
     )
