@@ -47,6 +47,7 @@ from edge_agent.wire import (
     topic_filter,
 )
 from server import __version__, commands
+from server.cards.sync import CardSync
 from server.config import ServerConfig
 from server.inbox import FairInbox
 from server.ingest import journal
@@ -128,6 +129,9 @@ class IngestService:
         self._inbox: FairInbox[mqtt.MQTTMessage] = FairInbox(config.ingest.queue_share)
         self._stopping = threading.Event()
         self._writer_beat = time.monotonic()
+        self.card_sync = CardSync(
+            engine, m.topic_prefix, timedelta(seconds=config.ingest.offline_after_s)
+        )
 
     def _subscriptions(self) -> list[tuple[str, int]]:
         """Events are shared between ingest processes; status is not: a broker gives retained
@@ -319,6 +323,12 @@ class IngestService:
         commands.mark_published(self.ingestor.engine, sent, now)
         return len(sent)
 
+    def sync_cards(self) -> int:
+        """Queue the registry's changes and other boxes' takes for the boxes' agents (see
+        ``server.cards.sync``); return how many commands were queued."""
+        report = self.card_sync.run(datetime.now(UTC))
+        return len(report.sent)
+
     def run(self) -> None:
         def stop(_sig: int, _frame: FrameType | None) -> None:
             log.info("server stopping")
@@ -337,9 +347,16 @@ class IngestService:
         )
         self.client.loop_start()
         sd_notify("READY=1")
+        next_sync = time.monotonic()
         try:
             while not self._stopping.wait(self.config.commands.poll_s):
                 if self.client.is_connected():
+                    if time.monotonic() >= next_sync:
+                        next_sync = time.monotonic() + self.config.cards.sync_interval_s
+                        try:
+                            self.sync_cards()
+                        except (sa.exc.SQLAlchemyError, ValueError, commands.CommandError):
+                            log.exception("cannot sync the card registry to the boxes")
                     try:
                         self.publish_due_commands()
                     except sa.exc.SQLAlchemyError as exc:

@@ -1,5 +1,6 @@
 """``edge-server --config FILE run|check|db upgrade|db copy|schema|climate latest|climate tail|
-link status|events replay|command send|command list|broker add-user|broker provision-agent``."""
+link status|events replay|command send|command list|broker add-user|broker provision-agent|
+cards ...|boxes``; the ``cards`` group lives in ``server/cards/cli.py``."""
 
 from __future__ import annotations
 
@@ -14,34 +15,13 @@ from typing import NoReturn
 import click
 import sqlalchemy as sa
 
-from edge_agent.configfile import ConfigError
+from server.cards.cli import cards
 from server.climate.queries import Notice
-from server.config import ServerConfig, load_config
+from server.clisupport import config_or_exit as _config
+from server.clisupport import engine_or_exit as _engine
+from server.clisupport import language
+from server.config import ServerConfig
 from server.i18n import Language, fault_text, pad, t, table
-
-
-def _config(ctx: click.Context) -> ServerConfig:
-    path: Path = ctx.obj
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(2)
-
-
-def _engine(config: ServerConfig, migrate: bool = False) -> sa.Engine:
-    """The database; only ``run`` and ``db upgrade`` create or migrate it."""
-    from server.store.db import StoreError, open_current, open_store
-
-    try:
-        return (open_store if migrate else open_current)(config.database.url)
-    except (StoreError, OSError) as exc:
-        click.echo(f"database: {exc}", err=True)
-    except (sa.exc.ArgumentError, ValueError) as exc:
-        click.echo(f"database: database.url is not a database URL ({exc})", err=True)
-    except ImportError as exc:
-        click.echo(f"database: no driver ({exc.name}): pip install '.[postgres]'", err=True)
-    sys.exit(1)
 
 
 @click.group()
@@ -189,7 +169,7 @@ def climate() -> None:
 
 
 def _lang(config: ServerConfig, lang: str | None) -> Language:
-    return "en" if (lang or config.server.language) == "en" else "zh"
+    return language(config, lang)
 
 
 @climate.command()
@@ -370,7 +350,8 @@ def events_replay(ctx: click.Context, names: tuple[str, ...], agent: str | None)
 
 @main.group()
 def command() -> None:
-    """Commands to agents (ping, time.set, config.update, cards.update, restock.order)."""
+    """Commands to agents (ping, time.set, config.update, cards.sync, cards.usage,
+    restock.order)."""
 
 
 @command.command("send")
@@ -588,3 +569,27 @@ def broker_provision_agent(
     click.echo(f"agent {agent_id} (site {site}): broker account in {password_file}, config {out}")
     _note_unreadable(password_file)
     click.echo("reload the broker to take the new account: systemctl reload mosquitto")
+
+
+@main.command()
+@click.option("--site", default=None, help="Only this site's boxes.")
+@click.option("--days", type=click.IntRange(1, 90), default=7, show_default=True)
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@click.pass_context
+def boxes(ctx: click.Context, site: str | None, days: int, lang: str | None) -> None:
+    """Every dispensing box: its slots, board, door, open faults and recent days."""
+    from datetime import UTC
+
+    from server.cabinet.queries import boxes as box_states
+    from server.cabinet.text import describe_box
+
+    config = _config(ctx.find_root())
+    language_ = _lang(config, lang)
+    found = box_states(_engine(config), config.server.zone, datetime.now(UTC), site, days)
+    if not found:
+        click.echo(t("boxes.none", language_))
+        return
+    click.echo("\n\n".join(describe_box(b, language_, config.server.zone, days) for b in found))
+
+
+main.add_command(cards)

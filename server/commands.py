@@ -47,23 +47,31 @@ def queue(
     engine: sa.Engine, prefix: str, agent_id: str, body: CommandBody, now: datetime
 ) -> Outgoing:
     with engine.begin() as conn:
-        site = conn.execute(
-            sa.select(agents.c.site_id).where(agents.c.agent_id == agent_id)
-        ).scalar_one_or_none()
-        if site is None:
-            raise CommandError(f"unknown agent {agent_id!r} (it has not reported yet)")
-        command = Command(id=uuid.uuid4(), agent_id=agent_id, issued_at=now, body=body)
-        message = encode(command)
-        conn.execute(
-            commands.insert().values(
-                id=str(command.id),
-                agent_id=agent_id,
-                site_id=site,
-                kind=body.kind,
-                message=message.decode(),
-                created_at=now,
-            )
+        return queue_in(conn, prefix, agent_id, body, now)
+
+
+def queue_in(
+    conn: sa.Connection, prefix: str, agent_id: str, body: CommandBody, now: datetime
+) -> Outgoing:
+    """``queue`` inside the caller's transaction, so that what the command stands for (a sync's
+    watermark, say) is written with it or not at all."""
+    site = conn.execute(
+        sa.select(agents.c.site_id).where(agents.c.agent_id == agent_id)
+    ).scalar_one_or_none()
+    if site is None:
+        raise CommandError(f"unknown agent {agent_id!r} (it has not reported yet)")
+    command = Command(id=uuid.uuid4(), agent_id=agent_id, issued_at=now, body=body)
+    message = encode(command)
+    conn.execute(
+        commands.insert().values(
+            id=str(command.id),
+            agent_id=agent_id,
+            site_id=site,
+            kind=body.kind,
+            message=message.decode(),
+            created_at=now,
         )
+    )
     return Outgoing(str(command.id), topic(prefix, site, agent_id, Channel.COMMANDS), message)
 
 

@@ -91,12 +91,22 @@ class CommandsSection(Strict):
     retry_s: Annotated[float, between(1, 86400)] = 60.0
 
 
+class CardsSection(Strict):
+    #: The county card key (64 hex digits, ``edge-server cards make-key``): the same file the
+    #: agents hold. Needed by the commands that turn a card number into its pseudonym.
+    key_file: Path | None = None
+    #: How often the ingest process sends the boxes' agents what changed in the registry and
+    #: the takes recorded at other boxes.
+    sync_interval_s: Annotated[float, between(1, 86400)] = 30.0
+
+
 class ServerConfig(Strict):
     server: ServerSection = Field(default_factory=ServerSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)
     mqtt: MqttSection = Field(default_factory=MqttSection)
     ingest: IngestSection = Field(default_factory=IngestSection)
     commands: CommandsSection = Field(default_factory=CommandsSection)
+    cards: CardsSection = Field(default_factory=CardsSection)
 
 
 def load_config(path: Path | str) -> ServerConfig:

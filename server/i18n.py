@@ -54,9 +54,254 @@ _TEXTS: dict[str, dict[Language, str]] = {
     "calibration.expired": {"zh": "传感器校准已过期（不合规）", "en": "sensor calibration expired"},
 }
 
+#: The card registry (``edge-server cards``). A text never holds a card number: only its
+#: shortened pseudonym, or the line of a file it was on.
+_TEXTS |= {
+    "key.not_configured": {
+        "zh": "未配置卡密钥：请在 server.toml 的 [cards] 中设置 key_file"
+        "（密钥文件用 edge-server cards make-key 生成）",
+        "en": "no card key configured: set key_file in [cards] of server.toml "
+        "(edge-server cards make-key makes the file)",
+    },
+    "key.unreadable": {
+        "zh": "无法读取卡密钥文件 {path}",
+        "en": "cannot read the card key file {path}",
+    },
+    "key.invalid": {
+        "zh": "卡密钥文件 {path} 的内容不对：应只有 64 个十六进制数字",
+        "en": "the card key file {path} must hold exactly 64 hex digits",
+    },
+    "key.exists": {"zh": "{path} 已存在，未覆盖", "en": "{path} exists; not overwritten"},
+    "key.unwritable": {"zh": "无法写入 {path}", "en": "cannot write {path}"},
+    "key.made": {
+        "zh": "卡密钥已写入 {path}（仅本用户可读），密钥编号 {key_id}。"
+        "请把同一个文件安全地交给各终端，切勿外传。",
+        "en": "card key written to {path} (readable by you alone), key id {key_id}. "
+        "Give the same file to every agent, safely; never share it otherwise.",
+    },
+    "uid.bad": {
+        "zh": "卡号格式不对：应为 4、7、8 或 10 个字节的十六进制数",
+        "en": "not a card UID: 4, 7, 8 or 10 bytes written in hex",
+    },
+    "id.bad": {
+        "zh": "身份证号格式不对：应为 17 位数字加一位校验码（数字或 X）",
+        "en": "not an ID number: 17 digits and a check digit or X",
+    },
+    "id.check": {
+        "zh": "身份证号校验码不对（读错或输错？）",
+        "en": "the ID number's check character is wrong (misread or mistyped?)",
+    },
+    "prompt.uid": {"zh": "卡号（输入时不显示）", "en": "card UID (not shown)"},
+    "prompt.id": {"zh": "身份证号（输入时不显示）", "en": "ID number (not shown)"},
+    "card.one_of": {"zh": "请只给出 {options} 之一", "en": "give exactly one of {options}"},
+    "card.unknown": {"zh": "此卡未登记", "en": "this card is not registered"},
+    "card.twice": {"zh": "同一张卡出现了两次", "en": "the same card is given twice"},
+    "card.ambiguous": {
+        "zh": "{prefix} 对应多张卡，请多给几位",
+        "en": "{prefix} matches several cards; give more of its digits",
+    },
+    "card.bad_pseudonym": {
+        "zh": "卡代号应为十六进制数字，至少 {digits} 位（见 cards list）",
+        "en": "a card pseudonym is hex digits, at least {digits} (see cards list)",
+    },
+    "card.issued": {
+        "zh": "已登记卡 {card}：{role}，分组 {group}（登记册版本 {version}）",
+        "en": "card {card} registered: {role}, group {group} (registry version {version})",
+    },
+    "card.reissued": {
+        "zh": "卡 {card} 已重新启用：{role}，分组 {group}（登记册版本 {version}）",
+        "en": "card {card} active again: {role}, group {group} (registry version {version})",
+    },
+    "card.updated": {
+        "zh": "卡 {card} 已更新：{role}，分组 {group}（登记册版本 {version}）",
+        "en": "card {card} updated: {role}, group {group} (registry version {version})",
+    },
+    "card.unchanged": {
+        "zh": "卡 {card} 已登记，没有变化（版本 {version}）",
+        "en": "card {card} is registered already; nothing changed (version {version})",
+    },
+    "card.status_set": {
+        "zh": "卡 {card} 已{status}（登记册版本 {version}），各药具箱将随下次同步拒绝此卡",
+        "en": "card {card} marked {status} (registry version {version}); the boxes refuse it "
+        "from their next sync",
+    },
+    "card.status_same": {
+        "zh": "卡 {card} 已是{status}状态",
+        "en": "card {card} is {status} already",
+    },
+    "card.holder_kept": {"zh": "持卡人信息已保存", "en": "holder details kept"},
+    "status.active": {"zh": "有效", "en": "active"},
+    "status.lost": {"zh": "挂失", "en": "lost"},
+    "status.revoked": {"zh": "注销", "en": "revoked"},
+    "role.villager": {"zh": "村民", "en": "villager"},
+    "role.technician": {"zh": "技术员", "en": "technician"},
+    "col.card": {"zh": "卡（代号）", "en": "card (pseudonym)"},
+    "col.status": {"zh": "状态", "en": "status"},
+    "col.role": {"zh": "角色", "en": "role"},
+    "col.group": {"zh": "分组", "en": "group"},
+    "col.version": {"zh": "版本", "en": "version"},
+    "col.updated": {"zh": "更新时间", "en": "updated"},
+    "col.product_group": {"zh": "药具类别", "en": "product group"},
+    "col.quantity": {"zh": "数量", "en": "quantity"},
+    "col.period": {"zh": "周期（天）", "en": "period (days)"},
+    "cards.none": {"zh": "没有符合条件的卡。", "en": "No cards match."},
+    "cards.total": {
+        "zh": "共 {n} 张；登记册版本 {version}",
+        "en": "{n} cards; registry version {version}",
+    },
+    "holder.none": {"zh": "未保存此卡的持卡人信息。", "en": "No holder is kept for this card."},
+    "holder.shown": {
+        "zh": "持卡人：{name}\n电话：{phone}\n备注：{note}",
+        "en": "holder: {name}\nphone: {phone}\nnote: {note}",
+    },
+    "holder.denied": {
+        "zh": "无权读取持卡人信息：只有管理员的数据库账号可以",
+        "en": "not allowed to read card holders: the administrators' database account only",
+    },
+    "db.failed": {
+        "zh": "数据库出错，未完成（详情见日志）",
+        "en": "database error; nothing done (details in the log)",
+    },
+    "bad.ident": {
+        "zh": "{what} 应为小写字母、数字或 - _ .（最多 64 个）",
+        "en": "{what} must be lower-case letters, digits, '-', '_', '.' (at most 64)",
+    },
+    "bad.phone": {
+        "zh": "电话号码太长（最多 {most} 个字符）",
+        "en": "phone too long (at most {most})",
+    },
+    "bad.range": {"zh": "{what} 应在 {lo} 到 {hi} 之间", "en": "{what} must be {lo}..{hi}"},
+    "rule.set": {
+        "zh": "规则已设置：{group} 组每 {period} 天最多领取 {quantity} 件 {product}，{where}"
+        "（登记册版本 {version}）",
+        "en": "rule set: group {group} may take {quantity} of {product} per {period} days, "
+        "{where} (registry version {version})",
+    },
+    "rule.county": {"zh": "全县", "en": "county-wide"},
+    "rule.site": {"zh": "仅限 {site}", "en": "at {site} only"},
+    "rules.none": {
+        "zh": "尚未设置规则：各药具箱按自己配置的默认规则。",
+        "en": "No rules set: the boxes keep the defaults in their configuration.",
+    },
+    "guest.refuse": {"zh": "未登记的卡：拒绝领取", "en": "unregistered cards: refused"},
+    "guest.quota": {
+        "zh": "未登记的卡：每 {period} 天最多 {quantity} 件",
+        "en": "unregistered cards: at most {quantity} per {period} days",
+    },
+    "guest.set": {
+        "zh": "{policy}（登记册版本 {version}）",
+        "en": "{policy} (registry version {version})",
+    },
+    "import.unreadable": {"zh": "无法读取 {path}", "en": "cannot read {path}"},
+    "import.header": {
+        "zh": "第一行应为列名，含 uid 或 id_number（以及 role、group，可选 name、phone）",
+        "en": "the first line must name the columns: uid or id_number (and role, group; "
+        "name, phone optional)",
+    },
+    "import.line": {"zh": "第 {line} 行：{why}", "en": "line {line}: {why}"},
+    "import.no_card": {"zh": "没有卡号（uid 或 id_number）", "en": "no uid or id_number"},
+    "import.both": {"zh": "uid 和 id_number 只能填一个", "en": "give uid or id_number, not both"},
+    "import.role": {
+        "zh": "角色应为 villager 或 technician",
+        "en": "role must be villager or technician",
+    },
+    "import.same_card": {"zh": "与第 {other} 行是同一张卡", "en": "the same card as line {other}"},
+    "import.refused": {
+        "zh": "有 {n} 行有误，没有导入任何卡；改正后请重新导入",
+        "en": "{n} lines are wrong; no card was imported. Correct them and import again",
+    },
+    "import.empty": {"zh": "文件中没有卡", "en": "the file holds no cards"},
+    "import.done": {
+        "zh": "已导入 {n} 张卡：新登记 {issued}，重新启用 {reissued}，更新 {updated}，"
+        "无变化 {unchanged}；登记册版本 {version}",
+        "en": "{n} cards imported: {issued} new, {reissued} active again, {updated} updated, "
+        "{unchanged} unchanged; registry version {version}",
+    },
+    "import.wipe": {
+        "zh": "文件中有原始卡号，导入后请删除或妥善保管。",
+        "en": "The file holds the cards' numbers: delete it or lock it away now.",
+    },
+    "reader.wait": {"zh": "请在读卡器上放卡……", "en": "Present the card to the reader…"},
+    "reader.open_failed": {
+        "zh": "无法打开读卡器 {device}",
+        "en": "cannot open the card reader {device}",
+    },
+    "reader.timeout": {"zh": "{seconds} 秒内没有读到卡", "en": "no card read within {seconds} s"},
+    "reader.bad": {
+        "zh": "读卡器发来的数据不是卡号（格式 {format} 对吗？）",
+        "en": "the reader sent something that is not a card (is the format {format} right?)",
+    },
+}
+
+#: Dispensing boxes (``edge-server boxes``).
+_TEXTS |= {
+    "boxes.none": {"zh": "暂无药具箱数据。", "en": "No dispensing boxes yet."},
+    "box.title": {"zh": "{site} / {agent} / 药具箱 {box}", "en": "{site} / {agent} / box {box}"},
+    "colon": {"zh": "：", "en": ": "},
+    "semicolon": {"zh": "；", "en": "; "},
+    "box.board": {"zh": "主板", "en": "board"},
+    "box.door": {"zh": "箱门", "en": "door"},
+    "box.tamper": {"zh": "最近一次箱门报警", "en": "last tamper"},
+    "box.unknown": {"zh": "未知", "en": "unknown"},
+    "box.faults": {"zh": "未处理的故障：", "en": "open faults:"},
+    "box.no_faults": {"zh": "无未处理的故障", "en": "no open faults"},
+    "box.days": {"zh": "近 {n} 天：", "en": "last {n} days:"},
+    "box.day": {
+        "zh": "{day}  发放 {dispensed}  拒绝 {refused}  故障 {failed}",
+        "en": "{day}  {dispensed} dispensed  {refused} refused  {failed} failed",
+    },
+    "board.online": {"zh": "在线", "en": "online"},
+    "board.offline": {"zh": "离线", "en": "offline"},
+    "board.power_up": {"zh": "刚重启", "en": "restarted"},
+    "board.drop_sensor_fault": {"zh": "掉货检测故障", "en": "drop sensor faulty"},
+    "door.opened": {"zh": "开", "en": "open"},
+    "door.closed": {"zh": "关", "en": "closed"},
+    "door.by_technician": {"zh": "技术员刷卡", "en": "technician's card"},
+    "col.slot": {"zh": "货道", "en": "slot"},
+    "col.product": {"zh": "药具", "en": "product"},
+    "col.count": {"zh": "数量", "en": "count"},
+    "col.state": {"zh": "状态", "en": "state"},
+    "col.batch": {"zh": "批号", "en": "batch"},
+    "col.expiry": {"zh": "有效期至", "en": "expiry"},
+    "col.changed": {"zh": "更新时间", "en": "changed"},
+    "slot.ok": {"zh": "正常", "en": "ok"},
+    "slot.low": {"zh": "库存偏少", "en": "low"},
+    "slot.empty": {"zh": "缺货", "en": "empty"},
+    "slot.faulty": {"zh": "故障", "en": "faulty"},
+    "slot.expired": {"zh": "已过期（停用）", "en": "expired (blocked)"},
+    "slot.count_needed": {"zh": "需盘点", "en": "count needed"},
+    "fault.vend_failed": {
+        "zh": "货道 {slot} 出货失败：{reason}",
+        "en": "slot {slot} vend failed: {reason}",
+    },
+    "fault.vend_unknown": {
+        "zh": "货道 {slot} 出货结果不明：{reason}（需盘点）",
+        "en": "slot {slot} vend outcome unknown: {reason} (count needed)",
+    },
+    "fault.tamper": {"zh": "箱门报警：{reason}", "en": "tamper: {reason}"},
+    "fault.board_offline": {"zh": "主板无应答", "en": "main board not answering"},
+    "fault.drop_sensor": {"zh": "掉货检测器故障", "en": "drop sensor faulty"},
+    "why.jammed": {"zh": "卡货", "en": "jammed"},
+    "why.motor_fault": {"zh": "电机故障", "en": "motor fault"},
+    "why.no_drop": {"zh": "未检测到掉货", "en": "no drop detected"},
+    "why.drop_sensor_fault": {"zh": "掉货检测器故障", "en": "drop sensor fault"},
+    "why.refused_by_board": {"zh": "主板拒绝", "en": "refused by the board"},
+    "why.no_answer": {"zh": "主板无应答", "en": "board did not answer"},
+    "why.interrupted": {"zh": "出货时断电", "en": "power lost during the vend"},
+    "why.forgotten": {"zh": "主板无此记录", "en": "the board has no record of it"},
+    "why.door_without_card": {"zh": "未刷技术员卡开门", "en": "door opened without a card"},
+    "why.door_left_open": {"zh": "箱门长时间未关", "en": "door left open"},
+}
+
 
 def t(key: str, lang: Language) -> str:
     return _TEXTS[key][lang]
+
+
+def t_or(key: str, fallback: str, lang: Language) -> str:
+    """The text for ``key``, or ``fallback`` as it is when there is none (a code from a newer
+    agent): never an error for people to read."""
+    return _TEXTS[key][lang] if key in _TEXTS else fallback
 
 
 def fault_text(reason: object, code: object, lang: Language) -> str:

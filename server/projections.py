@@ -68,10 +68,11 @@ class Projection(Protocol):
 
 def default_projections() -> list[Projection]:
     """Every domain's projection, in the order they are applied."""
+    from server.cabinet.projection import CabinetProjection
     from server.climate.projection import ClimateProjection
     from server.commands import CommandsProjection
 
-    return [ClimateProjection(), CommandsProjection()]
+    return [ClimateProjection(), CommandsProjection(), CabinetProjection()]
 
 
 # --- checkpoints ----------------------------------------------------------------------------

@@ -84,7 +84,7 @@ def test_replay_produces_exactly_what_live_ingest_produced(engine: sa.Engine) ->
     assert len(live["climate_summaries"]) == 1
     assert live["commands"][0][7] is True  # result_ok
     done = replay(engine, default_projections())
-    assert {r.projection for r in done} == {"climate", "commands"}
+    assert {r.projection for r in done} == {"climate", "commands", "cabinet"}
     assert snapshot(engine) == live
     replay(engine, default_projections(), agent_id="station-1")
     assert snapshot(engine) == live, "replay is idempotent"
@@ -104,7 +104,7 @@ class FutureDoorEvent(BaseModel):
     agent_id: str
     seq: int
     span: int = 1
-    kind: Literal["cabinet.door"]
+    kind: Literal["cabinet.lamp"]
     occurred_at: Any
     clock_synced: bool
     boot_id: str
@@ -116,7 +116,7 @@ class DoorProjection:
     """What an upgraded server would add in its cabinet domain."""
 
     name = "doors"
-    kinds = frozenset({"cabinet.door"})
+    kinds = frozenset({"cabinet.lamp"})
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, int, bool]] = []
@@ -134,7 +134,7 @@ class DoorProjection:
 
 
 def door(seq: int) -> dict[str, Any]:
-    return climate_event(seq, kind="cabinet.door", payload={"box": "box-1", "open": True})
+    return climate_event(seq, kind="cabinet.lamp", payload={"box": "box-1", "open": True})
 
 
 def test_newer_agent_then_server_upgrade_then_replay_applies_once(engine: sa.Engine) -> None:
@@ -148,7 +148,7 @@ def test_newer_agent_then_server_upgrade_then_replay_applies_once(engine: sa.Eng
         status = conn.execute(sa.select(journal.c.status).where(journal.c.seq == 2)).scalar_one()
     assert status == "unknown"
 
-    models: dict[str, type[BaseModel]] = {**EVENT_MODELS, "cabinet.door": FutureDoorEvent}
+    models: dict[str, type[BaseModel]] = {**EVENT_MODELS, "cabinet.lamp": FutureDoorEvent}
     doors = DoorProjection()
     upgraded = [*default_projections(), doors]
     done = replay(engine, upgraded, models=models)
@@ -170,7 +170,7 @@ def test_a_projection_added_later_backfills_from_the_journal(engine: sa.Engine) 
     upgraded = Ingestor(engine, "fp")
     upgraded.handle(TOPIC, batch(4), NOW)
     assert snapshot(engine)["climate_records"] == [], "lagging: not applied out of order"
-    assert upgraded.catch_up() == 2 * 4, "climate and commands, four numbers each"
+    assert upgraded.catch_up() == 3 * 4, "climate, commands, cabinet: four numbers each"
     with engine.connect() as conn:
         seqs = conn.execute(sa.select(climate_records.c.seq).order_by(climate_records.c.id))
         assert list(seqs.scalars()) == [1, 2, 3, 4]

@@ -20,6 +20,17 @@ from server.store.db import alembic_config, make_engine, migrate, utc
 from server.store.schema import (
     agents,
     boot_refs,
+    cabinet_box_log,
+    cabinet_faults,
+    cabinet_slot_log,
+    cabinet_slots,
+    cabinet_usage,
+    card_changes,
+    card_holders,
+    card_registry,
+    card_sync_agents,
+    card_sync_clock,
+    cards,
     climate_notices,
     climate_records,
     climate_summaries,
@@ -31,6 +42,7 @@ from server.store.schema import (
     messages,
     metadata,
     projection_checkpoints,
+    quota_rules,
     streams,
 )
 from tests.support import BIN
@@ -128,8 +140,24 @@ COPIED = (
     boot_refs,
     commands,
     dead_letters,
+    card_registry,
+    cards,
+    card_holders,
+    quota_rules,
+    card_changes,
+    card_sync_clock,
+    card_sync_agents,
 )
-DERIVED = (climate_records, climate_summaries, climate_notices)
+DERIVED = (
+    climate_records,
+    climate_summaries,
+    climate_notices,
+    cabinet_slot_log,
+    cabinet_slots,
+    cabinet_box_log,
+    cabinet_faults,
+    cabinet_usage,
+)
 
 
 def rows_of(engine: sa.Engine, table: sa.Table, without: tuple[str, ...] = ()) -> list[Any]:
@@ -144,7 +172,8 @@ def rows_of(engine: sa.Engine, table: sa.Table, without: tuple[str, ...] = ()) -
 def store_contents(engine: sa.Engine) -> dict[str, list[Any]]:
     """Copied tables whole (ids kept); projections by (agent, epoch, seq) and values."""
     out = {t.name: rows_of(engine, t) for t in COPIED}
-    out.update({t.name: rows_of(engine, t, without=("id",)) for t in DERIVED})
+    # A usage row's sync round is the sync's stamp, given again after a rebuild.
+    out.update({t.name: rows_of(engine, t, without=("id", "sync_round")) for t in DERIVED})
     out["projection_checkpoints"] = rows_of(engine, projection_checkpoints)
     return out
 
@@ -169,6 +198,7 @@ def fill_store(url: str) -> sa.Engine:
     newer = json.loads(batch(3, agent="station-2", agent_id="station-2"))
     newer["events"][0]["payload"]["unknown_field"] = 1
     ingest.handle(other, json.dumps(newer).encode(), NOW)  # journaled, not understood
+    fill_cards_and_boxes(engine, ingest)
     with engine.begin() as conn:
         conn.execute(
             commands.insert().values(
@@ -183,6 +213,27 @@ def fill_store(url: str) -> sa.Engine:
             )
         )  # fmt: skip
     return engine
+
+
+def fill_cards_and_boxes(engine: sa.Engine, ingest: Ingestor) -> None:
+    """A registry, a box with a take and a fault at station-2, and a sync that sent them."""
+    from datetime import timedelta
+
+    from edge_agent.wire import AgentStatus, GuestPolicy, QuotaRule, encode
+    from server.cards import registry
+    from server.cards.sync import CardSync
+    from tests.test_boxes_projection import box_day, send
+
+    holder = registry.Holder(name="张三")
+    registry.issue(engine, [registry.Issue("ab" * 32, holder=holder)], NOW)
+    rule = QuotaRule(group="default", product_group="condoms", quantity=1, period_days=30)
+    registry.set_rule(engine, rule, NOW)
+    registry.set_guest(engine, GuestPolicy(mode="quota"), NOW)
+    day = [dict(e, seq=e["seq"] + 3) for e in box_day(agent="station-2")]
+    send(ingest, day, agent="station-2")
+    status = AgentStatus(agent_id="station-2", online=True, cards_version=0)
+    ingest.handle("fp/v1/county/station-2/status", encode(status), NOW)
+    CardSync(engine, "fp", timedelta(minutes=5)).run(NOW)
 
 
 def test_db_copy_moves_the_journal_and_rebuilds_the_projections(

@@ -30,9 +30,27 @@ COPIED_TABLES = (
     "boot_refs",
     "commands",
     "dead_letters",
+    # The card registry is written by operators, not derived from the journal; the sync's
+    # bookkeeping comes along so that agents are not sent the registry again from scratch.
+    "card_registry",
+    "cards",
+    "card_holders",
+    "quota_rules",
+    "card_changes",
+    "card_sync_clock",
+    "card_sync_agents",
 )
 #: Rebuilt on the target by ``rebuild_projections`` (with ``projection_checkpoints``).
-REBUILT_TABLES = ("climate_records", "climate_summaries", "climate_notices")
+REBUILT_TABLES = (
+    "climate_records",
+    "climate_summaries",
+    "climate_notices",
+    "cabinet_slot_log",
+    "cabinet_slots",
+    "cabinet_box_log",
+    "cabinet_faults",
+    "cabinet_usage",
+)
 
 
 class CopyError(Exception):

@@ -7,8 +7,10 @@ Three layers, written in this order inside one ingest transaction:
   ``streams`` row (one agent, one outbox epoch);
 - ingest's own bookkeeping: ``agents``, ``streams``, ``boot_refs``, ``lost_ranges``,
   ``journal_conflicts``, ``dead_letters``, and each projection's ``projection_checkpoints``;
-- the projections, each owned by its domain (``climate_*``, ``commands``), rebuilt from the
-  journal by ``edge-server events replay``.
+- the projections, each owned by its domain (``climate_*``, ``commands``, ``cabinet_*``),
+  rebuilt from the journal by ``edge-server events replay``;
+- the card registry (``card_*``, ``cards``, ``quota_rules``), written by operators, never by
+  ingest, and the bookkeeping of what was sent to the boxes (``card_sync_*``).
 """
 
 from __future__ import annotations
@@ -277,4 +279,232 @@ dead_letters = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("payload", sa.LargeBinary, nullable=False),
     sa.Index("ix_dead_letters_agent", "agent_id", "received_at"),
+)
+
+
+# --- the card registry (written by operators; ``server/cards``) -------------------------------
+#
+# Cards are kept by pseudonym only (``edge_agent/pseudonym.py``): no raw card UID or ID number is
+# ever stored. Every change takes the next registry version (``card_registry.version``, a counter
+# row that writers lock, so versions are given out in commit order by any number of processes);
+# ``card_changes`` logs each one, and the agents are sent what changed after the version they hold.
+
+#: One row (id 1): the registry's version counter, and the guest policy. Locked by every writer.
+card_registry = sa.Table(
+    "card_registry",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+    #: The version of the last change of the quota rules (0: never set; agents keep their own).
+    sa.Column("rules_version", sa.BigInteger, nullable=False, server_default="0"),
+    #: What an unregistered card may take: ``refuse``, or ``quota`` (quantity per period).
+    sa.Column("guest_mode", sa.String(8), nullable=False, server_default="refuse"),
+    sa.Column("guest_quantity", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("guest_period_days", sa.Integer, nullable=False, server_default="30"),
+    sa.Column("guest_version", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated_at", Time, nullable=True),
+)
+
+#: One row per card, by pseudonym (64 hex digits); ``version`` is that of its last change.
+cards = sa.Table(
+    "cards",
+    metadata,
+    sa.Column("pseudonym", sa.String(64), primary_key=True),
+    #: active, lost, revoked
+    sa.Column("status", sa.String(16), nullable=False),
+    #: villager, technician
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("card_group", sa.String(64), nullable=False),
+    sa.Column("issued_at", Time, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Index("ix_cards_version", "version"),
+    sa.Index("ix_cards_group", "card_group", "status"),
+)
+
+#: Who holds a card, for follow-up visits: apart from ``cards`` so that it can be closed to all
+#: but the administrators. On PostgreSQL grant this table to the administrators' role only
+#: (``REVOKE ALL ON card_holders FROM PUBLIC; GRANT SELECT, INSERT, UPDATE ON card_holders TO
+#: edge_admin``) and run ingest as a role that does not own it; ingest and sync never read it,
+#: only ``edge-server cards holder`` and ``cards issue --name`` do.
+card_holders = sa.Table(
+    "card_holders",
+    metadata,
+    sa.Column("pseudonym", sa.String(64), primary_key=True),
+    sa.Column("name", sa.Text, nullable=True),
+    sa.Column("phone", sa.String(32), nullable=True),
+    sa.Column("note", sa.Text, nullable=True),
+    sa.Column("updated_at", Time, nullable=False),
+)
+
+#: At most ``quantity`` units of ``product_group`` per ``period_days`` for a card of
+#: ``card_group``, at ``site`` ('' : county-wide).
+quota_rules = sa.Table(
+    "quota_rules",
+    metadata,
+    sa.Column("card_group", sa.String(64), primary_key=True),
+    sa.Column("product_group", sa.String(64), primary_key=True),
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("period_days", sa.Integer, nullable=False),
+    sa.Column("updated_at", Time, nullable=False),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
+#: Every registry change, by the version it took: what a delta is checked against.
+card_changes = sa.Table(
+    "card_changes",
+    metadata,
+    sa.Column("version", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("changed_at", Time, nullable=False),
+    #: issued, reissued, status, role, group (comma-joined when several), rule, guest
+    sa.Column("change", sa.String(32), nullable=False),
+    sa.Column("card", sa.String(64), nullable=True),
+    sa.Column("detail", sa.String(200), nullable=True),
+)
+
+#: One row (id 1): the last usage round (``cabinet_usage.sync_round``) given out.
+card_sync_clock = sa.Table(
+    "card_sync_clock",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("last_round", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+#: Per agent with boxes: the lock its sync takes, and how far its usage has been queued to it
+#: (the last (round, usage id) sent).
+card_sync_agents = sa.Table(
+    "card_sync_agents",
+    metadata,
+    sa.Column("agent_id", sa.String(64), primary_key=True),
+    sa.Column("usage_round", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("usage_id", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated_at", Time, nullable=True),
+)
+
+
+# --- the cabinet projection (``server/cabinet``) ----------------------------------------------
+#
+# Rows carry the stream id and seq of the event they come from: "later" is (stream, seq) order,
+# which holds across an agent's outbox epochs whatever its clock said.
+
+
+def _source() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("agent_id", sa.String(64), nullable=False),
+        sa.Column("epoch", sa.String(32), nullable=False),
+        sa.Column("stream_id", sa.BigInteger, nullable=False),
+        sa.Column("seq", sa.BigInteger, nullable=False),
+        sa.Column("site_id", sa.String(64), nullable=False),
+        sa.Column("box", sa.String(64), nullable=False),
+    ]
+
+
+#: One row per event that touched a slot, with the slot's state after it (a restock adds to the
+#: count before it): the slots' history, and what ``cabinet_slots`` is rebuilt from.
+cabinet_slot_log = sa.Table(
+    "cabinet_slot_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    *_source(),
+    sa.Column("slot", sa.Integer, nullable=False),
+    #: dispense, vend_failed, vend_unknown, slot, restock, remove, count
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("product", sa.String(64), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=True),
+    #: After the event; NULL where not known.
+    sa.Column("state", sa.String(16), nullable=True),
+    sa.Column("count", sa.Integer, nullable=True),
+    sa.Column("batch", sa.String(64), nullable=True),
+    sa.Column("expiry", sa.Date, nullable=True),
+    sa.Column("occurred_at", Time, nullable=False),
+    *_dating("cabinet_slot_log"),
+    sa.UniqueConstraint("agent_id", "epoch", "seq", name="uq_cabinet_slot_log_agent_epoch_seq"),
+    sa.Index("ix_cabinet_slot_log_slot", "agent_id", "box", "slot", "stream_id", "seq"),
+    sa.Index("ix_cabinet_slot_log_site_time", "site_id", "occurred_at"),
+)
+
+#: Each slot as its newest event left it (the last row of ``cabinet_slot_log`` for it).
+cabinet_slots = sa.Table(
+    "cabinet_slots",
+    metadata,
+    sa.Column("agent_id", sa.String(64), primary_key=True),
+    sa.Column("box", sa.String(64), primary_key=True),
+    sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("site_id", sa.String(64), nullable=False),
+    sa.Column("epoch", sa.String(32), nullable=False),
+    sa.Column("stream_id", sa.BigInteger, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("product", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=True),
+    sa.Column("count", sa.Integer, nullable=True),
+    sa.Column("batch", sa.String(64), nullable=True),
+    sa.Column("expiry", sa.Date, nullable=True),
+    sa.Column("changed_at", Time, nullable=False),
+)
+
+#: Box events that are not a slot's: refusals, door, tamper, the main board's state.
+cabinet_box_log = sa.Table(
+    "cabinet_box_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    *_source(),
+    #: refused, door, tamper, board
+    sa.Column("kind", sa.String(16), nullable=False),
+    #: refusal reason, door opened/closed, tamper reason, board state
+    sa.Column("value", sa.String(32), nullable=False),
+    #: door: opened or closed with a technician's card; board: firmware; tamper: seconds open.
+    sa.Column("detail", sa.String(64), nullable=True),
+    sa.Column("product_group", sa.String(64), nullable=True),
+    sa.Column("occurred_at", Time, nullable=False),
+    *_dating("cabinet_box_log"),
+    sa.UniqueConstraint("agent_id", "epoch", "seq", name="uq_cabinet_box_log_agent_epoch_seq"),
+    sa.Index("ix_cabinet_box_log_box", "agent_id", "box", "kind", "stream_id", "seq"),
+    sa.Index("ix_cabinet_box_log_site_time", "site_id", "occurred_at"),
+)
+
+#: Faults a technician must see: vend failures, unknown outcomes, tamper, board offline or its
+#: drop sensor faulty. Open until a later event clears them (``cleared_*``).
+cabinet_faults = sa.Table(
+    "cabinet_faults",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    *_source(),
+    sa.Column("slot", sa.Integer, nullable=True),
+    #: vend_failed, vend_unknown, tamper, board_offline, drop_sensor
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("occurred_at", Time, nullable=False),
+    sa.Column("cleared_at", Time, nullable=True),
+    #: The event that cleared it, so that a replay of that stream opens it again first.
+    sa.Column("cleared_epoch", sa.String(32), nullable=True),
+    sa.Column("cleared_seq", sa.BigInteger, nullable=True),
+    *_dating("cabinet_faults"),
+    sa.UniqueConstraint("agent_id", "epoch", "seq", name="uq_cabinet_faults_agent_epoch_seq"),
+    sa.Index("ix_cabinet_faults_open", "agent_id", "box", "cleared_at"),
+)
+
+#: One row per card dispense (each ``transaction_id`` once): what other boxes must count against the
+#: card's quota. ``sync_round`` is stamped by the sync once the row is visible (``cards/sync.py``).
+cabinet_usage = sa.Table(
+    "cabinet_usage",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("transaction_id", sa.String(36), nullable=False),
+    *_source(),
+    sa.Column("card", sa.String(64), nullable=False),
+    sa.Column("product_group", sa.String(64), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("occurred_at", Time, nullable=False),
+    sa.Column("sync_round", sa.BigInteger, nullable=True),
+    *_dating("cabinet_usage"),
+    sa.UniqueConstraint("transaction_id", name="uq_cabinet_usage_transaction"),
+    sa.Index("ix_cabinet_usage_stream", "agent_id", "epoch", "seq"),
+    sa.Index("ix_cabinet_usage_round", "sync_round", "id"),
+    sa.Index(
+        "ix_cabinet_usage_unstamped",
+        "id",
+        sqlite_where=sa.text("sync_round IS NULL"),
+        postgresql_where=sa.text("sync_round IS NULL"),
+    ),
 )

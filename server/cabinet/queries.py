@@ -1,0 +1,150 @@
+"""Read-only questions about the dispensing boxes: their slots, states, open faults, days."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from server.store.db import utc
+from server.store.schema import cabinet_box_log, cabinet_faults, cabinet_slot_log, cabinet_slots
+
+#: Events counted as failures in a box's day.
+FAILURE_KINDS = ("vend_failed", "vend_unknown")
+
+
+@dataclass(frozen=True)
+class Slot:
+    slot: int
+    product: str
+    state: str | None
+    count: int | None
+    batch: str | None
+    expiry: date | None
+    changed_at: datetime
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    reason: str
+    slot: int | None
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class Latest:
+    """The newest of one kind of box event: its value (a board state, door state, tamper
+    reason), detail and time."""
+
+    value: str
+    detail: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Day:
+    day: date
+    dispensed: int = 0
+    refused: int = 0
+    failed: int = 0
+
+
+@dataclass
+class Box:
+    site_id: str
+    agent_id: str
+    box: str
+    slots: list[Slot] = field(default_factory=list)
+    board: Latest | None = None
+    door: Latest | None = None
+    tamper: Latest | None = None
+    faults: list[Fault] = field(default_factory=list)
+    #: Days with any dispense, refusal or failure, newest first, in the display time zone.
+    days: list[Day] = field(default_factory=list)
+
+
+def boxes(
+    engine: sa.Engine,
+    zone: ZoneInfo,
+    now: datetime,
+    site: str | None = None,
+    days: int = 7,
+) -> list[Box]:
+    """Every box (of ``site``), ordered by site, agent and box."""
+    found: dict[tuple[str, str], Box] = {}
+
+    def box(site_id: str, agent_id: str, name: str) -> Box:
+        return found.setdefault((agent_id, name), Box(site_id, agent_id, name))
+
+    since = now - timedelta(days=days)
+    with engine.connect() as conn:
+        s = cabinet_slots
+        query = _where_site(sa.select(s), s, site).order_by(s.c.slot)
+        for m in conn.execute(query).mappings():
+            box(m["site_id"], m["agent_id"], m["box"]).slots.append(
+                Slot(m["slot"], m["product"], m["state"], m["count"], m["batch"], m["expiry"],
+                     utc(m["changed_at"]))
+            )  # fmt: skip
+        for r in conn.execute(_latest_box_events(site)):
+            latest = Latest(r.value, r.detail, utc(r.occurred_at))
+            setattr(box(r.site_id, r.agent_id, r.box), r.kind, latest)
+        f = cabinet_faults
+        query = _where_site(sa.select(f), f, site).where(f.c.cleared_at.is_(None))
+        for r in conn.execute(query.order_by(f.c.stream_id, f.c.seq)):
+            box(r.site_id, r.agent_id, r.box).faults.append(
+                Fault(r.kind, r.reason, r.slot, utc(r.occurred_at))
+            )
+        tally: dict[tuple[str, str], dict[date, dict[str, int]]] = defaultdict(
+            lambda: defaultdict(lambda: defaultdict(int))
+        )
+        for site_id, agent_id, name, kind, at in _recent(conn, site, since):
+            box(site_id, agent_id, name)
+            day = utc(at).astimezone(zone).date()
+            tally[(agent_id, name)][day][kind] += 1
+    for key, per_day in tally.items():
+        found[key].days = [
+            Day(d, c["dispense"], c["refused"], sum(c[k] for k in FAILURE_KINDS))
+            for d, c in sorted(per_day.items(), reverse=True)
+        ]
+    return sorted(found.values(), key=lambda b: (b.site_id, b.agent_id, b.box))
+
+
+def _where_site(query: sa.Select[Any], table: sa.Table, site: str | None) -> sa.Select[Any]:
+    return query if site is None else query.where(table.c.site_id == site)
+
+
+def _latest_box_events(site: str | None) -> sa.Select[Any]:
+    b = cabinet_box_log
+    ranked = _where_site(
+        sa.select(
+            b.c.site_id, b.c.agent_id, b.c.box, b.c.kind, b.c.value, b.c.detail, b.c.occurred_at,
+            sa.func.row_number()
+            .over(
+                partition_by=(b.c.agent_id, b.c.box, b.c.kind),
+                order_by=(b.c.stream_id.desc(), b.c.seq.desc()),
+            )
+            .label("rank"),
+        ),
+        b,
+        site,
+    ).where(b.c.kind.in_(("board", "door", "tamper"))).subquery()  # fmt: skip
+    return sa.select(ranked).where(ranked.c.rank == 1)
+
+
+def _recent(conn: sa.Connection, site: str | None, since: datetime) -> list[Any]:
+    """(site, agent, box, kind, time) of each dispense, failure and refusal since ``since``."""
+    log, b = cabinet_slot_log, cabinet_box_log
+    slot_events = _where_site(
+        sa.select(log.c.site_id, log.c.agent_id, log.c.box, log.c.kind, log.c.occurred_at),
+        log,
+        site,
+    ).where(log.c.kind.in_(("dispense", *FAILURE_KINDS)), log.c.occurred_at >= since)
+    refusals = _where_site(
+        sa.select(b.c.site_id, b.c.agent_id, b.c.box, b.c.kind, b.c.occurred_at), b, site
+    ).where(b.c.kind == "refused", b.c.occurred_at >= since)
+    return [*conn.execute(slot_events).all(), *conn.execute(refusals).all()]

@@ -1,0 +1,66 @@
+"""A dispensing box as people read it (``edge-server boxes``), in their language: codes become
+texts chosen by them, never an agent's or a library's text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from server.cabinet.queries import Box, Fault, Latest
+from server.i18n import Language, t, t_or, table
+
+
+def describe_box(box: Box, lang: Language, zone: ZoneInfo, days: int) -> str:
+    def when(at: datetime) -> str:
+        return at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+    lines = [t("box.title", lang).format(site=box.site_id, agent=box.agent_id, box=box.box)]
+    colon = t("colon", lang)
+    state = [
+        t("box.board", lang) + colon + _latest(box.board, "board", lang, when),
+        t("box.door", lang) + colon + _latest(box.door, "door", lang, when),
+    ]
+    if box.tamper is not None:
+        reason = t_or(f"why.{box.tamper.value}", box.tamper.value, lang)
+        state.append(t("box.tamper", lang) + colon + f"{reason} ({when(box.tamper.at)})")
+    lines.append("  " + t("semicolon", lang).join(state))
+    if box.slots:
+        keys = ("slot", "product", "count", "state", "batch", "expiry", "changed")
+        header = [t(f"col.{k}", lang) for k in keys]
+        rows = [
+            [str(s.slot), s.product, "?" if s.count is None else str(s.count),
+             t_or(f"slot.{s.state}", s.state or "?", lang), s.batch or "-",
+             s.expiry.isoformat() if s.expiry else "-", when(s.changed_at)]
+            for s in box.slots
+        ]  # fmt: skip
+        lines += ["  " + line for line in table(header, rows).splitlines()]
+    if box.faults:
+        lines.append("  " + t("box.faults", lang))
+        lines += [f"    {when(f.occurred_at)}  {fault_text(f, lang)}" for f in box.faults]
+    else:
+        lines.append("  " + t("box.no_faults", lang))
+    if box.days:
+        lines.append("  " + t("box.days", lang).format(n=days))
+        lines += [
+            "    " + t("box.day", lang).format(day=d.day.isoformat(), dispensed=d.dispensed,
+                                               refused=d.refused, failed=d.failed)
+            for d in box.days
+        ]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _latest(
+    latest: Latest | None, kind: str, lang: Language, when: Callable[[datetime], str]
+) -> str:
+    if latest is None:
+        return t("box.unknown", lang)
+    text = t_or(f"{kind}.{latest.value}", latest.value, lang)
+    if kind == "door" and latest.detail == "technician":
+        text += f" ({t('door.by_technician', lang)})"
+    return f"{text} ({when(latest.at)})"
+
+
+def fault_text(fault: Fault, lang: Language) -> str:
+    reason = t_or(f"why.{fault.reason}", fault.reason, lang)
+    return t_or(f"fault.{fault.kind}", fault.kind, lang).format(slot=fault.slot, reason=reason)

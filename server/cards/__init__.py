@@ -1,0 +1,1 @@
+"""The card registry: cards by pseudonym, holders apart, quota rules, and the sync to boxes."""
