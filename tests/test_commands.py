@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,9 +23,11 @@ from edge_agent.wire import (
 )
 
 #: A stand-in domain that keeps each usage command's size in a table of its own.
-SCHEMA = DomainSchema(
-    "tally", [lambda db: db.execute("CREATE TABLE tally (n INTEGER NOT NULL CHECK (n < 3))")]
-)
+def _tally_v1(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE tally (n INTEGER NOT NULL CHECK (n < 3))")
+
+
+SCHEMA = DomainSchema("tally", [_tally_v1])
 
 
 def tally(unit: Unit, body: CommandBody) -> tuple[bool, str]:
