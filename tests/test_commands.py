@@ -22,6 +22,7 @@ from edge_agent.wire import (
     parse_event,
 )
 
+
 #: A stand-in domain that keeps each usage command's size in a table of its own.
 def _tally_v1(db: sqlite3.Connection) -> None:
     db.execute("CREATE TABLE tally (n INTEGER NOT NULL CHECK (n < 3))")
