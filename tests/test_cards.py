@@ -6,6 +6,7 @@ two writers issue at once, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import threading
@@ -54,20 +55,33 @@ def raw_forms() -> list[bytes]:
     return forms
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Path:
-    """A server.toml with a SQLite store (created) and a card key made by ``make-key``."""
-    config = tmp_path / "server.toml"
-    key = tmp_path / "keys" / "card.key"
-    key.parent.mkdir()
+def _write_config(root: Path) -> Path:
+    config = root / "server.toml"
     config.write_text(
-        f'[database]\nurl = "sqlite:///{tmp_path / "data" / "server.db"}"\n'
-        f'[cards]\nkey_file = "{key}"\n'
+        f'[database]\nurl = "sqlite:///{root / "data" / "server.db"}"\n'
+        f'[cards]\nkey_file = "{root / "keys" / "card.key"}"\n'
     )
-    assert cli(config, "db", "upgrade").returncode == 0
-    made = cli(config, "cards", "make-key", "--out", str(key))
-    assert made.returncode == 0, made.stderr
     return config
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A created store and a key made by ``make-key``, once: each test gets a copy."""
+    root = tmp_path_factory.mktemp("cards-template")
+    (root / "keys").mkdir()
+    config = _write_config(root)
+    assert cli(config, "db", "upgrade").returncode == 0
+    made = cli(config, "cards", "make-key", "--out", str(root / "keys" / "card.key"))
+    assert made.returncode == 0, made.stderr
+    return root
+
+
+@pytest.fixture
+def store(tmp_path: Path, template: Path) -> Path:
+    """A server.toml with a SQLite store (created) and a card key made by ``make-key``."""
+    for part in ("keys", "data"):
+        shutil.copytree(template / part, tmp_path / part)
+    return _write_config(tmp_path)
 
 
 def key_of(config: Path) -> Path:
