@@ -4,6 +4,7 @@ of it back, so the books on the box and the events sent never disagree."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
@@ -18,6 +19,7 @@ from edge_agent.wire import (
     RefusalReason,
     Removed,
     Restocked,
+    RestockOrderCommand,
     SlotState,
     StockLine,
     TakeRefused,
@@ -25,6 +27,8 @@ from edge_agent.wire import (
     VendFailure,
     VendUnknown,
 )
+
+log = logging.getLogger(__name__)
 
 
 class Books:
@@ -311,3 +315,41 @@ def counted(
         stamp,
     )
     return slot
+
+
+def orders_answered(
+    books: Books,
+    unit: Unit,
+    orders: Sequence[RestockOrderCommand],
+    technician: str,
+    confirmed: bool,
+    stamp: Stamp,
+    today: date,
+) -> list[stock.Slot]:
+    """A technician confirmed the pending orders as loaded, or reported a difference: then the
+    slots they name are flagged for a count, which settles what is in them."""
+    changed = []
+    for order in orders:
+        slot = books.slots.get(order.slot)
+        if slot is None:
+            log.error("box %s: restock order %s names no slot of it", books.box.id, order.order_id)
+            continue
+        if confirmed:
+            slot = restocked(
+                books,
+                unit,
+                order.slot,
+                order.batch,
+                order.expiry,
+                order.quantity,
+                stamp,
+                today,
+                order_id=order.order_id,
+                technician=technician,
+                source="door",
+            )
+        else:
+            slot = books.save(unit, replace(slot, count_needed=True), today, stamp)
+        changed.append(slot)
+    store.close_orders(unit, [o.order_id for o in orders], "done" if confirmed else "disputed")
+    return changed

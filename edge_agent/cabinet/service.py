@@ -15,20 +15,19 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from edge_agent.cabinet import records, stock, store, texts
+from edge_agent.cabinet import authorise, records, stock, store, texts
 from edge_agent.cabinet.config import BoxConfig, CabinetSection
-from edge_agent.cabinet.quota import Policy, Rule, Use, admit, allowance, rule_for
+from edge_agent.cabinet.reader import read_swipes
 from edge_agent.cabinet.transaction import (
     Action,
     Delivered,
     DoorMoved,
     Failed,
-    Offer,
     Refuse,
     RestockAnswer,
     Show,
@@ -43,18 +42,13 @@ from edge_agent.drivers import box_frames as frames
 from edge_agent.drivers.box_board import BoxBoard
 from edge_agent.drivers.box_frames import BoardError, VendResult
 from edge_agent.drivers.card_reader import (
-    ReaderDecoder,
-    ReaderFormat,
-    ReadFault,
-    RepeatFilter,
     Swipe,
-    identify,
 )
 from edge_agent.drivers.modbus import DriverError
 from edge_agent.drivers.serial_line import SerialLine
 from edge_agent.outbox import AsyncOutbox, OutboxError, Unit
-from edge_agent.pseudonym import CardKey, PseudonymError
-from edge_agent.wire import BoardState, DoorChanged, QuotaRule, Tamper
+from edge_agent.pseudonym import CardKey
+from edge_agent.wire import BoardState, DoorChanged, Tamper
 
 log = logging.getLogger(__name__)
 
@@ -215,37 +209,17 @@ class BoxService:
     async def _reader_loop(self) -> None:
         assert self._reader_line is not None
         assert self.box.reader is not None
-        config = self.box.reader
-        repeats = RepeatFilter(config.repeat_window_s)
-        while True:
-            decoder = ReaderDecoder(ReaderFormat(config.format), uid_reversed=config.uid_reversed)
-            try:
-                if not self._reader_line.is_open:
-                    await self._reader_line.open()
-                while True:
-                    for decoded in decoder.feed(await self._reader_line.read()):
-                        swipe = self._identify(decoded)
-                        if swipe is not None and repeats.fresh(swipe.card, self._monotonic()):
-                            await self._inputs.put(_Input("swipe", swipe))
-            except DriverError as exc:
-                log.warning("box %s: card reader unavailable: %s", self.box.id, exc)
-            await asyncio.sleep(REOPEN_AFTER_S)
-
-    def _identify(self, decoded: Any) -> Swipe | None:
-        """The pseudonym, at once; the read itself goes no further than this function."""
-        if isinstance(decoded, ReadFault):
-            log.info(
-                "box %s: card reader sent %s (%d bytes)", self.box.id, decoded.reason, decoded.size
-            )
-            if decoded.reason == "misread":
-                self._inputs.put_nowait(_Input("misread"))
-            return None
         assert self._key is not None
-        try:
-            return identify(decoded, self._key, self._today())
-        except PseudonymError:
-            self._inputs.put_nowait(_Input("misread"))
-            return None
+        await read_swipes(
+            self.box.id,
+            self._reader_line,
+            self.box.reader,
+            self._key,
+            today=self._today,
+            monotonic=self._monotonic,
+            swiped=lambda swipe: self._inputs.put(_Input("swipe", swipe)),
+            misread=lambda: self._inputs.put(_Input("misread")),
+        )
 
     async def _ticker(self) -> None:
         while True:
@@ -305,63 +279,10 @@ class BoxService:
         if self._out_of_service():
             return [Refuse("out_of_service", swipe.card), Show("out_of_service")]
         offer = await self._outbox.transact(
-            lambda unit: self._offer(unit, swipe, now), what="cabinet"
+            lambda unit: authorise.offer(unit, self.box, self.cabinet, self.site, swipe, now),
+            what="cabinet",
         )
         return self.take.swiped(offer, slots, today, now)
-
-    def _offer(self, unit: Unit, swipe: Swipe, now: datetime) -> Offer:
-        """What this card may do here now: read in one transaction of the outbox file."""
-        card = store.card(unit, swipe.card)
-        if card is not None and card.role == "technician" and card.status == "active":
-            return Offer(swipe.card, technician=True)
-        policy = self._policy(store.registry(unit))
-        counted, refusal = admit(card, swipe.kind, swipe.age, policy)
-        if refusal is not None:
-            return Offer(swipe.card, refusal=refusal)
-        allowances = {}
-        after = {}
-        for product in self.box.products:
-            group = self.cabinet.product(product).group
-            rule = rule_for(counted, group, policy)
-            uses = (
-                store.uses(unit, swipe.card, group, now - timedelta(days=rule.period_days))
-                if rule
-                else []
-            )
-            allowances[product] = allowance(uses, rule, now)
-            after[product] = allowance([*uses, Use(now, 1)], rule, now)
-        return Offer(swipe.card, allowances=allowances, after_take=after)
-
-    def _policy(self, registry: store.Registry) -> Policy:
-        c = self.cabinet
-        defaults = [
-            QuotaRule(
-                group=q.group,
-                product_group=q.product_group,
-                quantity=q.quantity,
-                period_days=q.period_days,
-            )
-            for q in c.quota
-        ]
-        if registry.guest is not None:
-            guest = (
-                Rule(registry.guest.quantity, registry.guest.period_days)
-                if registry.guest.mode == "quota"
-                else None
-            )
-        else:
-            guest = (
-                Rule(c.guest_quantity, c.guest_period_days) if c.unregistered == "guest" else None
-            )
-        return Policy(
-            site=self.site,
-            rules=registry.rules or [],
-            defaults=defaults,
-            guest=guest,
-            id_card_group=c.id_card_group,
-            min_age=c.min_age,
-            max_age=c.max_age,
-        )
 
     def _vend_done(
         self, done: frames.VendDone, slots: list[Any], today: date, now: datetime
@@ -528,37 +449,10 @@ class BoxService:
         orders = list(self._orders)
         books = self._books
 
-        def work(unit: Unit, stamp: Stamp) -> list[Any]:
-            changed = []
-            for order in orders:
-                slot = books.slots.get(order.slot)
-                if slot is None:
-                    log.error(
-                        "box %s: restock order %s names no slot of it", self.box.id, order.order_id
-                    )
-                    continue
-                if answer.confirmed:
-                    changed.append(
-                        records.restocked(
-                            books,
-                            unit,
-                            order.slot,
-                            order.batch,
-                            order.expiry,
-                            order.quantity,
-                            stamp,
-                            today,
-                            order_id=order.order_id,
-                            technician=answer.technician,
-                            source="door",
-                        )
-                    )
-                else:
-                    changed.append(books.save(unit, replace(slot, count_needed=True), today, stamp))
-            store.close_orders(
-                unit, [o.order_id for o in orders], "done" if answer.confirmed else "disputed"
+        def work(unit: Unit, stamp: Stamp) -> list[stock.Slot]:
+            return records.orders_answered(
+                books, unit, orders, answer.technician, answer.confirmed, stamp, today
             )
-            return changed
 
         await self._record(work)
         self._orders = []
