@@ -1,6 +1,6 @@
 """``edge-server --config FILE run|check|db upgrade|db copy|schema|climate latest|climate tail|
 link status|events replay|command send|command list|broker add-user|broker provision-agent|
-cards ...|boxes``; the ``cards`` group lives in ``server/cards/cli.py``."""
+cards ...|boxes|boxes tail``; the ``cards`` group lives in ``server/cards/cli.py``."""
 
 from __future__ import annotations
 
@@ -571,13 +571,16 @@ def broker_provision_agent(
     click.echo("reload the broker to take the new account: systemctl reload mosquitto")
 
 
-@main.command()
+@main.group(invoke_without_command=True)
 @click.option("--site", default=None, help="Only this site's boxes.")
 @click.option("--days", type=click.IntRange(1, 90), default=7, show_default=True)
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
 @click.pass_context
 def boxes(ctx: click.Context, site: str | None, days: int, lang: str | None) -> None:
-    """Every dispensing box: its slots, board, door, open faults and recent days."""
+    """Every dispensing box: its slots, board, door, open faults and recent days
+    (boxes tail: their events as they arrive)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from datetime import UTC
 
     from server.cabinet.queries import boxes as box_states
@@ -590,6 +593,38 @@ def boxes(ctx: click.Context, site: str | None, days: int, lang: str | None) -> 
         click.echo(t("boxes.none", language_))
         return
     click.echo("\n\n".join(describe_box(b, language_, config.server.zone, days) for b in found))
+
+
+@boxes.command("tail")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1, 3600),
+    default=1.0,
+    show_default=True,
+    help="Seconds between looks.",
+)
+@click.pass_context
+def boxes_tail(ctx: click.Context, lang: str | None, interval: float) -> None:
+    """Print box events as they arrive (takes, refusals and why, failed vends, slots running
+    low, the door, tamper, the board), until Ctrl-C. No card is ever shown."""
+    from server.cabinet.queries import events_since, tail_cursor
+    from server.cabinet.text import tail_line
+
+    config = _config(ctx.find_root())
+    language_ = _lang(config, lang)
+    engine = _engine(config)
+    zone = config.server.zone
+    cursor = tail_cursor(engine)
+    try:
+        while True:
+            found, cursor = events_since(engine, cursor)
+            for event in found:
+                click.echo(tail_line(event, language_, zone))
+            sys.stdout.flush()
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
 
 
 main.add_command(cards)

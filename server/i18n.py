@@ -293,6 +293,56 @@ _TEXTS |= {
     "why.door_left_open": {"zh": "箱门长时间未关", "en": "door left open"},
 }
 
+#: What ``edge-server boxes tail`` (and the demo) prints as box events arrive. Never a card.
+_TEXTS |= {
+    "tail.box": {"zh": "药具箱 {box}", "en": "box {box}"},
+    "tail.dispense": {
+        "zh": "✓ 发放 {product} {quantity} 件：货道 {slot}，批号 {batch}，剩 {count}",
+        "en": "✓ dispensed {product} x{quantity}: slot {slot}, batch {batch}, {count} left",
+    },
+    "tail.state_note": {"zh": "（{state}）", "en": " ({state})"},
+    "tail.restock": {
+        "zh": "货道 {slot} 装入 {product} {quantity} 件，批号 {batch}，有效期至 {expiry}，"
+        "现有 {count}",
+        "en": "slot {slot} loaded: {product} x{quantity}, batch {batch}, expiry {expiry}; "
+        "{count} in it",
+    },
+    "tail.remove": {
+        "zh": "货道 {slot} 取出 {quantity} 件，剩 {count}",
+        "en": "{quantity} taken out of slot {slot}, {count} left",
+    },
+    "tail.count": {"zh": "货道 {slot} 盘点：{count} 件", "en": "slot {slot} counted: {count}"},
+    "tail.vend_failed": {
+        "zh": "✗ 货道 {slot} 出货失败：{reason}，货道已标为{state}（不计入领取次数）",
+        "en": "✗ slot {slot} vend failed: {reason}; the slot is marked {state} (not counted)",
+    },
+    "tail.vend_unknown": {
+        "zh": "？货道 {slot} 出货结果不明：{reason}，需盘点（不计入领取次数）",
+        "en": "? slot {slot} vend outcome unknown: {reason}; count needed (not counted)",
+    },
+    "tail.slot": {
+        "zh": "货道 {slot}（{product}）：{state}，剩 {count}",
+        "en": "slot {slot} ({product}): {state}, {count} left",
+    },
+    "tail.refused": {"zh": "拒绝：{reason}", "en": "refused: {reason}"},
+    "tail.refused_group": {"zh": "拒绝（{group}）：{reason}", "en": "refused ({group}): {reason}"},
+    "tail.by_technician": {"zh": "（技术员刷卡）", "en": " (technician's card)"},
+    # Why a take was refused (TakeRefused.reason), as the display said it.
+    "refusal.unregistered": {"zh": "此卡未登记", "en": "card not registered"},
+    "refusal.lost": {"zh": "此卡已挂失", "en": "card reported lost"},
+    "refusal.revoked": {"zh": "此卡已注销", "en": "card revoked"},
+    "refusal.not_allowed": {"zh": "此卡不能领取", "en": "card may not take"},
+    "refusal.quota": {"zh": "本期已领完", "en": "quota used up for this period"},
+    "refusal.age": {"zh": "年龄不在范围内", "en": "age not eligible"},
+    "refusal.misread": {"zh": "读卡失败", "en": "card not read"},
+    "refusal.empty": {"zh": "无货", "en": "out of stock"},
+    "refusal.expired": {"zh": "药具过期，暂停发放", "en": "stock expired, blocked"},
+    "refusal.out_of_service": {"zh": "设备维护中", "en": "out of service"},
+    "refusal.pause": {"zh": "离上次出货太近，请稍候", "en": "too soon after the last take"},
+    "refusal.hourly_cap": {"zh": "本小时已达上限", "en": "hourly limit reached"},
+    "refusal.door_open": {"zh": "箱门未关", "en": "door open"},
+}
+
 
 def t(key: str, lang: Language) -> str:
     return _TEXTS[key][lang]

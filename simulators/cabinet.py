@@ -39,8 +39,14 @@ An example file (see also ``deploy/examples/cabinet-sim.toml``)::
     technicians = ["DEADBEEF"]
     unregistered = 3
 
-The interactive mode reads commands on stdin (``help`` lists them) and acts on one box at a time
-(``box ID`` switches).
+    [[boxes.faults]]                         # incidents on schedule, from the script's start
+    at_s = 12
+    kind = "jam"                             # or "empty", "motor" (slot); "force_door"
+    slot = 1
+
+A box with ``wait_for_agent = true`` starts its script (crowd and faults) only once an agent has
+written to its display. The interactive mode reads commands on stdin (``help`` lists them) and
+acts on one box at a time (``box ID`` switches).
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ import logging
 import shlex
 import signal
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from simulators import cabinet_frames as bf
@@ -61,6 +67,7 @@ from simulators.cabinet_config import (
     BoxSim,
     CabinetSimConfig,
     CrowdSettings,
+    FaultSim,
     ReaderSettings,
     SlotSim,
     load_cabinet_config,
@@ -78,6 +85,7 @@ __all__ = [
     "Console",
     "Crowd",
     "CrowdSettings",
+    "FaultSim",
     "GroundTruth",
     "ReaderSettings",
     "ReaderSim",
@@ -87,7 +95,9 @@ __all__ = [
     "SlotSim",
     "VendTruth",
     "Visit",
+    "cause",
     "load_cabinet_config",
+    "run_faults",
     "serve",
 ]
 
@@ -137,11 +147,12 @@ class CabinetSim:
                 else None
             )
             self.boxes[spec.id] = Box(spec, board, reader, crowd)
-        self._crowds: list[asyncio.Task[None]] = []
+        self._scripts: list[asyncio.Task[None]] = []
 
     async def start(self) -> list[str]:
-        """Start every device and crowd; return a line per device saying where the agent finds
-        it. If one cannot start, whatever did is stopped again."""
+        """Start every device and each box's script (crowd, scheduled faults); return a line
+        per device saying where the agent finds it. If one cannot start, whatever did is
+        stopped again."""
         lines = []
         try:
             for box in self.boxes.values():
@@ -157,33 +168,94 @@ class CabinetSim:
                     )
             loop = asyncio.get_running_loop()
             for box in self.boxes.values():
-                if box.crowd is not None:
-                    task = loop.create_task(box.crowd.run())
-                    task.add_done_callback(self._crowd_done)
-                    self._crowds.append(task)
+                if box.crowd is not None or box.config.faults:
+                    task = loop.create_task(self._script(box), name=f"script-{box.config.id}")
+                    task.add_done_callback(self._script_done)
+                    self._scripts.append(task)
         except BaseException:
             await self.stop()
             raise
         return lines
 
     @staticmethod
-    def _crowd_done(task: asyncio.Task[None]) -> None:
+    async def _script(box: Box) -> None:
+        """The box's crowd and scheduled faults, from when the script starts (at once, or once
+        an agent has written to the display)."""
+        if box.config.wait_for_agent:
+            await _until(lambda: bool(box.board.display_history))
+            log.info("box %s: an agent took it into service; its script starts", box.config.id)
+        async with asyncio.TaskGroup() as group:
+            if box.config.faults:
+                group.create_task(run_faults(box.board, box.config.faults))
+            if box.crowd is not None:
+                group.create_task(box.crowd.run())
+
+    @staticmethod
+    def _script_done(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and (exc := task.exception()) is not None:
-            log.error("a crowd stopped: %s", exc, exc_info=exc)
+            log.error("a box's script stopped: %s", exc, exc_info=exc)
 
     async def stop(self) -> None:
-        """Stop crowds and devices; the symlinks are removed. Safe to call again."""
-        crowds, self._crowds = self._crowds, []
-        for task in crowds:
+        """Stop scripts and devices; the symlinks are removed. Safe to call again."""
+        scripts, self._scripts = self._scripts, []
+        for task in scripts:
             task.cancel()
-        if crowds:
-            await asyncio.wait(crowds)
+        if scripts:
+            await asyncio.wait(scripts)
         for box in self.boxes.values():
             try:
                 await box.board.stop()
             finally:
                 if box.reader is not None:
                     await box.reader.stop()
+
+
+async def run_faults(board: BoardSim, faults: Sequence[FaultSim]) -> None:
+    """Cause each fault at its time, counted from now; returns when the last has run its
+    course."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+
+    async def one(fault: FaultSim) -> None:
+        await asyncio.sleep(max(0.0, start + fault.at_s - loop.time()))
+        await cause(board, fault)
+
+    async with asyncio.TaskGroup() as group:
+        for fault in faults:
+            group.create_task(one(fault))
+
+
+async def cause(board: BoardSim, fault: FaultSim) -> None:
+    """One scheduled fault, now; one with a duration is undone after it."""
+    where = f" on slot {fault.slot}" if fault.slot else ""
+    log.warning("board %s: scheduled %s%s", board.name, fault.kind, where)
+    if fault.kind == "jam":
+        assert fault.slot is not None
+        board.jam(fault.slot)
+    elif fault.kind == "empty":
+        assert fault.slot is not None
+        board.empty(fault.slot)
+    elif fault.kind == "motor":
+        assert fault.slot is not None
+        board.motor_fault(fault.slot, True)
+        if fault.duration_s is not None:
+            await asyncio.sleep(fault.duration_s)
+            board.motor_fault(fault.slot, False)
+    else:
+        # Forced while the motor turns, the door would cut into a take; someone forcing a
+        # box waits until nobody is at it. A door already open (a technician) is left alone.
+        await _until(lambda: not board.vending)
+        if board.door_open(force=True):
+            await asyncio.sleep(3.0 if fault.duration_s is None else fault.duration_s)
+            board.door_close()
+
+
+async def _until(check: Callable[[], bool]) -> None:
+    """Wait until ``check()`` holds: what the board does has no event to wait on."""
+    while True:
+        if check():
+            return
+        await asyncio.sleep(0.05)
 
 
 class Console:

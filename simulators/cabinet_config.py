@@ -113,6 +113,33 @@ class CrowdSettings(Strict):
         return self
 
 
+SLOT_FAULTS = ("jam", "empty", "motor")
+
+
+class FaultSim(Strict):
+    """A fault the simulator causes by itself, so that a demo or a long run has its incidents
+    without anyone typing them: ``jam`` (the next vend of ``slot`` jams), ``empty`` (``slot``
+    runs out), ``motor`` (a motor fault on ``slot``, mended after ``duration_s`` if given),
+    ``force_door`` (the door is forced open once no vend is running, and shut again after
+    ``duration_s``, 3 s by default)."""
+
+    #: Seconds after the box's script starts (see ``BoxSim.wait_for_agent``).
+    at_s: Annotated[float, between(0, 366 * 86_400)]
+    kind: Literal["jam", "empty", "motor", "force_door"]
+    slot: Annotated[int, between(1, 255)] | None = None
+    duration_s: Annotated[float, between(0.1, 86_400)] | None = None
+
+    @model_validator(mode="after")
+    def _slot(self) -> FaultSim:
+        if self.kind in SLOT_FAULTS and self.slot is None:
+            raise ValueError(f"a {self.kind} fault needs a slot")
+        if self.kind not in SLOT_FAULTS and self.slot is not None:
+            raise ValueError(f"a {self.kind} fault is not a slot's; give no slot")
+        if self.kind in ("jam", "empty") and self.duration_s is not None:
+            raise ValueError(f"a {self.kind} fault has no duration")
+        return self
+
+
 class BoxSim(Strict):
     id: str = Field(min_length=1, max_length=64)
     board: BoardSettings
@@ -122,6 +149,21 @@ class BoxSim(Strict):
     #: No reader: an open box, where a person presses a product button.
     reader: ReaderSettings | None = None
     crowd: CrowdSettings | None = None
+    #: Faults caused on schedule, in seconds from the start of the box's script.
+    faults: list[FaultSim] = Field(default_factory=list)
+    #: The box's script (its crowd and its faults' clock) starts once an agent has written to
+    #: its display, that is, taken the box into service; otherwise when the simulator starts.
+    #: Nobody walks up to a box that is still dark, and a fault at 12 s stays 12 s into the
+    #: crowd however long the agent took to find the box.
+    wait_for_agent: bool = False
+
+    @model_validator(mode="after")
+    def _fault_slots(self) -> BoxSim:
+        slots = len(self.board.slots)
+        for fault in self.faults:
+            if fault.slot is not None and fault.slot > slots:
+                raise ValueError(f"{fault.kind} on slot {fault.slot}: the board has {slots} slots")
+        return self
 
     @property
     def buttons(self) -> list[int]:

@@ -1,8 +1,14 @@
-"""The simulated county station: every part as a real process, readings shown as they arrive.
+"""The simulated county station: every part as a real process, what the server stores shown as
+it arrives.
 
-Mosquitto, the transmitter simulator, the server, the agent and ``edge-server climate tail``
-run as child processes in their own sessions, so Ctrl-C reaches only this supervisor, which
-then stops each child in order and waits for it.
+Mosquitto, the transmitter simulator, the server, the agent, the dispensing boxes' simulator
+(``edge-sim cabinet``), ``edge-server climate tail`` and ``edge-server boxes tail`` run as
+child processes in their own sessions, so Ctrl-C reaches only this supervisor, which then stops
+each child in order and waits for it. The card registry goes the way it goes at a county: the
+demo makes the county card key and registers the crowd's cards with ``edge-server cards``, gives
+the agent the same key file, and the server's sync timer sends the registry to the agent
+(``cards.sync``); the boxes are loaded with ``edge-agent cabinet restock``. Only then is the
+boxes' simulator started, so that nobody swipes a card the box cannot know yet.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -31,9 +38,17 @@ TEXTS = {
     "zh": {
         "intro": "演示：模拟县药具管理站（3 个库房，6 个温湿度变送器：一号、二号库在 RS485 总线上，"
         "三号库经 Modbus TCP 网关），数据经 MQTT 送到服务器。模拟时间加速 240 倍："
-        "约 6 秒后二号库空调故障、温度超限报警，随后恢复；一号库一个变送器会暂时失去响应。",
+        "约 6 秒后二号库空调故障、温度超限报警，随后恢复；一号库一个变送器会暂时失去响应。\n"
+        "同一终端还管着小庄村的两台药具箱：一台 IC 卡药具箱（避孕套、口服避孕药，2 号货道快空了），"
+        "村民刷卡领取，也有人拿着挂失卡、未登记的卡来，技术员不时刷卡开门；"
+        "另一台是不用卡的按键式药具箱，按一次出一件，两次之间要等一会儿。"
+        "县服务器生成卡密钥、登记这些卡（一张挂失），登记册经 cards.sync 下发到终端。"
+        "药具箱投入使用约 10 秒后，IC 卡药具箱 1 号货道卡货（该货道停用，改由 2 号货道出货）；"
+        "约 17 秒时有人撬开箱门（报警）。",
         "where": "工作目录：{dir}（日志在 logs/ 下）",
-        "stop": "按 Ctrl-C 停止。以下为服务器收到的温湿度记录：",
+        "cards": "县卡密钥已就绪，登记 {n} 张卡（{lost} 张挂失，{tech} 张技术员卡）。",
+        "cards_failed": "登记卡未成功，药具箱会拒绝所有卡。日志：{log}",
+        "stop": "按 Ctrl-C 停止。以下为服务器收到的温湿度记录和药具箱事件：",
         "died": "进程 {name} 意外退出（代码 {code}），日志：{log}",
         "stopped": "演示已停止，所有进程已结束。",
         "no_broker": "无法启动 Mosquitto：{err}",
@@ -43,9 +58,20 @@ TEXTS = {
         "No.1 and No.2 on an RS485 bus, No.3 on a Modbus TCP gateway), readings carried over "
         "MQTT to the server. Simulated time runs 240x: after about 6 s the air conditioning of "
         "No.2 fails, the room goes into alarm, then recovers; a transmitter in No.1 falls silent "
-        "for a while.",
+        "for a while.\n"
+        "The same agent serves two dispensing boxes in Xiaozhuang village: an IC-card box "
+        "(condoms and oral pills; slot 2 is nearly empty) where villagers swipe their cards, "
+        "someone brings a lost card or one nobody registered, and now and then a technician "
+        "opens the door with a technician card; and an open box without a reader, one unit "
+        "per press, paced. The county server makes the card key and registers those cards (one "
+        "reported lost); the registry reaches the agent as cards.sync. About 10 s after the "
+        "boxes come into service, slot 1 of the card box jams (it is taken out of use and slot "
+        "2 serves instead); at about 17 s someone forces its door (tamper).",
         "where": "Working directory: {dir} (logs under logs/)",
-        "stop": "Press Ctrl-C to stop. Climate records as the server stores them:",
+        "cards": "County card key ready; {n} cards registered ({lost} lost, {tech} technician's).",
+        "cards_failed": "The cards could not be registered; the boxes will refuse every card. "
+        "Log: {log}",
+        "stop": "Press Ctrl-C to stop. Climate records and box events as the server stores them:",
         "died": "process {name} exited unexpectedly (code {code}), log: {log}",
         "stopped": "Demo stopped; every process has ended.",
         "no_broker": "cannot start Mosquitto: {err}",
@@ -65,11 +91,41 @@ SCENARIO = [
 ]
 CYCLE_H = 3.0
 
+#: The village's boxes, served by the station's agent: an IC-card box and an open one.
+CARD_BOX = "xiaozhuang"
+OPEN_BOX = "xiaozhuang-open"
+#: (product id, name on the display, English name, quota group)
+PRODUCTS = [
+    ("condoms", "避孕套", "Condoms", "condoms"),
+    ("pills", "口服避孕药", "Oral pills", "pills"),
+]
+#: (box, slot, product, capacity, batch, days to its expiry, units loaded). Slot 1 expires
+#: first, so it serves condoms first (FEFO) until it jams; slot 2 is nearly empty.
+SLOTS = [
+    (CARD_BOX, 1, "condoms", 20, "C240511", 300, 10),
+    (CARD_BOX, 2, "condoms", 20, "C241103", 500, 2),
+    (CARD_BOX, 3, "pills", 20, "P240820", 400, 8),
+    (OPEN_BOX, 1, "condoms", 30, "C241103", 500, 24),
+]
+#: The crowd's cards (UIDs as the reader reads them): registered villagers, a card reported
+#: lost, a technician's; the simulator makes up two nobody registered.
+VILLAGERS = ["04A1B2C3", "04112233445566", "9C3E2A17", "7B21C0DE"]
+LOST = "5D0F8B21"
+TECHNICIAN = "DEADBEEF"
+#: The crowd at the card box. With this seed the first people are a villager who takes
+#: condoms, the technician and the lost card; a villager wants condoms soon after the jam.
+CARD_CROWD_SEED = 34
+#: The incidents on the card box's script, in seconds from when the agent took it into
+#: service: slot 1 jams; the door is forced open for 2 s.
+JAM_AT_S = 10
+FORCED_DOOR_AT_S = 17
+
 
 @dataclass
 class DemoSite:
     """A county station: No.1 and No.2 on one RS485 bus (RTU on a pseudo-terminal), No.3 on a
-    Modbus TCP gateway, and a relay board for the sound-and-light alarms."""
+    Modbus TCP gateway, a relay board for the sound-and-light alarms, and the village's two
+    dispensing boxes on serial lines of their own."""
 
     workdir: Path
     broker_port: int
@@ -77,9 +133,34 @@ class DemoSite:
     poll_interval_s: float = 2.0
     cycles: int = 40
 
+    @property
+    def key_file(self) -> Path:
+        return self.workdir / "card.key"
+
+    def line(self, name: str) -> Path:
+        """A serial line's symlink, as the agent opens it."""
+        return self.workdir / f"tty{name}"
+
+    @property
+    def links(self) -> list[Path]:
+        boxes = [f"BOX-{CARD_BOX}", f"CARD-{CARD_BOX}", f"BOX-{OPEN_BOX}"]
+        return [self.line(name) for name in ["RS485-1", *boxes]]
+
     def write(self) -> dict[str, Path]:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        rs485 = self.workdir / "ttyRS485-1"
+        files = {
+            "sensors": self._sensors(),
+            "agent": self._agent(),
+            "server": self._server(),
+            "cabinet": self._cabinet(),
+        }
+        paths = {}
+        for name, lines in files.items():
+            paths[name] = self.workdir / f"{name}.toml"
+            paths[name].write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return paths
+
+    def _sensors(self) -> list[str]:
         sensors = [f"time_scale = {TIME_SCALE}"]
         for room, _name, _group, temperature, humidity in STOREROOMS:
             sensors += [
@@ -101,6 +182,26 @@ class DemoSite:
                 ]
         rtu_devices: list[str] = []
         tcp_devices: list[str] = []
+        unit = 0
+        for room, _name, _group, _t, _rh in STOREROOMS:
+            on_tcp = room == "no3-iud"
+            for suffix, profile in (("a", "rh-t-holding-x10"), ("b", "t-rh-input-x10")):
+                unit += 1
+                (tcp_devices if on_tcp else rtu_devices).extend(
+                    [
+                        f"[[{'tcp' if on_tcp else 'rtu'}.devices]]",
+                        f"unit = {unit}",
+                        f'name = "{room.split("-")[0]}-{suffix}"',
+                        f'profile = "{profile}"',
+                        f'room = "{room}"',
+                        f"offset_c = {0.1 * (unit % 2)}",
+                    ]
+                )
+        sensors += ["[[tcp]]", f"port = {self.modbus_port}", *tcp_devices]
+        sensors += ["[[rtu]]", f'link = "{self.line("RS485-1")}"', "baudrate = 9600"]
+        return [*sensors, *rtu_devices, "[[rtu.relays]]", "unit = 9"]
+
+    def _agent(self) -> list[str]:
         agent = [
             "[agent]",
             'id = "county-station-01"',
@@ -110,6 +211,8 @@ class DemoSite:
             f"port = {self.broker_port}",
             "[link]",
             "ack_timeout_s = 10",
+            "# The status names the card registry version held: the server syncs from it.",
+            "status_interval_s = 1",
             "[climate]",
             f"poll_interval_s = {self.poll_interval_s}",
             f"record_in_range_s = {self.poll_interval_s * 5}",
@@ -120,7 +223,7 @@ class DemoSite:
             "[[buses]]",
             'id = "rs485-1"',
             'kind = "rtu"',
-            f'device = "{rs485}"',
+            f'device = "{self.line("RS485-1")}"',
             "baudrate = 9600",
             "timeout_s = 0.3",
             "[[buses]]",
@@ -129,6 +232,13 @@ class DemoSite:
             'host = "127.0.0.1"',
             f"port = {self.modbus_port}",
         ]
+        for bus, name in (
+            (f"box-{CARD_BOX}", f"BOX-{CARD_BOX}"),
+            (f"reader-{CARD_BOX}", f"CARD-{CARD_BOX}"),
+            (f"box-{OPEN_BOX}", f"BOX-{OPEN_BOX}"),
+        ):
+            agent += ["[[buses]]", f'id = "{bus}"', 'kind = "serial"']
+            agent.append(f'device = "{self.line(name)}"')
         unit = 0
         for index, (room, name, group, _t, _rh) in enumerate(STOREROOMS):
             agent += [
@@ -141,63 +251,213 @@ class DemoSite:
             on_tcp = room == "no3-iud"
             for suffix, profile in (("a", "rh-t-holding-x10"), ("b", "t-rh-input-x10")):
                 unit += 1
-                sensor = f"{room.split('-')[0]}-{suffix}"
-                device = [
-                    f"[[{'tcp' if on_tcp else 'rtu'}.devices]]",
-                    f"unit = {unit}",
-                    f'name = "{sensor}"',
-                    f'profile = "{profile}"',
-                    f'room = "{room}"',
-                    f"offset_c = {0.1 * (unit % 2)}",
-                ]
-                (tcp_devices if on_tcp else rtu_devices).extend(device)
                 agent += [
                     "[[climate.sensors]]",
-                    f'id = "{sensor}"',
+                    f'id = "{room.split("-")[0]}-{suffix}"',
                     f'storeroom = "{room}"',
                     f'bus = "{"gateway-1" if on_tcp else "rs485-1"}"',
                     f"address = {unit}",
                     f'profile = "{profile}"',
                 ]
-        sensors += ["[[tcp]]", f"port = {self.modbus_port}", *tcp_devices]
-        sensors += ["[[rtu]]", f'link = "{rs485}"', "baudrate = 9600", *rtu_devices]
-        sensors += ["[[rtu.relays]]", "unit = 9"]
-        server = [
+        return agent + self._agent_cabinet()
+
+    def _agent_cabinet(self) -> list[str]:
+        lines = ["[cabinet]", f'card_key_file = "{self.key_file}"']
+        for product, name, name_en, group in PRODUCTS:
+            lines += ["[[cabinet.products]]", f'id = "{product}"', f'name = "{name}"']
+            lines += [f'name_en = "{name_en}"', f'group = "{group}"']
+        for group, quantity in (("condoms", 2), ("pills", 1)):
+            lines += ["[[cabinet.quota]]", f'product_group = "{group}"']
+            lines += [f"quantity = {quantity}", "period_days = 30"]
+        lines += [
+            "[[cabinet.boxes]]",
+            f'id = "{CARD_BOX}"',
+            'name = "小庄村卫生室 IC 卡药具箱"',
+            'mode = "card"',
+            f'board = "box-{CARD_BOX}"',
+            f'reader = {{ bus = "reader-{CARD_BOX}" }}',
+            'products = ["condoms", "pills"]',
+            *self._slots(CARD_BOX),
+            "[[cabinet.boxes]]",
+            f'id = "{OPEN_BOX}"',
+            'name = "小庄村村委会 按键式药具箱"',
+            'mode = "open"',
+            f'board = "box-{OPEN_BOX}"',
+            'products = ["condoms"]',
+            "# Paced: one unit per press, then a pause, so that one person cannot empty it.",
+            "pause_s = 6",
+            "max_per_hour = 30",
+            *self._slots(OPEN_BOX),
+        ]
+        return lines
+
+    @staticmethod
+    def _slots(box: str) -> list[str]:
+        lines = []
+        for where, number, product, capacity, *_ in SLOTS:
+            if where == box:
+                lines += ["[[cabinet.boxes.slots]]", f"number = {number}"]
+                lines += [f'product = "{product}"', f"capacity = {capacity}"]
+        return lines
+
+    def _server(self) -> list[str]:
+        return [
             "[database]",
             f'url = "sqlite:///{self.workdir / "server.db"}"',
             "[mqtt]",
             f"port = {self.broker_port}",
+            "# Quick enough for a demo: commands looked at twice a second, the registry synced",
+            "# to the boxes' agents every second.",
+            "[commands]",
+            "poll_s = 0.5",
+            "[cards]",
+            f'key_file = "{self.key_file}"',
+            "sync_interval_s = 1",
         ]
-        files = {"sensors": sensors, "agent": agent, "server": server}
-        paths = {}
-        for name, lines in files.items():
-            paths[name] = self.workdir / f"{name}.toml"
-            paths[name].write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return paths
+
+    def _cabinet(self) -> list[str]:
+        """The boxes' simulator: the same slots and counts as the agent's books, a crowd at
+        each box, and the card box's incidents."""
+        card_box = [
+            "[[boxes]]",
+            f'id = "{CARD_BOX}"',
+            'products = ["condoms", "pills"]',
+            "wait_for_agent = true",
+            *self._board(CARD_BOX),
+            "[boxes.reader]",
+            f'link = "{self.line(f"CARD-{CARD_BOX}")}"',
+            'format = "hex-line"',
+            "[boxes.crowd]",
+            f"seed = {CARD_CROWD_SEED}",
+            "people_per_hour = 4",
+            f"time_scale = {TIME_SCALE}",
+            f"registered = {_toml_list(VILLAGERS)}",
+            f'lost = ["{LOST}"]',
+            f'technicians = ["{TECHNICIAN}"]',
+            "unregistered = 2",
+            "read_s = 2",
+            "think_s = 0.5",
+            "give_up_s = 3",
+            "refill_s = 2",
+            "[boxes.crowd.mix]",
+            "registered = 70",
+            "unregistered = 12",
+            "lost = 10",
+            "technician = 8",
+            "[[boxes.faults]]",
+            f"at_s = {JAM_AT_S}",
+            'kind = "jam"',
+            "slot = 1",
+            "[[boxes.faults]]",
+            f"at_s = {FORCED_DOOR_AT_S}",
+            'kind = "force_door"',
+            "duration_s = 2",
+        ]
+        open_box = [
+            "[[boxes]]",
+            f'id = "{OPEN_BOX}"',
+            "wait_for_agent = true",
+            *self._board(OPEN_BOX),
+            "[boxes.crowd]",
+            "seed = 11",
+            "people_per_hour = 4",
+            f"time_scale = {TIME_SCALE}",
+            "people = 8",
+            "read_s = 2",
+            "give_up_s = 3",
+        ]
+        return card_box + open_box
+
+    def _board(self, box: str) -> list[str]:
+        lines = [
+            "[boxes.board]",
+            f'link = "{self.line(f"BOX-{box}")}"',
+            "turn_s = 1.0",
+            f'state_file = "{self.workdir / f"board-{box}.json"}"',
+        ]
+        for where, _number, product, capacity, _batch, _days, units in SLOTS:
+            if where == box:
+                lines += ["[[boxes.board.slots]]", f'label = "{product}"']
+                lines += [f"capacity = {capacity}", f"count = {units}"]
+        return lines
+
+    def server_cli(self, config: Path, *args: str) -> list[str]:
+        return ["edge-server", "--config", str(config), *args]
+
+    def registrations(self, config: Path) -> list[list[str]]:
+        """``edge-server cards issue`` for each card the crowd brings that the county knows."""
+        issue = [self.server_cli(config, "cards", "issue", "--uid", uid) for uid in VILLAGERS]
+        issue.append(self.server_cli(config, "cards", "issue", "--uid", LOST))
+        issue.append(
+            self.server_cli(config, "cards", "issue", "--uid", TECHNICIAN, "--role", "technician")
+        )
+        return issue
+
+    def restocks(self, config: Path, today: date) -> list[list[str]]:
+        """``edge-agent cabinet restock`` for each slot: what a technician loaded."""
+        return [
+            ["edge-agent", "--config", str(config), "cabinet", "restock", box, str(number),
+             batch, (today + timedelta(days=days)).isoformat(), str(units)]
+            for box, number, _product, _capacity, batch, days, units in SLOTS
+        ]  # fmt: skip
+
+
+def _toml_list(items: list[str]) -> str:
+    return "[" + ", ".join(f'"{item}"' for item in items) + "]"
 
 
 class Supervisor:
-    """Child processes in start order; stopped in reverse order."""
+    """Child processes in start order; stopped in reverse order. ``stopping`` (set by the
+    signal handler) cuts every wait short."""
 
     def __init__(self, logdir: Path) -> None:
         self.logdir = logdir
         self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.stopping = False
         logdir.mkdir(parents=True, exist_ok=True)
 
-    def start(self, name: str, args: list[str], show_output: bool = False) -> None:
+    def _spawn(self, name: str, args: list[str], show_output: bool) -> subprocess.Popen[bytes]:
         with (self.logdir / f"{name}.log").open("ab") as log:
-            proc = subprocess.Popen(
+            return subprocess.Popen(
                 [str(BIN / args[0]), *args[1:]],
                 stdout=None if show_output else log,
                 stderr=log,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        self.children.append((name, proc))
+
+    def start(self, name: str, args: list[str], show_output: bool = False) -> None:
+        self.children.append((name, self._spawn(name, args, show_output)))
+
+    def run(
+        self, name: str, commands: list[list[str]], timeout: float = 30.0, retry: int | None = None
+    ) -> bool:
+        """One-off commands, all at once, logged to ``name.log``; a command that exits with
+        ``retry`` (its target is not up yet) is started again until ``timeout``. True when
+        every one succeeded."""
+        deadline = time.monotonic() + timeout
+        running = [(args, self._spawn(name, args, False)) for args in commands]
+        ok = True
+        while running:
+            args, proc = running.pop(0)
+            try:
+                code = proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                code = -1
+            again = retry is not None and code == retry and not self.stopping
+            if again and time.monotonic() < deadline:
+                time.sleep(0.3)
+                running.append((args, self._spawn(name, args, False)))
+                continue
+            ok = ok and code == 0
+        return ok
 
     def wait_for_line(self, name: str, text: str, timeout: float = 20.0) -> bool:
         path = self.logdir / f"{name}.log"
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while not self.stopping and time.monotonic() < deadline:
             if path.exists() and text in path.read_text(errors="replace"):
                 return True
             time.sleep(0.1)
@@ -223,9 +483,24 @@ class Supervisor:
         self.children.clear()
 
 
+def register_cards(procs: Supervisor, site: DemoSite, config: Path) -> bool:
+    """The county card key (made once per working directory) and the crowd's cards, the lost
+    one reported lost, through ``edge-server cards``."""
+    if not site.key_file.exists():
+        made = procs.run("cards", [site.server_cli(config, "cards", "make-key", "--out",
+                                                   str(site.key_file))])  # fmt: skip
+        if not made:
+            return False
+    if not procs.run("cards", site.registrations(config)):
+        return False
+    return procs.run("cards", [site.server_cli(config, "cards", "lost", "--uid", LOST)])
+
+
 def run_demo(seconds: float | None, workdir: Path | None, lang: str) -> int:
     text = TEXTS.get(lang, TEXTS["zh"])
     workdir = (workdir or Path(tempfile.mkdtemp(prefix="edge-demo-"))).resolve()
+    #: A working directory used before keeps its boxes' books (agent) and counts (simulator).
+    fresh = not (workdir / "agent-data").exists()
     broker = Mosquitto(workdir / "broker")
     site = DemoSite(workdir, broker.port, free_port())
     files = site.write()
@@ -237,30 +512,39 @@ def run_demo(seconds: float | None, workdir: Path | None, lang: str) -> int:
         print(text["no_broker"].format(err=exc), file=sys.stderr)
         return 1
 
-    stopping = False
+    procs = Supervisor(workdir / "logs")
 
     def request_stop(_sig: int, _frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True
+        procs.stopping = True
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    procs = Supervisor(workdir / "logs")
+    server = files["server"]
     code = 0
     try:
         procs.start("sensors", ["edge-sim", "sensors", "--config", str(files["sensors"])])
         procs.wait_for_line("sensors", "ready")
-        procs.start("server", ["edge-server", "--config", str(files["server"]), "run"])
+        procs.start("server", ["edge-server", "--config", str(server), "run"])
         procs.wait_for_line("server", "connected to broker")
-        procs.start("agent", ["edge-agent", "--config", str(files["agent"]), "run"])
+        if not procs.stopping:
+            if register_cards(procs, site, server):
+                print(text["cards"].format(n=len(VILLAGERS) + 2, lost=1, tech=1), flush=True)
+            else:
+                log = workdir / "logs" / "cards.log"
+                print(text["cards_failed"].format(log=log), file=sys.stderr, flush=True)
         print(text["stop"], flush=True)
-        procs.start(
-            "tail",
-            ["edge-server", "--config", str(files["server"]), "climate", "tail", "--lang", lang],
-            show_output=True,
-        )
+        for name, what in (("tail", "climate"), ("boxes", "boxes")):
+            tail = ["edge-server", "--config", str(server), what, "tail", "--lang", lang]
+            procs.start(name, tail, show_output=True)
+        procs.start("agent", ["edge-agent", "--config", str(files["agent"]), "run"])
+        if fresh and not procs.stopping:
+            # Exit status 1: the agent's control socket is not there yet.
+            procs.run("restock", site.restocks(files["agent"], date.today()), retry=1)
+        procs.wait_for_line("agent", "(cards.sync): ok", timeout=30)
+        if not procs.stopping:
+            procs.start("cabinet", ["edge-sim", "cabinet", "--config", str(files["cabinet"])])
         deadline = None if seconds is None else time.monotonic() + seconds
-        while not stopping and (deadline is None or time.monotonic() < deadline):
+        while not procs.stopping and (deadline is None or time.monotonic() < deadline):
             died = procs.dead()
             if died is not None:
                 name, status = died
@@ -272,5 +556,8 @@ def run_demo(seconds: float | None, workdir: Path | None, lang: str) -> int:
     finally:
         procs.stop_all()
         broker.stop()
+        for link in site.links:  # left behind only by a simulator that had to be killed
+            if link.is_symlink():
+                link.unlink()
     print(text["stopped"], flush=True)
     return code

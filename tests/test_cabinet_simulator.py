@@ -19,14 +19,21 @@ from typing import Any
 
 import pytest
 
+from edge_agent.configfile import ConfigError
 from simulators.cabinet import (
     BoardSettings,
     BoardSim,
+    BoxSim,
+    CabinetSim,
+    CabinetSimConfig,
     CrowdSettings,
+    FaultSim,
     ReaderSettings,
     ReaderSim,
     SlotSim,
+    cause,
     load_cabinet_config,
+    run_faults,
 )
 from simulators.cabinet_config import Mix
 from simulators.cabinet_frames import Frame, FrameReader
@@ -588,6 +595,102 @@ async def test_a_crowd_at_a_box_records_what_people_saw_and_got(tmp_path: Path) 
         assert fell == board.truth.total_dropped()
         kinds = {v.arrival.card[0] for v in crowd.visits if v.arrival.card}
         assert kinds == {"registered", "unregistered", "technician"}  # no lost cards listed
+
+
+# --- scheduled faults --------------------------------------------------------------------------
+
+
+async def vend_result(host: Host, seq: int, slot: int) -> int:
+    """One vend from the host's side: its ACK, then its VEND_DONE's result code."""
+    assert (await host.request(seq, VEND, bytes([slot, 1])))[4] == ACK
+    done = payload(await host.event(VEND_DONE))
+    assert done[:2] == bytes([seq, slot])
+    return done[2]
+
+
+async def test_scheduled_faults_start_when_an_agent_takes_the_box_into_service(
+    tmp_path: Path,
+) -> None:
+    settings = board_settings(tmp_path, turn_s=0.2)
+    box = BoxSim(
+        id="box-1",
+        board=settings,
+        wait_for_agent=True,
+        faults=[
+            FaultSim(at_s=0, kind="jam", slot=1),
+            FaultSim(at_s=0, kind="force_door", duration_s=0.2),
+        ],
+    )
+    sim = CabinetSim(CabinetSimConfig(boxes=[box]))
+    await sim.start()
+    board = sim.boxes["box-1"].board
+    host = Host(settings.link)
+    try:
+        await host.event(POWER_UP)
+        # Nobody has written to the display yet: the script, due at once, waits for an agent.
+        assert await vend_result(host, 1, 1) == 0x00
+        assert not board.truth.door_openings
+
+        # The agent's greeting comes while a vend runs: the door is forced once it is done.
+        assert (await host.request(2, VEND, b"\x03\x01"))[4] == ACK
+        assert (await host.request(3, DISPLAY, b"\x00\x00hello"))[4] == ACK
+        assert payload(await host.event(VEND_DONE)) == b"\x02\x03\x00"
+        assert payload(await host.event(DOOR)) == b"\x01"
+        events = [raw[4] for _, raw in host.received if is_event(raw)]
+        assert events.index(VEND_DONE) < events.index(DOOR)
+        assert [forced for _, forced in board.truth.door_openings] == [True]
+        assert payload(await host.event(DOOR)) == b"\x00", "shut again after 0.2 s"
+
+        assert await vend_result(host, 4, 1) == 0x01  # jammed
+        assert await vend_result(host, 5, 1) == 0x00  # a jam is one vend's
+    finally:
+        host.close()
+        await sim.stop()
+    assert not settings.link.exists()
+
+
+async def test_a_scheduled_motor_fault_is_mended_after_its_duration(tmp_path: Path) -> None:
+    async with running(board_settings(tmp_path)) as (board, host):
+        await host.event(POWER_UP)
+        await cause(board, FaultSim(at_s=0, kind="motor", slot=2))
+        assert await vend_result(host, 1, 2) == 0x02  # motor fault, for good
+        await cause(board, FaultSim(at_s=0, kind="motor", slot=2, duration_s=0.2))
+        assert await vend_result(host, 2, 2) == 0x00  # mended after 0.2 s
+        await run_faults(board, [FaultSim(at_s=0.1, kind="empty", slot=3)])
+        assert await vend_result(host, 3, 3) == 0x03  # nothing fell
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ({"kind": "jam"}, "a jam fault needs a slot"),
+        ({"kind": "force_door", "slot": 1}, "give no slot"),
+        ({"kind": "empty", "slot": 1, "duration_s": 2}, "has no duration"),
+        ({"kind": "jam", "slot": 7}, "jam on slot 7: the board has 6 slots"),
+        ({"kind": "power", "slot": 1}, "kind"),
+    ],
+)
+def test_a_scheduled_fault_is_checked(tmp_path: Path, fault: dict[str, Any], message: str) -> None:
+    config = tmp_path / "cabinet.toml"
+    fields = "\n".join(f"{k} = {json.dumps(v)}" for k, v in {"at_s": 5, **fault}.items())
+    config.write_text(
+        f"""
+[[boxes]]
+id = "box-1"
+[boxes.board]
+link = "{tmp_path / "board"}"
+{"".join(f"[[boxes.board.slots]]{chr(10)}" for _ in range(6))}
+[[boxes.faults]]
+{fields}
+"""
+    )
+    with pytest.raises(ConfigError, match=message):
+        load_cabinet_config(config)
+
+
+def test_the_example_schedules_a_jam_and_a_forced_door() -> None:
+    config = load_cabinet_config(ROOT / "deploy" / "examples" / "cabinet-sim.toml")
+    assert [(f.kind, f.slot) for f in config.boxes[0].faults] == [("jam", 1), ("force_door", None)]
 
 
 # --- configuration and the command line -------------------------------------------------------

@@ -148,3 +148,119 @@ def _recent(conn: sa.Connection, site: str | None, since: datetime) -> list[Any]
         sa.select(b.c.site_id, b.c.agent_id, b.c.box, b.c.kind, b.c.occurred_at), b, site
     ).where(b.c.kind == "refused", b.c.occurred_at >= since)
     return [*conn.execute(slot_events).all(), *conn.execute(refusals).all()]
+
+
+# --- boxes tail ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BoxEvent:
+    """One thing that happened at a box, as ``boxes tail`` prints it. A slot's event
+    (``dispense``, ``vend_failed``, ``vend_unknown``, ``restock``, ``remove``, ``count``, or
+    ``slot``: a change of state on its own) carries the slot's state after it; a box's event
+    (``refused``, ``door``, ``tamper``, ``board``) its ``value``. No card is ever part of it."""
+
+    site_id: str
+    agent_id: str
+    box: str
+    kind: str
+    occurred_at: datetime
+    clock_synced: bool
+    slot: int | None = None
+    product: str | None = None
+    quantity: int | None = None
+    state: str | None = None
+    count: int | None = None
+    batch: str | None = None
+    expiry: date | None = None
+    #: Why a vend failed or its outcome is unknown, why a take was refused, the door's state,
+    #: why the door alarmed, the board's state.
+    value: str | None = None
+    #: A door moved by a technician's card: ``technician``.
+    detail: str | None = None
+    product_group: str | None = None
+    #: The slot changed state with this event (in the same transaction): shown on its line.
+    state_changed: bool = False
+
+
+@dataclass(frozen=True)
+class TailCursor:
+    """The last row of each log already shown."""
+
+    slot_id: int = 0
+    box_id: int = 0
+
+
+def tail_cursor(engine: sa.Engine) -> TailCursor:
+    """Where a tail starts: after everything stored so far."""
+    with engine.connect() as conn:
+        slot_id = conn.execute(sa.select(sa.func.max(cabinet_slot_log.c.id))).scalar()
+        box_id = conn.execute(sa.select(sa.func.max(cabinet_box_log.c.id))).scalar()
+    return TailCursor(int(slot_id or 0), int(box_id or 0))
+
+
+def events_since(
+    engine: sa.Engine, after: TailCursor, limit: int = 1000
+) -> tuple[list[BoxEvent], TailCursor]:
+    """Box events stored after ``after``, in the order they happened (time, then each agent's
+    sequence), and the cursor past them. A slot's change of state recorded together with the
+    event that caused it (the agent writes it just before, with the same time) is folded into
+    that event, so a take and the slot it left low are one line."""
+    log, b, f = cabinet_slot_log, cabinet_box_log, cabinet_faults
+    reason = (
+        sa.select(f.c.reason)
+        .where(f.c.agent_id == log.c.agent_id, f.c.epoch == log.c.epoch, f.c.seq == log.c.seq)
+        .limit(1)
+        .scalar_subquery()
+    )
+    slot_query = (
+        sa.select(log, reason.label("reason")).where(log.c.id > after.slot_id).order_by(log.c.id)
+    )
+    box_query = sa.select(b).where(b.c.id > after.box_id).order_by(b.c.id)
+    with engine.connect() as conn:
+        slot_rows = conn.execute(slot_query.limit(limit)).mappings().all()
+        box_rows = conn.execute(box_query.limit(limit)).mappings().all()
+    cursor = TailCursor(
+        int(slot_rows[-1]["id"]) if slot_rows else after.slot_id,
+        int(box_rows[-1]["id"]) if box_rows else after.box_id,
+    )
+    by_place = {(r["agent_id"], r["epoch"], r["seq"]): r for r in slot_rows}
+
+    def together(change: Any, event: Any) -> bool:
+        """Whether ``change`` (a slot row) is the state change recorded with ``event``."""
+        return (
+            change is not None
+            and event is not None
+            and change["kind"] == "slot"
+            and event["kind"] != "slot"
+            and change["seq"] + 1 == event["seq"]
+            and (change["box"], change["slot"], change["occurred_at"])
+            == (event["box"], event["slot"], event["occurred_at"])
+        )
+
+    found: list[tuple[tuple[datetime, int, int], BoxEvent]] = []
+    for r in slot_rows:
+        if together(r, by_place.get((r["agent_id"], r["epoch"], r["seq"] + 1))):
+            continue
+        prev = by_place.get((r["agent_id"], r["epoch"], r["seq"] - 1))
+        changed = together(prev, r)
+        # The state change carries the agent's own count after the event: the one to show
+        # (the projection's row adds a restock to a count that already holds it).
+        own = prev if changed and prev is not None else r
+        event = BoxEvent(
+            site_id=r["site_id"], agent_id=r["agent_id"], box=r["box"], kind=r["kind"],
+            occurred_at=utc(r["occurred_at"]), clock_synced=bool(r["clock_synced"]),
+            slot=r["slot"], product=r["product"], quantity=r["quantity"], state=own["state"],
+            count=own["count"], batch=r["batch"], expiry=r["expiry"], value=r["reason"],
+            state_changed=changed or r["kind"] == "slot",
+        )  # fmt: skip
+        found.append(((event.occurred_at, int(r["stream_id"]), int(r["seq"])), event))
+    for r in box_rows:
+        event = BoxEvent(
+            site_id=r["site_id"], agent_id=r["agent_id"], box=r["box"], kind=r["kind"],
+            occurred_at=utc(r["occurred_at"]), clock_synced=bool(r["clock_synced"]),
+            value=r["value"], detail=r["detail"], product_group=r["product_group"],
+        )  # fmt: skip
+        found.append(((event.occurred_at, int(r["stream_id"]), int(r["seq"])), event))
+    found.sort(key=lambda pair: pair[0])
+    return [event for _, event in found], cursor
