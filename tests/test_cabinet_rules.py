@@ -385,3 +385,25 @@ def test_an_open_box_vends_on_a_button_paced_and_capped() -> None:
     assert isinstance(take.pressed(1, STOCKED, TODAY, T0 + timedelta(minutes=61))[0], Vend)
     take.vend_ended("failed", "jammed", STOCKED, TODAY, T0 + timedelta(minutes=61))
     assert isinstance(take.pressed(1, STOCKED, TODAY, T0 + timedelta(minutes=61))[0], Vend)
+
+
+def test_a_door_forced_during_a_vend_alarms_and_the_vend_is_still_recorded() -> None:
+    take = machine(box())
+    vend = take.swiped(ALLOWED, STOCKED, TODAY, T0)[0]
+    assert isinstance(vend, Vend)
+    assert take.door(True, T0) == [DoorMoved(True, None), TamperAlarm("door_without_card", 0.0)]
+    assert take.busy
+    actions = take.vend_ended("delivered", None, STOCKED, TODAY, T0)
+    assert actions[0] == Delivered(vend)
+    assert take.swiped(ALLOWED, STOCKED, TODAY, T0) == []  # the door is still open
+    assert take.door(False, T0)[0] == DoorMoved(False, None)
+    assert take.state == Idle()
+
+
+def test_a_door_opened_and_shut_during_a_vend_leaves_the_box_idle_after_it() -> None:
+    take = machine(box())
+    take.swiped(ALLOWED, STOCKED, TODAY, T0)
+    take.door(True, T0)
+    assert take.door(False, T0) == [DoorMoved(False, None)]
+    take.vend_ended("failed", "jammed", STOCKED, TODAY, T0)
+    assert take.state == Idle()

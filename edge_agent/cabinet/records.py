@@ -32,7 +32,11 @@ log = logging.getLogger(__name__)
 
 
 class Books:
-    """One box's slots as the books have them, kept in memory and written through."""
+    """One box's slots as the books have them, kept in memory and written through.
+
+    Each record appends its own event first and then saves the slot, whose state change (if
+    any) follows as ``cabinet.slot`` with the slot's count after it: a reader of the stream
+    applies a change and then sees the absolute count, never a count and then the change again."""
 
     def __init__(
         self, box: BoxConfig, cabinet: CabinetSection, slots: Sequence[stock.Slot]
@@ -88,7 +92,6 @@ def delivered(
     if not store.end_vend(unit, vend.transaction):
         return None
     slot, lot = stock.take_one(books.slots[vend.slot])
-    slot = books.save(unit, slot, today, stamp)
     group = books.group(vend.product)
     if vend.card is not None:
         store.add_use(unit, vend.transaction, vend.card, group, 1, stamp.occurred_at, books.box.id)
@@ -116,7 +119,7 @@ def delivered(
         ),
         stamp,
     )
-    return slot
+    return books.save(unit, slot, today, stamp)
 
 
 def failed(
@@ -134,7 +137,6 @@ def failed(
     if not store.end_vend(unit, vend.transaction):
         return None
     before = books.slots[vend.slot]
-    slot = books.save(unit, replace(before, fault=reason), today, stamp)
     unit.append(
         "cabinet.vend_failed",
         VendFailed(
@@ -149,7 +151,7 @@ def failed(
         ),
         stamp,
     )
-    return slot
+    return books.save(unit, replace(before, fault=reason), today, stamp)
 
 
 def unknown(
@@ -167,7 +169,6 @@ def unknown(
     if not store.end_vend(unit, vend.transaction):
         return None
     before = books.slots[vend.slot]
-    slot = books.save(unit, replace(before, count_needed=True), today, stamp)
     unit.append(
         "cabinet.vend_unknown",
         VendUnknown.model_validate(
@@ -183,7 +184,7 @@ def unknown(
         ),
         stamp,
     )
-    return slot
+    return books.save(unit, replace(before, count_needed=True), today, stamp)
 
 
 def refused(
@@ -224,7 +225,7 @@ def restocked(
     source: str = "cli",
 ) -> stock.Slot:
     before = books.slots[number]
-    slot = books.save(unit, stock.load(before, batch, expiry, quantity), today, stamp)
+    loaded = stock.load(before, batch, expiry, quantity)
     unit.append(
         "cabinet.restock",
         Restocked.model_validate(
@@ -243,7 +244,7 @@ def restocked(
         ),
         stamp,
     )
-    return slot
+    return books.save(unit, loaded, today, stamp)
 
 
 def removed(
@@ -260,7 +261,6 @@ def removed(
 ) -> stock.Slot:
     before = books.slots[number]
     after, taken = stock.remove(before, quantity)
-    slot = books.save(unit, after, today, stamp)
     for lot in taken:
         unit.append(
             "cabinet.remove",
@@ -279,7 +279,7 @@ def removed(
             ),
             stamp,
         )
-    return slot
+    return books.save(unit, after, today, stamp)
 
 
 def counted(
@@ -294,7 +294,7 @@ def counted(
     source: str = "cli",
 ) -> stock.Slot:
     before = books.slots[number]
-    slot = books.save(unit, stock.counted(before, lots), today, stamp)
+    found = stock.counted(before, lots)
     unit.append(
         "cabinet.count",
         Counted.model_validate(
@@ -303,7 +303,7 @@ def counted(
                 "slot": number,
                 "product": before.product,
                 "expected": before.count,
-                "counted": slot.count,
+                "counted": found.count,
                 "lines": [
                     StockLine(batch=lot.batch, expiry=lot.expiry, quantity=lot.count)
                     for lot in lots
@@ -314,7 +314,7 @@ def counted(
         ),
         stamp,
     )
-    return slot
+    return books.save(unit, found, today, stamp)
 
 
 def orders_answered(

@@ -190,6 +190,9 @@ class Take:
         self._new_id = new_id
         self._open_vends = list(open_vends)
         self._pending_orders = pending_orders
+        #: The door opened while a vend ran (forced: nobody's card unlocked it); the vend's
+        #: result must still be recorded, and the door taken up when it is.
+        self._door_during_vend: datetime | None = None
 
     @property
     def busy(self) -> bool:
@@ -265,6 +268,9 @@ class Take:
             return []
         vend = state.vend
         self.state = Idle()
+        if self._door_during_vend is not None:
+            self.state = DoorOpen(None, self._door_during_vend, alarmed=True)
+            self._door_during_vend = None
         if outcome == "delivered":
             if self.box.mode == "open":
                 self._open_vends = [v for v in self._open_vends if now - v < timedelta(hours=1)]
@@ -275,6 +281,8 @@ class Take:
             return [Unknown(vend, _unknown_reason(reason)), Show("unknown")]
         tried = (*state.tried, vend.slot)
         retry = stock.choose(slots, vend.product, today, skip=tried)
+        if isinstance(self.state, DoorOpen):
+            retry = None  # no vend while the door stands open
         failed = Failed(vend, _failure(reason), retry.number if retry else None)
         if retry is None:
             return [failed, Show("failed")]
@@ -282,6 +290,16 @@ class Take:
 
     def door(self, opened: bool, now: datetime) -> list[Action]:
         state = self.state
+        if isinstance(state, Vending):
+            # Forced open (or shut again) while the motor runs: alarm now, and keep waiting for
+            # the vend's result, which is recorded whatever the door does.
+            if opened and self._door_during_vend is None:
+                self._door_during_vend = now
+                return [DoorMoved(True, None), TamperAlarm("door_without_card", 0.0)]
+            if not opened and self._door_during_vend is not None:
+                self._door_during_vend = None
+                return [DoorMoved(False, None)]
+            return []
         if opened:
             if isinstance(state, DoorOpen):
                 return []
