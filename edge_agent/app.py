@@ -117,6 +117,7 @@ async def run(
         request_restart=request_restart,
         probation_s=config.agent.config_probation_s,
         domains=cabinet.appliers(),
+        applied=cabinet.applied,
     )
     link = Link(
         config.mqtt,

@@ -95,6 +95,7 @@ class CommandHandler:
         request_restart: Callable[[], None],
         probation_s: float = 300.0,
         domains: Mapping[str, Applier] | None = None,
+        applied: Callable[[CommandBody], None] = lambda body: None,
     ) -> None:
         self._agent_id = agent_id
         self._outbox = outbox
@@ -104,6 +105,9 @@ class CommandHandler:
         self._request_restart = request_restart
         self._probation_s = probation_s
         self._domains = dict(domains or {})
+        #: Told of a domain's command once its transaction has committed (not before: what it
+        #: learns, such as a registry version, must be true of the file).
+        self._applied = applied
         self._one_at_a_time = asyncio.Lock()
 
     async def handle(self, command: Command) -> None:
@@ -148,10 +152,13 @@ class CommandHandler:
             return ok, detail
 
         try:
-            return await self._outbox.transact(work, what=command.body.kind)
+            outcome = await self._outbox.transact(work, what=command.body.kind)
         except _Refused as refused:
             await self._record(command.id, command.body.kind, False, refused.detail)
             return False, refused.detail
+        if outcome is not None:
+            self._applied(command.body)
+        return outcome
 
     async def refuse(self, command: CommandEnvelope, reason: str) -> None:
         """Answer a command this agent cannot apply, once, with a failed result."""

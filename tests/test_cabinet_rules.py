@@ -407,3 +407,20 @@ def test_a_door_opened_and_shut_during_a_vend_leaves_the_box_idle_after_it() -> 
     assert take.door(False, T0) == [DoorMoved(False, None)]
     take.vend_ended("failed", "jammed", STOCKED, TODAY, T0)
     assert take.state == Idle()
+
+
+def test_a_vend_found_under_way_after_a_restart_is_never_retried_elsewhere() -> None:
+    config = box(
+        slots=[
+            {"number": 1, "product": "condom", "capacity": 9},
+            {"number": 2, "product": "condom", "capacity": 9},
+        ]
+    )
+    slots = [*STOCKED, slot(2, "condom", ("B2", date(2029, 1, 1), 5))]
+    take = machine(config)
+    vend = Vend(uuid.UUID(int=7), 1, "condom", CARD)
+    take.resume_vending(vend)
+    assert take.vend_ended("failed", "jammed", slots, TODAY, T0) == [
+        Failed(vend, "jammed", None),
+        Show("failed"),
+    ]

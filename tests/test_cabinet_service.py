@@ -3,6 +3,7 @@ swipes, quotas, failed and unknown vends, restarts mid-vend, restocking and tamp
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from edge_agent.cabinet import store
@@ -195,3 +196,36 @@ async def test_an_open_box_vends_on_a_button_paced(tmp_path: Path) -> None:
         (refused,) = await rig.wait_event("cabinet.refused")
         assert refused.payload.reason == "pause"
         assert rig.board.truth.total_dropped() == 1
+
+
+async def test_two_orders_for_one_slot_load_one_behind_the_other(tmp_path: Path) -> None:
+    from datetime import UTC, date, datetime
+
+    from edge_agent.wire import RestockOrderCommand
+
+    async with box_rig(tmp_path) as rig:
+        assert rig.reader is not None
+        for n, (batch, quantity) in enumerate([("B7", 3), ("B8", 4)]):
+            order = RestockOrderCommand(
+                order_id=f"R-{n}",
+                box="box-1",
+                slot=1,
+                product="condom",
+                batch=batch,
+                expiry=date(2030, 1, 31),
+                quantity=quantity,
+            )
+            now = datetime.now(UTC)
+            await rig.outbox.transact(partial(store.store_order, order=order, received_at=now))
+        rig.reader.swipe(TECHNICIAN)
+        await eventually(lambda: rig.board.unlocked, what="door unlocked")
+        assert rig.board.door_open()
+        await rig.wait_event("cabinet.door")
+        rig.board.door_close()
+        await eventually(lambda: rig.board.display[0] == "补货已完成?", what="confirm asked")
+        rig.board.press("ok")
+        await rig.wait_event("cabinet.restock", 3)  # the rig's own load, then the two orders
+        slot = rig.service.books_slots()[1]
+        assert (slot.count, [lot.batch for lot in slot.lots]) == (12, ["B1", "B7", "B8"])
+        kept = await rig.outbox.transact(lambda u: store.load_slots(u, rig.box))
+        assert kept[0].count == 12

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from edge_agent.buses import Buses
@@ -85,13 +85,17 @@ class Cabinet:
 
     def _sync(self, unit: Unit, body: CommandBody) -> tuple[bool, str]:
         assert isinstance(body, CardsSyncCommand)
-        ok, detail = store.apply_sync(unit, body)
-        if ok:
+        return store.apply_sync(unit, body)
+
+    def applied(self, body: CommandBody) -> None:
+        """After the commit: the version the status reports is the one the file holds."""
+        if isinstance(body, CardsSyncCommand):
             self.cards_version = max(self.cards_version or 0, body.version)
-        return ok, detail
 
     def _usage(self, unit: Unit, body: CommandBody) -> tuple[bool, str]:
         assert isinstance(body, CardsUsageCommand)
+        # Takes older than any period count for nothing: the table stays bounded.
+        store.forget_usage_before(unit, self._clock.stamp().occurred_at - timedelta(days=367))
         return store.apply_usage(unit, body)
 
     def _order(self, unit: Unit, body: CommandBody) -> tuple[bool, str]:
@@ -104,6 +108,8 @@ class Cabinet:
             return False, f"box {body.box} has no slot {body.slot}"
         if slot.product != body.product:
             return False, f"slot {body.slot} of {body.box} holds {slot.product}, not {body.product}"
+        if body.quantity > slot.capacity:
+            return False, f"slot {body.slot} of {body.box} holds at most {slot.capacity}"
         store.store_order(unit, body, self._clock.stamp().occurred_at)
         return True, f"restock order {body.order_id} kept for box {body.box} slot {body.slot}"
 

@@ -328,28 +328,42 @@ def orders_answered(
 ) -> list[stock.Slot]:
     """A technician confirmed the pending orders as loaded, or reported a difference: then the
     slots they name are flagged for a count, which settles what is in them."""
-    changed = []
-    for order in orders:
-        slot = books.slots.get(order.slot)
-        if slot is None:
-            log.error("box %s: restock order %s names no slot of it", books.box.id, order.order_id)
-            continue
-        if confirmed:
-            slot = restocked(
-                books,
-                unit,
-                order.slot,
-                order.batch,
-                order.expiry,
-                order.quantity,
-                stamp,
-                today,
-                order_id=order.order_id,
-                technician=technician,
-                source="door",
-            )
-        else:
-            slot = books.save(unit, replace(slot, count_needed=True), today, stamp)
-        changed.append(slot)
+    committed = dict(books.slots)
+    try:
+        for order in orders:
+            slot = books.slots.get(order.slot)
+            if slot is None:
+                log.error("box %s: restock order %s names no slot", books.box.id, order.order_id)
+                continue
+            if confirmed:
+                try:
+                    slot = restocked(
+                        books,
+                        unit,
+                        order.slot,
+                        order.batch,
+                        order.expiry,
+                        order.quantity,
+                        stamp,
+                        today,
+                        order_id=order.order_id,
+                        technician=technician,
+                        source="door",
+                    )
+                except stock.StockError as exc:
+                    log.error("box %s: restock order %s: %s", books.box.id, order.order_id, exc)
+                    confirmed_here = False
+                else:
+                    confirmed_here = True
+            else:
+                confirmed_here = False
+            if not confirmed_here:
+                slot = books.save(unit, replace(slot, count_needed=True), today, stamp)
+            # A second order for the same slot loads behind the first.
+            books.slots[order.slot] = slot
+        changed = [books.slots[n] for n in {o.slot for o in orders} if n in books.slots]
+    finally:
+        # What is returned is kept by the caller once the transaction has committed.
+        books.slots = committed
     store.close_orders(unit, [o.order_id for o in orders], "done" if confirmed else "disputed")
     return changed

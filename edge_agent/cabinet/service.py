@@ -171,11 +171,9 @@ class BoxService:
             self.online = True
             await self._report_board("online", status.firmware)
         await self._set_sensor_fault(status.drop_sensor_fault)
-        for intent in self._under_way:
-            await self._recover(intent)
-        self._under_way = []
-        await self._show(Show("welcome" if self.box.mode == "card" else "welcome_open"))
-        self.ready.set()
+        # Through the queue, so nothing a villager does is handled before the recovery is done;
+        # takes are refused until then (``ready``).
+        await self._inputs.put(_Input("recover"))
 
     async def _status_poll(self) -> None:
         while True:
@@ -234,6 +232,9 @@ class BoxService:
             except (OutboxError, BoardError, DriverError) as exc:
                 log.error("box %s: %s not handled: %s", self.box.id, item.kind, exc)
                 await self._show_quietly(Show("out_of_service"))
+            except Exception:  # one bad input must not stop the box, let alone the agent
+                log.exception("box %s: %s failed", self.box.id, item.kind)
+                await self._show_quietly(Show("out_of_service"))
 
     # --- inputs -------------------------------------------------------------------------
 
@@ -253,6 +254,12 @@ class BoxService:
             actions = self.take.door(item.value, now)
         elif item.kind == "vend_done":
             actions = self._vend_done(item.value, slots, today, now)
+        elif item.kind == "recover":
+            for intent in self._under_way:
+                await self._recover(intent)
+            self._under_way = []
+            await self._show_quietly(Show("welcome" if self.box.mode == "card" else "welcome_open"))
+            self.ready.set()
         elif item.kind == "ask_result":
             actions = await self._ask_result(slots, today, now)
         elif item.kind == "misread":
@@ -260,9 +267,12 @@ class BoxService:
                 actions = [Show("misread")]
         elif item.kind == "manual":
             work, done = item.value
+            if self._vend is not None:
+                done.set_exception(stock.StockError("a vend is under way; try again in a moment"))
+                return
             try:
                 done.set_result(await self._record(work))
-            except (OutboxError, stock.StockError) as exc:
+            except (OutboxError, stock.StockError, ValueError) as exc:  # told to the technician
                 done.set_exception(exc)
             return
         elif item.kind == "tick":
@@ -320,6 +330,15 @@ class BoxService:
     async def _recover(self, intent: store.Intent) -> None:
         """A vend left under way by a restart: record what the board says became of it."""
         report = await self.board.result(intent.seq)
+        if report.slot != intent.slot and report.result != VendResult.UNKNOWN:
+            log.error(
+                "box %s: the board's vend %d was at slot %d, not %d: another vend's number",
+                self.box.id,
+                intent.seq,
+                report.slot,
+                intent.slot,
+            )
+            report = frames.ResultReport(intent.seq, intent.slot, VendResult.UNKNOWN)
         log.warning(
             "box %s: vend %d (slot %d) was under way at restart; the board says %s",
             self.box.id,
@@ -397,7 +416,11 @@ class BoxService:
             vend.card,
             self._clock.stamp().occurred_at,
         )
-        await self._outbox.transact(lambda unit: store.begin_vend(unit, intent), what="cabinet")
+        try:
+            await self._outbox.transact(lambda unit: store.begin_vend(unit, intent), what="cabinet")
+        except OutboxError:
+            self.take.abandon()  # no intent stored, so no vend: the villager is told
+            raise
         self._vend = intent
         self._vend_deadline = self._monotonic() + RESULT_WAIT_S
         try:
@@ -419,7 +442,6 @@ class BoxService:
         if intent is None or intent.transaction != action.vend.transaction:
             log.error("box %s: outcome of a vend not under way; ignored", self.box.id)
             return
-        self._vend = None
         recovered = recovered or intent.transaction == self._resumed
         books = self._books
 
@@ -441,7 +463,14 @@ class BoxService:
                 books, unit, intent, action.reason, stamp, today, recovered=recovered
             )
 
-        await self._record(work)
+        try:
+            await self._record(work)
+        except OutboxError:
+            # Not recorded: the vend stays under way, asked about again and recorded then.
+            self.take.resume_vending(action.vend)
+            self._vend_deadline = self._monotonic() + RESULT_WAIT_S
+            raise
+        self._vend = None
         if isinstance(action, Unknown) and action.reason == "drop_sensor_fault":
             await self._set_sensor_fault(True)
 
@@ -522,7 +551,7 @@ class BoxService:
         return bool(self._orders)
 
     def _out_of_service(self) -> bool:
-        return not self.online or self.drop_sensor_fault
+        return not self.ready.is_set() or not self.online or self.drop_sensor_fault
 
     def _today(self) -> date:
         return self._clock.stamp().occurred_at.astimezone(self._zone).date()

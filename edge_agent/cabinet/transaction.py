@@ -145,6 +145,8 @@ class Vending:
     vend: Vend
     tried: tuple[int, ...]
     offer: Offer | None
+    #: Found under way after a restart: nobody is waiting at the box, so nothing is retried.
+    resumed: bool = False
 
 
 @dataclass(frozen=True)
@@ -281,8 +283,8 @@ class Take:
             return [Unknown(vend, _unknown_reason(reason)), Show("unknown")]
         tried = (*state.tried, vend.slot)
         retry = stock.choose(slots, vend.product, today, skip=tried)
-        if isinstance(self.state, DoorOpen):
-            retry = None  # no vend while the door stands open
+        if isinstance(self.state, DoorOpen) or state.resumed:
+            retry = None  # no vend while the door stands open, nor for a villager long gone
         failed = Failed(vend, _failure(reason), retry.number if retry else None)
         if retry is None:
             return [failed, Show("failed")]
@@ -336,7 +338,12 @@ class Take:
 
     def resume_vending(self, vend: Vend) -> None:
         """After a restart with a vend under way whose result is still to come."""
-        self.state = Vending(vend, (), None)
+        self.state = Vending(vend, (), None, resumed=True)
+
+    def abandon(self) -> None:
+        """The vend could not be started (its intent was not stored): back to idle."""
+        if isinstance(self.state, Vending):
+            self.state = Idle()
 
     # --- helpers --------------------------------------------------------------------------
 
