@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support import BIN, Broker, Processes, secure_broker, wait_for
+from tests.support import BIN, Broker, Processes, query_sqlite, secure_broker, wait_for
 
 SERVER_USER = "edge-server"
 
@@ -158,13 +158,7 @@ retry_s = 5
     # --- what the server holds ----------------------------------------------------------------
 
     def query(self, sql: str, *params: object) -> list[tuple[object, ...]]:
-        if not self.db.exists():
-            return []
-        with sqlite3.connect(self.db, timeout=10) as conn:
-            try:
-                return conn.execute(sql, params).fetchall()
-            except sqlite3.OperationalError:
-                return []
+        return query_sqlite(self.db, sql, *params)
 
     def acked(self, agent: str = "station-1") -> int:
         rows = self.query(

@@ -7,6 +7,7 @@ import contextlib
 import inspect
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import termios
@@ -153,3 +154,15 @@ def secure_broker(workdir: Path, users: list[str]) -> tuple[Broker, dict[str, st
         extra_config=f"allow_anonymous false\npassword_file {passwd}\nacl_file {acl}\n",
     )
     return broker, passwords
+
+
+def query_sqlite(db: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
+    """Rows from a server's SQLite store while it runs; none while it does not exist yet or its
+    tables are not created yet."""
+    if not db.exists():
+        return []
+    with sqlite3.connect(db, timeout=10) as conn:
+        try:
+            return conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError:
+            return []

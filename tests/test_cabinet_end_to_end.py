@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from simulators.cabinet import BoardSettings, BoardSim, ReaderSettings, ReaderSim, SlotSim
-from tests.support import BIN, Broker, Processes, eventually
+from tests.support import BIN, Broker, Processes, eventually, query_sqlite
 
 VILLAGERS = ["04A1B2C3", "04A1B2C4", "04A1B2C5", "04A1B2C6"]
 LOST = "04DEAD01"
@@ -104,13 +103,7 @@ class County:
         return done.stdout
 
     def query(self, sql: str, *params: object) -> list[tuple[object, ...]]:
-        if not self.db.exists():
-            return []
-        with sqlite3.connect(self.db, timeout=10) as conn:
-            try:
-                return conn.execute(sql, params).fetchall()
-            except sqlite3.OperationalError:
-                return []
+        return query_sqlite(self.db, sql, *params)
 
     def payloads(self, kind: str, agent: str | None = None) -> list[dict[str, object]]:
         """Events of ``kind`` as the server's journal holds them (as received)."""

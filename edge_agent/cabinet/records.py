@@ -85,7 +85,6 @@ def delivered(
     today: date,
     *,
     recovered: bool = False,
-    hour_ago: datetime | None = None,
 ) -> stock.Slot | None:
     """A unit fell: stock down, usage charged, the vend forgotten. ``None`` if this vend's
     outcome was recorded already (a repeated answer)."""
@@ -96,12 +95,8 @@ def delivered(
     if vend.card is not None:
         store.add_use(unit, vend.transaction, vend.card, group, 1, stamp.occurred_at, books.box.id)
     else:
-        store.add_open_vend(
-            unit,
-            books.box.id,
-            stamp.occurred_at,
-            hour_ago or stamp.occurred_at - timedelta(hours=1),
-        )
+        hour_ago = stamp.occurred_at - timedelta(hours=1)
+        store.add_open_vend(unit, books.box.id, stamp.occurred_at, hour_ago)
     unit.append(
         "cabinet.dispense",
         Dispense(

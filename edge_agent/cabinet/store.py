@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -344,7 +344,3 @@ def _time(at: datetime) -> str:
     if at.tzinfo is None:
         raise ValueError("a naive time cannot be stored")
     return at.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def slots_of(slots: Sequence[stock.Slot], number: int) -> stock.Slot:
-    return next(s for s in slots if s.number == number)
