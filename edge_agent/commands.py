@@ -19,7 +19,7 @@ from edge_agent.clock import Clock, Stamp
 from edge_agent.config import AgentConfig
 from edge_agent.configfile import ConfigError, loads
 from edge_agent.files import write_atomically
-from edge_agent.outbox import AsyncOutbox, DomainSchema, Unit
+from edge_agent.outbox import AsyncOutbox, DomainSchema, OutboxError, Unit
 from edge_agent.wire import (
     Command,
     CommandBody,
@@ -127,6 +127,11 @@ class CommandHandler:
                 else:
                     ok, detail, restart = await self._apply(command)
                     await self._record(command.id, kind, ok, detail)
+            except OutboxError as exc:
+                # Not the command's fault: no result is recorded, so the server, which resends
+                # what is unanswered, delivers it again once the outbox has room.
+                log.error("command %s (%s) not applied, to be resent: %s", command.id, kind, exc)
+                return
             except Exception:  # the server must hear of it, not resend it for ever
                 log.exception("command %s (%s) failed", command.id, kind)
                 ok, detail = False, INTERNAL_ERROR

@@ -238,6 +238,23 @@ def test_usage_goes_to_the_other_boxes_once(engine: sa.Engine) -> None:
     assert taken(sent_to(third, "box-b")) == set(), "its last usage is unanswered: wait"
 
 
+def test_takes_of_a_usage_command_the_agent_failed_are_sent_again(engine: sa.Engine) -> None:
+    county = County(engine)
+    for agent in ("box-a", "box-b"):
+        county.status(agent, 0)
+    a1 = county.take("box-a", 1)
+    [first] = sent_to(county.run(), "box-b")
+    assert taken([first]) == {a1}
+    county.answer("box-b", str(first.id), ok=False)
+    a2 = county.take("box-a", 2)
+    [again] = sent_to(county.run(), "box-b")
+    assert taken([again]) == {a1, a2}, "what failed, and what came since"
+    county.answer("box-b", str(again.id))
+    county.take("box-a", 3)
+    [after] = sent_to(county.run(), "box-b")
+    assert a1 not in taken([after]) and a2 not in taken([after]), "answered: not sent again"
+
+
 def test_usage_older_than_the_longest_period_is_not_sent(engine: sa.Engine) -> None:
     county = County(engine)
     county.status("box-a", 0)

@@ -50,9 +50,9 @@ async def results(box: AsyncOutbox) -> list[dict[str, object]]:
 
 
 async def handler(
-    tmp_path: Path, domains: dict[str, Applier] | None = None
+    tmp_path: Path, domains: dict[str, Applier] | None = None, max_bytes: int | None = None
 ) -> tuple[CommandHandler, AsyncOutbox]:
-    box = AsyncOutbox(tmp_path / "outbox.db", "a", schemas=[SCHEMA])
+    box = AsyncOutbox(tmp_path / "outbox.db", "a", schemas=[SCHEMA], max_bytes=max_bytes)
     await box.open()
     restarts: list[bool] = []
     h = CommandHandler(
@@ -109,6 +109,41 @@ async def test_a_failing_command_is_answered_without_the_exception_text(tmp_path
     (answer,) = await results(box)
     assert answer["ok"] is False
     assert answer["detail"] == INTERNAL_ERROR
+    await box.close()
+
+
+async def test_a_command_the_full_outbox_cannot_hold_is_not_answered_and_applies_when_resent(
+    tmp_path: Path,
+) -> None:
+    def keep(unit: Unit, body: CommandBody) -> tuple[bool, str]:
+        assert isinstance(body, CardsUsageCommand)
+        unit.execute("CREATE TABLE IF NOT EXISTS kept (blob BLOB)")
+        for _ in body.usage:
+            unit.execute("INSERT INTO kept VALUES (randomblob(200))")
+        return True, f"{len(body.usage)} kept"
+
+    h, box = await handler(tmp_path, {"cards.usage": keep}, max_bytes=512 * 1024)
+    await box.transact(lambda unit: unit.execute("CREATE TABLE filler (blob BLOB)"))
+    for _ in range(20):
+        await box.transact(
+            lambda unit: unit.execute("INSERT INTO filler VALUES (randomblob(15000))")
+        )
+    take = Usage(
+        transaction=uuid.uuid4(),
+        card="ab" * 32,
+        product_group="condoms",
+        quantity=1,
+        at=datetime.now(UTC),
+        box="b1",
+    )
+    big = command(CardsUsageCommand(usage=[take] * 1000))
+    await h.handle(big)
+    assert await results(box) == []
+
+    await box.transact(lambda unit: unit.execute("DELETE FROM filler"))
+    await h.handle(big)
+    (answer,) = await results(box)
+    assert answer == {**answer, "ok": True, "detail": "1000 kept"}
     await box.close()
 
 

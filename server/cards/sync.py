@@ -24,7 +24,9 @@ queued to it, and each round reads what follows it up to the counter: nothing is
 however transactions interleave, with no overlap or clock involved. A row the projection writes
 again (a replay) comes back unstamped and is sent again: agents keep each transaction once, so
 duplicates cost only bytes. Only rows of the other agents' boxes within the longest rule period
-are sent.
+are sent. An agent that answers a ``cards.usage`` failed has its watermark put back to where it
+stood before that command, so those takes are sent again (an agent whose outbox is full answers
+nothing, and the command itself is resent).
 
 Each agent's sync is one transaction that first locks its ``card_sync_agents`` row, so several
 ingest processes running this timer never queue the same command twice; a new command is not
@@ -159,14 +161,32 @@ def box_agents(conn: sa.Connection, now: datetime, offline_after: timedelta) -> 
     return out
 
 
-def _lock_agent(conn: sa.Connection, agent_id: str) -> tuple[int, int]:
-    """This agent's sync row, locked; the first statement, so SQLite's write lock comes first."""
+def _lock_agent(conn: sa.Connection, agent_id: str, now: datetime) -> tuple[int, int]:
+    """This agent's usage watermark, its sync row locked (the first statement, so SQLite's write
+    lock comes first); rewound to where it was before the last ``cards.usage`` if the agent
+    answered that it failed, so those takes are sent again."""
     s = card_sync_agents
     conn.execute(insert_ignore(conn, s).values(agent_id=agent_id))
     conn.execute(s.update().where(s.c.agent_id == agent_id).values(agent_id=agent_id))
-    row = conn.execute(
-        sa.select(s.c.usage_round, s.c.usage_id).where(s.c.agent_id == agent_id)
-    ).one()
+    row = conn.execute(sa.select(s).where(s.c.agent_id == agent_id)).one()
+    if row.usage_command is not None:
+        failed = conn.execute(
+            sa.select(commands.c.result_detail).where(
+                commands.c.id == row.usage_command, commands.c.result_ok.is_(False)
+            )
+        ).first()
+        if failed is not None:
+            log.warning(
+                "agent %s: cards.usage %s failed (%s); its takes are sent again",
+                agent_id, row.usage_command, failed.result_detail,
+            )  # fmt: skip
+            back = (int(row.usage_from_round), int(row.usage_from_id))
+            conn.execute(
+                s.update()
+                .where(s.c.agent_id == agent_id)
+                .values(usage_round=back[0], usage_id=back[1], usage_command=None, updated_at=now)
+            )
+            return back
     return int(row.usage_round), int(row.usage_id)
 
 
@@ -305,7 +325,7 @@ class CardSync:
         for a in targets:
             delta = deltas.get((a.cards_version, a.site_id))
             with self.engine.begin() as conn:
-                watermark = _lock_agent(conn, a.agent_id)
+                watermark = _lock_agent(conn, a.agent_id, now)
                 if delta is not None and not _sync_waiting(conn, a):
                     sent.append(queue_in(conn, self.prefix, a.agent_id, delta, now))
                     log.info(
@@ -326,15 +346,19 @@ class CardSync:
             return []
         since = now - usage_period(conn)
         usage, mark = usage_after(conn, agent.agent_id, after, int(upto), since, self.chunk)
+        s = card_sync_agents
+        mine = s.c.agent_id == agent.agent_id
         if mark != after:
-            s = card_sync_agents
             conn.execute(
-                s.update()
-                .where(s.c.agent_id == agent.agent_id)
-                .values(usage_round=mark[0], usage_id=mark[1], updated_at=now)
+                s.update().where(mine).values(usage_round=mark[0], usage_id=mark[1], updated_at=now)
             )
         if not usage:
             return []
         out = queue_in(conn, self.prefix, agent.agent_id, CardsUsageCommand(usage=usage), now)
+        conn.execute(
+            s.update()
+            .where(mine)
+            .values(usage_command=out.id, usage_from_round=after[0], usage_from_id=after[1])
+        )
         log.info("agent %s: cards.usage with %d takes at other boxes", agent.agent_id, len(usage))
         return [out]

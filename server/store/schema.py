@@ -379,6 +379,11 @@ card_sync_agents = sa.Table(
     sa.Column("agent_id", sa.String(64), primary_key=True),
     sa.Column("usage_round", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("usage_id", sa.BigInteger, nullable=False, server_default="0"),
+    #: The last ``cards.usage`` queued, and the watermark before it: if the agent answers it
+    #: failed, the watermark goes back there and its takes are sent again.
+    sa.Column("usage_command", sa.String(36), nullable=True),
+    sa.Column("usage_from_round", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("usage_from_id", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("updated_at", Time, nullable=True),
 )
 

@@ -97,6 +97,9 @@ def _registry() -> None:
         sa.Column("agent_id", sa.String(length=64), nullable=False),
         sa.Column("usage_round", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("usage_id", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("usage_command", sa.String(length=36), nullable=True),
+        sa.Column("usage_from_round", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("usage_from_id", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("updated_at", Time, nullable=True),
         sa.PrimaryKeyConstraint("agent_id"),
     )
