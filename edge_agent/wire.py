@@ -206,13 +206,27 @@ class Dispense(_Model):
 
 
 VendFailure = Literal[
-    "jammed", "motor_fault", "no_drop", "drop_sensor_fault", "refused_by_board", "no_answer"
+    "jammed",
+    "motor_fault",
+    "no_drop",
+    "drop_sensor_fault",
+    "refused_by_board",
+    "no_answer",
+    "board_busy",
+    "door_open",
 ]
+
+#: Failures that say the board could not vend just then (its motor busy, its door open), not
+#: that the slot is at fault: the slot keeps its state and no other slot is tried.
+BOARD_NOT_READY: frozenset[VendFailure] = frozenset({"board_busy", "door_open"})
+
+UnknownReason = Literal["interrupted", "forgotten", "no_answer", "drop_sensor_fault"]
 
 
 class VendFailed(_Model):
-    """A vend that delivered nothing: no quota is charged, the slot is marked faulty, and
-    ``next_slot`` (if any) is the slot of the same product tried instead."""
+    """A vend that delivered nothing: no quota is charged, the slot is marked faulty (unless the
+    board was not ready: ``BOARD_NOT_READY``), and ``next_slot`` (if any) is the slot of the
+    same product tried instead."""
 
     box: Ident
     transaction: uuid.UUID
@@ -233,7 +247,7 @@ class VendUnknown(_Model):
     slot: SlotNumber
     product: Ident
     batch: Batch
-    reason: Literal["interrupted", "forgotten", "no_answer", "drop_sensor_fault"]
+    reason: UnknownReason
     recovered: bool = False
 
 

@@ -41,7 +41,7 @@ from edge_agent.cabinet.transaction import (
     Unlock,
     Vend,
 )
-from edge_agent.wire import QuotaRule
+from edge_agent.wire import QuotaRule, VendFailure
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)
 TODAY = date(2026, 11, 24)
@@ -250,8 +250,8 @@ def kinds(actions: Sequence[object]) -> list[str]:
 def test_a_swipe_on_a_one_product_box_vends_at_once_and_delivery_is_recorded() -> None:
     take = machine(box())
     actions = take.swiped(ALLOWED, STOCKED, TODAY, T0)
-    assert kinds(actions) == ["Vend", "Show"]
-    vend = actions[0]
+    assert kinds(actions) == ["Show", "Vend"]
+    vend = actions[1]
     assert vend == Vend(uuid.UUID(int=1), 1, "condom", CARD)
     assert take.busy
     assert take.swiped(ALLOWED, STOCKED, TODAY, T0) == []  # one vend at a time
@@ -285,7 +285,7 @@ def test_with_several_products_a_button_chooses_and_no_choice_times_out() -> Non
     assert kinds(take.swiped(ALLOWED, slots, TODAY, T0)) == ["Show"]
     assert take.pressed(7, slots, TODAY, T0) == []  # no such product button
     actions = take.pressed(2, slots, TODAY, T0)
-    assert actions[0] == Vend(uuid.UUID(int=1), 2, "pill", CARD)
+    assert actions[1] == Vend(uuid.UUID(int=1), 2, "pill", CARD)
     take.vend_ended("delivered", None, slots, TODAY, T0)
     take.swiped(ALLOWED, slots, TODAY, T0)
     assert take.tick(T0 + timedelta(seconds=19)) == []
@@ -302,12 +302,12 @@ def test_a_failed_vend_costs_nothing_and_another_slot_of_the_product_is_tried() 
     )
     slots = [*STOCKED, slot(2, "condom", ("B2", date(2029, 1, 1), 5))]
     take = machine(config)
-    first = take.swiped(ALLOWED, slots, TODAY, T0)[0]
+    first = take.swiped(ALLOWED, slots, TODAY, T0)[1]
     assert isinstance(first, Vend)
     assert first.slot == 1
     actions = take.vend_ended("failed", "jammed", slots, TODAY, T0)
     assert actions[0] == Failed(first, "jammed", 2)
-    second = actions[1]
+    second = actions[2]
     assert isinstance(second, Vend)
     assert second.slot == 2
     assert second.transaction != first.transaction
@@ -318,7 +318,7 @@ def test_a_failed_vend_costs_nothing_and_another_slot_of_the_product_is_tried() 
 
 def test_an_unknown_outcome_is_never_retried() -> None:
     take = machine(box())
-    vend = take.swiped(ALLOWED, STOCKED, TODAY, T0)[0]
+    vend = take.swiped(ALLOWED, STOCKED, TODAY, T0)[1]
     assert isinstance(vend, Vend)
     actions = take.vend_ended("unknown", "interrupted", STOCKED, TODAY, T0)
     assert actions == [Unknown(vend, "interrupted"), Show("unknown")]
@@ -371,25 +371,25 @@ def test_an_open_box_vends_on_a_button_paced_and_capped() -> None:
     config = box(mode="open", reader=None, pause_s=30, max_per_hour=2)
     take = machine(config)
     first = take.pressed(1, STOCKED, TODAY, T0)
-    assert first[0] == Vend(uuid.UUID(int=1), 1, "condom", None)
+    assert first[1] == Vend(uuid.UUID(int=1), 1, "condom", None)
     take.vend_ended("delivered", None, STOCKED, TODAY, T0)
     assert take.pressed(1, STOCKED, TODAY, T0 + timedelta(seconds=10))[0] == Refuse(
         "pause", None, "condom"
     )
     later = T0 + timedelta(seconds=40)
-    assert isinstance(take.pressed(1, STOCKED, TODAY, later)[0], Vend)
+    assert isinstance(take.pressed(1, STOCKED, TODAY, later)[1], Vend)
     take.vend_ended("delivered", None, STOCKED, TODAY, later)
     capped = take.pressed(1, STOCKED, TODAY, T0 + timedelta(minutes=5))
     assert capped[0] == Refuse("hourly_cap", None, "condom")
     # A failed vend does not count toward the pace.
-    assert isinstance(take.pressed(1, STOCKED, TODAY, T0 + timedelta(minutes=61))[0], Vend)
+    assert isinstance(take.pressed(1, STOCKED, TODAY, T0 + timedelta(minutes=61))[1], Vend)
     take.vend_ended("failed", "jammed", STOCKED, TODAY, T0 + timedelta(minutes=61))
-    assert isinstance(take.pressed(1, STOCKED, TODAY, T0 + timedelta(minutes=61))[0], Vend)
+    assert isinstance(take.pressed(1, STOCKED, TODAY, T0 + timedelta(minutes=61))[1], Vend)
 
 
 def test_a_door_forced_during_a_vend_alarms_and_the_vend_is_still_recorded() -> None:
     take = machine(box())
-    vend = take.swiped(ALLOWED, STOCKED, TODAY, T0)[0]
+    vend = take.swiped(ALLOWED, STOCKED, TODAY, T0)[1]
     assert isinstance(vend, Vend)
     assert take.door(True, T0) == [DoorMoved(True, None), TamperAlarm("door_without_card", 0.0)]
     assert take.busy
@@ -424,3 +424,50 @@ def test_a_vend_found_under_way_after_a_restart_is_never_retried_elsewhere() -> 
         Failed(vend, "jammed", None),
         Show("failed"),
     ]
+
+
+@pytest.mark.parametrize(("reason", "shown"), [("board_busy", "busy"), ("door_open", "door_open")])
+def test_a_board_not_ready_to_vend_is_not_the_slots_fault_and_no_other_slot_is_tried(
+    reason: VendFailure, shown: str
+) -> None:
+    config = box(
+        slots=[
+            {"number": 1, "product": "condom", "capacity": 9},
+            {"number": 2, "product": "condom", "capacity": 9},
+        ]
+    )
+    slots = [*STOCKED, slot(2, "condom", ("B2", date(2029, 1, 1), 5))]
+    take = machine(config)
+    vend = take.swiped(ALLOWED, slots, TODAY, T0)[1]
+    assert isinstance(vend, Vend)
+    assert take.vend_ended("failed", reason, slots, TODAY, T0) == [
+        Failed(vend, reason, None),
+        Show(shown),
+    ]
+    assert take.state == Idle()
+
+
+def test_an_outcome_with_the_wrong_kind_of_reason_is_a_bug_not_a_motor_fault() -> None:
+    take = machine(box())
+    take.swiped(ALLOWED, STOCKED, TODAY, T0)
+    with pytest.raises(ValueError, match="failure"):
+        take.vend_ended("failed", "interrupted", STOCKED, TODAY, T0)  # type: ignore[arg-type]
+
+
+def test_a_door_the_status_finds_open_is_taken_up_without_tamper_and_alarms_if_left() -> None:
+    take = machine(box())
+    assert take.door_seen(False, T0) == []
+    assert take.door_seen(True, T0) == [DoorMoved(True, None), Show("service")]
+    assert take.door_seen(True, T0) == [], "known already"
+    assert take.swiped(ALLOWED, STOCKED, TODAY, T0) == []
+    limit = timedelta(seconds=take.box.door_open_limit_s)
+    assert take.tick(T0 + limit) == [TamperAlarm("door_left_open", limit.total_seconds())]
+    assert take.door_seen(False, T0 + limit)[0] == DoorMoved(False, None)
+    assert take.state == Idle()
+
+
+def test_a_door_the_status_finds_open_while_vending_waits_for_the_vend() -> None:
+    take = machine(box())
+    take.swiped(ALLOWED, STOCKED, TODAY, T0)
+    assert take.door_seen(True, T0) == []
+    assert take.busy

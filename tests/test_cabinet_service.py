@@ -229,3 +229,72 @@ async def test_two_orders_for_one_slot_load_one_behind_the_other(tmp_path: Path)
         assert (slot.count, [lot.batch for lot in slot.lots]) == (12, ["B1", "B7", "B8"])
         kept = await rig.outbox.transact(lambda u: store.load_slots(u, rig.box))
         assert kept[0].count == 12
+
+
+async def test_a_display_after_a_restart_is_not_taken_for_a_repeat(tmp_path: Path) -> None:
+    async with box_rig(tmp_path) as rig:
+        assert rig.reader is not None
+        rig.reader.swipe(VILLAGER)
+        await rig.wait_event("cabinet.dispense")
+        await eventually(lambda: rig.board.display[1].endswith("可领"), what="take message")
+        # The agent's last request before it stops is a display two past its last vend, the
+        # number its first display after the restart gets (the STATUS takes the one between).
+        vend = rig.board.memory.last_vend_seq
+        rig.service.board.restore_seq(vend + 1)
+        await rig.service.board.display(0, "旧的一行")
+        await rig.restart_agent()
+        welcome = ["请刷卡领取", "免费 按需取用"]
+        await eventually(lambda: rig.board.display == welcome, what="welcome")
+
+
+async def test_a_vend_refused_for_an_open_door_faults_no_slot_and_costs_nothing(
+    tmp_path: Path,
+) -> None:
+    async with box_rig(tmp_path) as rig:
+        assert rig.reader is not None
+        rig.board.door_is_open = True  # its event lost: the agent does not know
+        rig.reader.swipe(VILLAGER)
+        (failed,) = await rig.wait_event("cabinet.vend_failed")
+        assert (failed.payload.reason, failed.payload.next_slot) == ("door_open", None)
+        await eventually(lambda: rig.board.display[0] == "设备维护中", what="door message")
+        assert [e.payload.state for e in await rig.events("cabinet.slot")] == ["ok"]
+        rig.board.door_is_open = False
+        rig.later()
+        rig.reader.swipe(VILLAGER)
+        await rig.wait_event("cabinet.dispense")
+
+
+async def test_a_door_open_at_start_is_taken_up_from_the_status_without_tamper(
+    tmp_path: Path,
+) -> None:
+    async with box_rig(tmp_path) as rig:
+        assert rig.reader is not None
+        rig.board.power_off()
+        rig.board.door_open(force=True)  # unpowered: no event
+        rig.board.power_on()
+        await rig.restart_agent()
+        (door,) = await rig.wait_event("cabinet.door")
+        assert (door.payload.state, door.payload.technician) == ("opened", None)
+        rig.later()
+        rig.reader.swipe(VILLAGER)
+        rig.board.door_close()
+        await rig.wait_event("cabinet.door", 2)
+        assert await rig.events("cabinet.tamper") == []
+        assert await rig.events("cabinet.dispense") == []
+
+
+async def test_a_result_the_board_does_not_answer_is_asked_again_not_given_up(
+    tmp_path: Path,
+) -> None:
+    async with box_rig(tmp_path, turn_s=4.0) as rig:
+        assert rig.reader is not None
+        rig.reader.swipe(VILLAGER)
+        await eventually(lambda: rig.board.vending, what="motor running")
+        rig.board.line.pause()  # the board hears nothing, but still sends what it has to say
+        rig.later(60)  # long past the time a result is due: the agent asks RESULT, unanswered
+        await eventually(lambda: rig.service._vend_deadline > rig.monotonic(), what="asked")
+        rig.board.line.resume()
+        (dispense,) = await rig.wait_event("cabinet.dispense")
+        assert dispense.payload.slot == 1
+        assert await rig.events("cabinet.vend_unknown") == []
+        assert rig.board.truth.total_dropped() == 1

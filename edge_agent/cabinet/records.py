@@ -14,6 +14,7 @@ from edge_agent.cabinet.config import BoxConfig, CabinetSection
 from edge_agent.clock import Stamp
 from edge_agent.outbox import Unit
 from edge_agent.wire import (
+    BOARD_NOT_READY,
     Counted,
     Dispense,
     RefusalReason,
@@ -128,7 +129,8 @@ def failed(
     *,
     recovered: bool = False,
 ) -> stock.Slot | None:
-    """Nothing fell: no quota charged; the slot is faulty until a technician sees to it."""
+    """Nothing fell: no quota charged; the slot is faulty until a technician sees to it, unless
+    the board was only not ready (``BOARD_NOT_READY``)."""
     if not store.end_vend(unit, vend.transaction):
         return None
     before = books.slots[vend.slot]
@@ -146,6 +148,8 @@ def failed(
         ),
         stamp,
     )
+    if reason in BOARD_NOT_READY:
+        return None
     return books.save(unit, replace(before, fault=reason), today, stamp)
 
 

@@ -48,7 +48,7 @@ from edge_agent.drivers.modbus import DriverError
 from edge_agent.drivers.serial_line import SerialLine
 from edge_agent.outbox import AsyncOutbox, OutboxError, Unit
 from edge_agent.pseudonym import CardKey
-from edge_agent.wire import BoardState, DoorChanged, Tamper
+from edge_agent.wire import BoardState, DoorChanged, Tamper, UnknownReason, VendFailure
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,20 @@ RESULT_WAIT_S = 12.0
 #: How often the board's status is read (door, drop sensor, whether it answers at all).
 STATUS_EVERY_S = 30.0
 TICK_S = 1.0
+#: How soon a board that did not answer is asked again, and a failed line reopened.
 REOPEN_AFTER_S = 5.0
+#: A VEND the board refused this way faults nothing: it could not vend just then.
+_NOT_READY: dict[frames.NakReason, VendFailure] = {
+    frames.NakReason.BUSY: "board_busy",
+    frames.NakReason.DOOR_OPEN: "door_open",
+}
 
-_FAILURES = {
+_FAILURES: dict[VendResult, VendFailure] = {
     VendResult.JAMMED: "jammed",
     VendResult.MOTOR_FAULT: "motor_fault",
     VendResult.NO_DROP: "no_drop",
 }
-_UNKNOWN = {
+_UNKNOWN: dict[VendResult, UnknownReason] = {
     VendResult.DROP_SENSOR_FAULT: "drop_sensor_fault",
     VendResult.INTERRUPTED: "interrupted",
     VendResult.UNKNOWN: "forgotten",
@@ -148,38 +154,50 @@ class BoxService:
         self.board.restore_seq(seq)
 
     async def _board_loop(self) -> None:
-        """Keep the board's line open, read its status, recover a vend left under way, and turn
-        its events into inputs; a board that stops answering is reported once, and again when
-        it is back."""
+        """Keep the board's line open and read, watch the board's status, and turn its events
+        into inputs. Only a failed line is reopened: a board that misses a status is offline
+        until it answers again, but its line is still read, so a result it repeats meanwhile
+        is not lost."""
         while True:
             try:
                 if not self._board_line.is_open:
                     await self._board_line.open()
                 async with asyncio.TaskGroup() as group:
-                    reading = group.create_task(self.board.run())
+                    group.create_task(self.board.run())
                     group.create_task(self._board_events())
-                    await self._board_online()
-                    await self._status_poll()
-                    reading.cancel()
+                    group.create_task(self._watch_board())
             except* (BoardError, DriverError) as errors:
                 await self._board_offline(str(errors.exceptions[0]))
             await asyncio.sleep(REOPEN_AFTER_S)
 
-    async def _board_online(self) -> None:
-        status = await self.board.status()  # numbers past the board's last vend, too
+    async def _watch_board(self) -> None:
+        """Read the board's status now and every ``STATUS_EVERY_S`` (every ``REOPEN_AFTER_S``
+        while it does not answer)."""
+        while True:
+            try:
+                status = await self.board.status()  # numbers past the board's last vend, too
+            except BoardError as exc:
+                if exc.reason == "bus_unavailable":
+                    raise
+                await self._board_offline(str(exc))
+                await asyncio.sleep(REOPEN_AFTER_S)
+                continue
+            await self._board_answered(status)
+            await asyncio.sleep(STATUS_EVERY_S)
+
+    async def _board_answered(self, status: frames.StatusReport) -> None:
         if not self.online:
             self.online = True
             await self._report_board("online", status.firmware)
+            # The board ignores a request repeating its previous one's SEQ and CMD, and the
+            # number after its last VEND may be the one a DISPLAY used before this start: a
+            # SIGNAL takes it, harmlessly, so the next display is never taken for a repeat.
+            await self._quietly(self.board.signal(0, frames.Light.OFF))
+            # Through the queue, so nothing a villager does is handled before the recovery is
+            # done; takes are refused until then (``ready``).
+            await self._inputs.put(_Input("recover"))
         await self._set_sensor_fault(status.drop_sensor_fault)
-        # Through the queue, so nothing a villager does is handled before the recovery is done;
-        # takes are refused until then (``ready``).
-        await self._inputs.put(_Input("recover"))
-
-    async def _status_poll(self) -> None:
-        while True:
-            await asyncio.sleep(STATUS_EVERY_S)
-            status = await self.board.status()
-            await self._set_sensor_fault(status.drop_sensor_fault)
+        await self._inputs.put(_Input("door_seen", status.door_open))
 
     async def _board_offline(self, reason: str) -> None:
         self.ready.clear()
@@ -252,12 +270,22 @@ class BoxService:
                 actions = self.take.pressed(item.value, slots, today, now)
         elif item.kind == "door":
             actions = self.take.door(item.value, now)
+        elif item.kind == "door_seen":
+            actions = self.take.door_seen(item.value, now)
+            if actions:
+                log.warning(
+                    "box %s: the board's status says its door is %s; no event said so",
+                    self.box.id,
+                    "open" if item.value else "closed",
+                )
         elif item.kind == "vend_done":
             actions = self._vend_done(item.value, slots, today, now)
         elif item.kind == "recover":
-            for intent in self._under_way:
+            under_way, self._under_way = self._under_way, []
+            for intent in under_way:
                 await self._recover(intent)
-            self._under_way = []
+            if not under_way and self._vend is not None:
+                actions = await self._ask_result(slots, today, now)  # back after an outage
             await self._show_quietly(Show("welcome" if self.box.mode == "card" else "welcome_open"))
             self.ready.set()
         elif item.kind == "ask_result":
@@ -320,16 +348,33 @@ class BoxService:
         try:
             report = await self.board.result(vend.seq)
         except BoardError as exc:
-            log.warning("box %s: no result for vend %d: %s", self.box.id, vend.seq, exc)
-            return self.take.vend_ended("unknown", "no_answer", slots, today, now)
+            # The board keeps its last vends' results: the vend stays under way and the board
+            # is asked again, now and then and when it is back, never given up on.
+            log.warning(
+                "box %s: no result for vend %d yet, asking again: %s", self.box.id, vend.seq, exc
+            )
+            self._vend_deadline = self._monotonic() + RESULT_WAIT_S
+            return []
         if report.result == VendResult.IN_PROGRESS:
             self._vend_deadline = self._monotonic() + RESULT_WAIT_S
             return []
         return self._outcome(report.result, slots, today, now)
 
     async def _recover(self, intent: store.Intent) -> None:
-        """A vend left under way by a restart: record what the board says became of it."""
-        report = await self.board.result(intent.seq)
+        """A vend left under way by a restart: record what the board says became of it (asked
+        again, like any vend's, until the board answers)."""
+        self._vend = intent
+        self._resumed = intent.transaction
+        self.take.resume_vending(Vend(intent.transaction, intent.slot, intent.product, intent.card))
+        self._vend_deadline = self._monotonic() + RESULT_WAIT_S
+        try:
+            report = await self.board.result(intent.seq)
+        except BoardError as exc:
+            log.warning(
+                "box %s: vend %d (slot %d) was under way at restart; no result yet: %s",
+                self.box.id, intent.seq, intent.slot, exc,
+            )  # fmt: skip
+            return
         if report.slot != intent.slot and report.result != VendResult.UNKNOWN:
             log.error(
                 "box %s: the board's vend %d was at slot %d, not %d: another vend's number",
@@ -346,11 +391,7 @@ class BoxService:
             intent.slot,
             report.result.name,
         )
-        self._vend = intent
-        self._resumed = intent.transaction
-        self.take.resume_vending(Vend(intent.transaction, intent.slot, intent.product, intent.card))
         if report.result == VendResult.IN_PROGRESS:
-            self._vend_deadline = self._monotonic() + RESULT_WAIT_S
             return
         slots = list(self._books.slots.values())
         actions = self._outcome(
@@ -430,7 +471,10 @@ class BoxService:
             slots = list(self._books.slots.values())
             now = self._clock.stamp().occurred_at
             if exc.reason == "nak":
-                actions = self.take.vend_ended("failed", "refused_by_board", slots, today, now)
+                reason: VendFailure = "refused_by_board"
+                if exc.nak is not None:
+                    reason = _NOT_READY.get(exc.nak, reason)
+                actions = self.take.vend_ended("failed", reason, slots, today, now)
             else:
                 actions = await self._ask_result(slots, today, now)
             await self._perform(actions, today)

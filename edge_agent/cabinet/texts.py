@@ -62,6 +62,7 @@ _TEXTS: dict[str, dict[Language, tuple[str, str]]] = {
         "en": ("Limit this hour", "come back later"),
     },
     "door_open": {"zh": ("设备维护中", "请稍候"), "en": ("In service", "please wait")},
+    "busy": {"zh": ("设备忙", "请稍后再试"), "en": ("Box busy", "try again soon")},
     "service": {"zh": ("维护中", ""), "en": ("Service", "")},
     "unlocked": {"zh": ("门已开锁", "请补货"), "en": ("Door unlocked", "restock")},
     "unlocked_order": {

@@ -15,12 +15,12 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Literal
+from typing import Literal, cast, get_args
 
 from edge_agent.cabinet import stock
 from edge_agent.cabinet.config import BoxConfig
 from edge_agent.cabinet.quota import Allowance, open_box_allows
-from edge_agent.wire import RefusalReason, VendFailure
+from edge_agent.wire import BOARD_NOT_READY, RefusalReason, UnknownReason, VendFailure
 
 Line = tuple[str, str]
 
@@ -76,7 +76,7 @@ class Failed:
 @dataclass(frozen=True)
 class Unknown:
     vend: Vend
-    reason: Literal["interrupted", "forgotten", "no_answer", "drop_sensor_fault"]
+    reason: UnknownReason
 
 
 @dataclass(frozen=True)
@@ -258,12 +258,12 @@ class Take:
     def vend_ended(
         self,
         outcome: VendOutcome,
-        reason: str | None,
+        reason: VendFailure | UnknownReason | None,
         slots: Sequence[stock.Slot],
         today: date,
         now: datetime,
     ) -> list[Action]:
-        """The board's answer for the vend under way (``reason``: a VendFailure or an unknown
+        """The board's answer for the vend under way (``reason``: a VendFailure, or an unknown
         outcome's reason)."""
         state = self.state
         if not isinstance(state, Vending):
@@ -281,11 +281,15 @@ class Take:
             return [Delivered(vend), Show("take", {"after": after})]
         if outcome == "unknown":
             return [Unknown(vend, _unknown_reason(reason)), Show("unknown")]
+        failure = _failure(reason)
+        if failure in BOARD_NOT_READY:
+            shown = "busy" if failure == "board_busy" else "door_open"
+            return [Failed(vend, failure, None), Show(shown)]
         tried = (*state.tried, vend.slot)
         retry = stock.choose(slots, vend.product, today, skip=tried)
         if isinstance(self.state, DoorOpen) or state.resumed:
             retry = None  # no vend while the door stands open, nor for a villager long gone
-        failed = Failed(vend, _failure(reason), retry.number if retry else None)
+        failed = Failed(vend, failure, retry.number if retry else None)
         if retry is None:
             return [failed, Show("failed")]
         return [failed, *self._vend(state.offer, vend.product, slots, today, tried)]
@@ -322,6 +326,18 @@ class Take:
             return [*closed, Show("confirm")]
         self.state = Idle()
         return [*closed, Show("welcome")]
+
+    def door_seen(self, opened: bool, now: datetime) -> list[Action]:
+        """Where the board's status says the door is, when no event said so (the door stood
+        open at start, or an event was lost). A door found open raises no tamper by itself:
+        it is a door left open, alarmed after ``door_open_limit_s``."""
+        state = self.state
+        if isinstance(state, Vending) or opened == isinstance(state, DoorOpen):
+            return []
+        if not opened or isinstance(state, Unlocked):
+            return self.door(opened, now)
+        self.state = DoorOpen(None, now)
+        return [DoorMoved(True, None), Show("service")]
 
     def tick(self, now: datetime) -> list[Action]:
         """Timeouts: a choice not made, an unlocked door not opened, a door left open."""
@@ -381,28 +397,17 @@ class Take:
             return [Refuse(reason, card, product), Show(reason)]
         vend = Vend(self._new_id(), slot.number, product, card)
         self.state = Vending(vend, tried, offer)
-        return [vend, Show("vending")]
+        # Shown first: what the vend's outcome shows must not be overwritten by it.
+        return [Show("vending"), vend]
 
 
 def _failure(reason: str | None) -> VendFailure:
-    known: tuple[VendFailure, ...] = (
-        "jammed",
-        "motor_fault",
-        "no_drop",
-        "drop_sensor_fault",
-        "refused_by_board",
-        "no_answer",
-    )
-    return next((k for k in known if k == reason), "motor_fault")
+    if reason not in get_args(VendFailure):
+        raise ValueError(f"a failed vend needs a failure's reason, not {reason!r}")
+    return cast(VendFailure, reason)
 
 
-def _unknown_reason(
-    reason: str | None,
-) -> Literal["interrupted", "forgotten", "no_answer", "drop_sensor_fault"]:
-    if reason == "interrupted":
-        return "interrupted"
-    if reason == "forgotten":
-        return "forgotten"
-    if reason == "drop_sensor_fault":
-        return "drop_sensor_fault"
-    return "no_answer"
+def _unknown_reason(reason: str | None) -> UnknownReason:
+    if reason not in get_args(UnknownReason):
+        raise ValueError(f"an unknown outcome needs its reason, not {reason!r}")
+    return cast(UnknownReason, reason)
