@@ -451,7 +451,7 @@ def test_an_outcome_with_the_wrong_kind_of_reason_is_a_bug_not_a_motor_fault() -
     take = machine(box())
     take.swiped(ALLOWED, STOCKED, TODAY, T0)
     with pytest.raises(ValueError, match="failure"):
-        take.vend_ended("failed", "interrupted", STOCKED, TODAY, T0)  # type: ignore[arg-type]
+        take.vend_ended("failed", "interrupted", STOCKED, TODAY, T0)
 
 
 def test_a_door_the_status_finds_open_is_taken_up_without_tamper_and_alarms_if_left() -> None:
