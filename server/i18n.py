@@ -93,6 +93,12 @@ _TEXTS |= {
     },
     "prompt.uid": {"zh": "卡号（输入时不显示）", "en": "card UID (not shown)"},
     "prompt.id": {"zh": "身份证号（输入时不显示）", "en": "ID number (not shown)"},
+    "card.number_in_history": {
+        "zh": "注意：写在命令行上的号码会留在命令历史和进程列表里；"
+        "以后只写 --uid 或 --id-number，按提示输入",
+        "en": "note: a number on the command line stays in the shell history and the process "
+        "list; next time give --uid or --id-number alone and type it when asked",
+    },
     "card.one_of": {"zh": "请只给出 {options} 之一", "en": "give exactly one of {options}"},
     "card.unknown": {"zh": "此卡未登记", "en": "this card is not registered"},
     "card.twice": {"zh": "同一张卡出现了两次", "en": "the same card is given twice"},

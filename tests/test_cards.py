@@ -182,7 +182,8 @@ def test_mistakes_get_one_line_and_never_the_number(
     out = cli(store, "cards", *args)
     assert out.returncode in (1, 2), out.stderr
     assert message in out.stderr
-    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    said = [line for line in out.stderr.strip().splitlines() if "命令历史" not in line]
+    assert len(said) == 1, out.stderr
     for number in ("04A1B2", "110105194912310021", "12345"):
         assert number not in out.stderr
 
@@ -357,11 +358,22 @@ def test_reader_formats(store: Path, pty_pair: PtyPair) -> None:
     assert misread.value.key == "id.check"
 
 
-def test_a_number_can_be_piped_in_instead_of_written_on_the_command_line(store: Path) -> None:
+@pytest.mark.parametrize("given", [("--uid",), ("--uid", "-")])
+def test_a_number_is_asked_for_unless_written_on_the_command_line(
+    store: Path, given: tuple[str, ...]
+) -> None:
     out = subprocess.run(
-        [str(BIN / "edge-server"), "--config", str(store), "cards", "issue", "--uid", "-"],
+        [str(BIN / "edge-server"), "--config", str(store), "cards", "issue", *given, "--role",
+         "technician"],
         input=f"{UID}\n", capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     assert of_uid(load_key(key_of(store)), UID)[:12] in out.stdout
     assert UID not in out.stdout + out.stderr
+    assert "命令历史" not in out.stderr
+
+
+def test_a_number_written_on_the_command_line_is_taken_with_a_warning(store: Path) -> None:
+    out = cli(store, "cards", "issue", "--uid", UID)
+    assert out.returncode == 0, out.stderr
+    assert "命令历史" in out.stderr

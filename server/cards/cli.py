@@ -117,17 +117,19 @@ def make_key_cmd(ctx: click.Context, out: Path) -> None:
 
 
 def _card_options(fn: Callable[P, R]) -> Callable[P, R]:
-    fn = click.option("--uid", default=None, help="The card's UID in hex ('-': type it unseen).")(
-        fn
-    )
+    """``--uid`` and ``--id-number`` given alone ask for the number, typed unseen (or read from
+    standard input), so it stays out of the shell's history and the process list."""
+    fn = click.option(
+        "--uid", is_flag=False, flag_value="-", default=None,
+        help="The card's UID in hex; given alone, it is asked for and typed unseen.",
+    )(fn)  # fmt: skip
     return click.option(
-        "--id-number", default=None, help="An 18-character ID number ('-': type it unseen)."
-    )(fn)
+        "--id-number", is_flag=False, flag_value="-", default=None,
+        help="An 18-character ID number; given alone, it is asked for and typed unseen.",
+    )(fn)  # fmt: skip
 
 
 def _secret(value: str, prompt: str) -> str:
-    """``-``: the number is typed unseen, or piped in, so it stays out of the shell's history
-    and the process list."""
     if value != "-":
         return value
     if not sys.stdin.isatty():
@@ -138,9 +140,13 @@ def _secret(value: str, prompt: str) -> str:
 def _pseudonym_of(c: _Ctx, uid: str | None, id_number: str | None) -> str:
     key = card_key(c.config.cards.key_file)
     if uid is not None:
-        return of_typed_uid(key, _secret(uid, t("prompt.uid", c.lang)))
-    assert id_number is not None
-    return of_typed_id(key, _secret(id_number, t("prompt.id", c.lang)))
+        pseudonym = of_typed_uid(key, _secret(uid, t("prompt.uid", c.lang)))
+    else:
+        assert id_number is not None
+        pseudonym = of_typed_id(key, _secret(id_number, t("prompt.id", c.lang)))
+    if "-" not in (uid, id_number):
+        click.echo(say(c.lang, "card.number_in_history"), err=True)
+    return pseudonym
 
 
 def _one_of(lang: Language, options: str, *given: object) -> None:
