@@ -6,7 +6,6 @@ import asyncio
 import logging
 import shlex
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import click
@@ -126,43 +125,43 @@ def cabinet() -> None:
     """Record by hand what a technician did to a box (the running agent records it)."""
 
 
+# The arguments go to the running agent as typed: it checks them, and says what is wrong in its
+# own words rather than the command-line library's.
+
+
 @cabinet.command()
 @click.argument("box")
-@click.argument("slot", type=int)
+@click.argument("slot")
 @click.argument("batch")
-@click.argument("expiry", type=click.DateTime(formats=["%Y-%m-%d"]))
-@click.argument("quantity", type=int)
+@click.argument("expiry")
+@click.argument("quantity")
 @click.pass_obj
-def restock(
-    config_path: Path, box: str, slot: int, batch: str, expiry: datetime, quantity: int
-) -> None:
+def restock(config_path: Path, box: str, slot: str, batch: str, expiry: str, quantity: str) -> None:
     """QUANTITY units of BATCH (expiring EXPIRY, YYYY-MM-DD) loaded into SLOT of BOX."""
-    line = shlex.join(
-        ["cabinet", "restock", box, str(slot), batch, f"{expiry:%Y-%m-%d}", str(quantity)]
-    )
+    line = shlex.join(["cabinet", "restock", box, slot, batch, expiry, quantity])
     _control(config_path, "restock", line)
 
 
 @cabinet.command()
 @click.argument("box")
-@click.argument("slot", type=int)
-@click.argument("quantity", type=int)
-@click.argument("reason", type=click.Choice(["expired", "damaged", "recalled", "other"]))
+@click.argument("slot")
+@click.argument("quantity")
+@click.argument("reason", metavar="expired|damaged|recalled|other")
 @click.pass_obj
-def remove(config_path: Path, box: str, slot: int, quantity: int, reason: str) -> None:
+def remove(config_path: Path, box: str, slot: str, quantity: str, reason: str) -> None:
     """QUANTITY units taken out of the front of SLOT of BOX, and why."""
-    line = shlex.join(["cabinet", "remove", box, str(slot), str(quantity), reason])
+    line = shlex.join(["cabinet", "remove", box, slot, quantity, reason])
     _control(config_path, "remove", line)
 
 
 @cabinet.command()
 @click.argument("box")
-@click.argument("slot", type=int)
+@click.argument("slot")
 @click.argument("lots", nargs=-1)
 @click.pass_obj
-def count(config_path: Path, box: str, slot: int, lots: tuple[str, ...]) -> None:
+def count(config_path: Path, box: str, slot: str, lots: tuple[str, ...]) -> None:
     """What a count found in SLOT of BOX, front first: BATCH:YYYY-MM-DD:QUANTITY each."""
-    _control(config_path, "count", shlex.join(["cabinet", "count", box, str(slot), *lots]))
+    _control(config_path, "count", shlex.join(["cabinet", "count", box, slot, *lots]))
 
 
 @cabinet.command()

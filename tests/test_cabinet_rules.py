@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from edge_agent.cabinet import stock
 from edge_agent.cabinet.config import BoxConfig
+from edge_agent.cabinet.domain import _manual
 from edge_agent.cabinet.quota import (
     Allowance,
     Card,
@@ -471,3 +473,29 @@ def test_a_door_the_status_finds_open_while_vending_waits_for_the_vend() -> None
     take.swiped(ALLOWED, STOCKED, TODAY, T0)
     assert take.door_seen(True, T0) == []
     assert take.busy
+
+
+@pytest.mark.parametrize(
+    ("verb", "rest", "said"),
+    [
+        (
+            "restock",
+            ["B1", "2029-13-01", "5"],
+            "EXPIRY is a date written YYYY-MM-DD, not '2029-13-01'",
+        ),
+        ("restock", ["B1", "20290601", "5"], "EXPIRY is a date written YYYY-MM-DD"),
+        ("restock", ["B1", "2029-06-01", "five"], "QUANTITY is a whole number"),
+        ("restock", ["B1", "2029-06-01", "-5"], "QUANTITY is a whole number"),
+        ("remove", ["1.5", "expired"], "QUANTITY is a whole number"),
+        ("count", ["B1:2029-06-01"], "a counted lot is BATCH:YYYY-MM-DD:QUANTITY"),
+        ("count", ["B1:2029-06-31:4"], "a lot's expiry is a date"),
+        ("count", ["B1:2029-06-01:４"], "a lot's quantity is a whole number"),
+    ],
+)
+def test_what_a_technician_types_wrong_is_said_in_our_words(
+    verb: str, rest: list[str], said: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(said)) as caught:
+        _manual(verb, 1, rest)
+    assert "invalid literal" not in str(caught.value)
+    assert "isoformat" not in str(caught.value)

@@ -131,7 +131,7 @@ class Cabinet:
         if service is None:
             return f"error unknown box {box_id!r} (known: {', '.join(self.boxes) or 'none'})"
         try:
-            number = int(slot_text)
+            number = _whole(slot_text, "SLOT")
             work = _manual(verb, number, rest)
             if number not in service.books_slots():
                 return f"error box {box_id} has no slot {number}"
@@ -159,7 +159,7 @@ def _manual(verb: str, number: int, rest: list[str]) -> Any:
     if verb == "restock":
         if len(rest) != 3:
             raise ValueError("restock BOX SLOT BATCH EXPIRY(YYYY-MM-DD) QUANTITY")
-        batch, expiry, quantity = rest[0], date.fromisoformat(rest[1]), int(rest[2])
+        batch, expiry, quantity = rest[0], _date(rest[1], "EXPIRY"), _whole(rest[2], "QUANTITY")
 
         def restock(books: records.Books, unit: Unit, stamp: Stamp, today: date) -> stock.Slot:
             return records.restocked(books, unit, number, batch, expiry, quantity, stamp, today)
@@ -168,7 +168,7 @@ def _manual(verb: str, number: int, rest: list[str]) -> Any:
     if verb == "remove":
         if len(rest) != 2 or rest[1] not in REMOVAL_REASONS:
             raise ValueError(f"remove BOX SLOT QUANTITY {'|'.join(REMOVAL_REASONS)}")
-        quantity, reason = int(rest[0]), rest[1]
+        quantity, reason = _whole(rest[0], "QUANTITY"), rest[1]
 
         def take_out(books: records.Books, unit: Unit, stamp: Stamp, today: date) -> stock.Slot:
             return records.removed(books, unit, number, quantity, reason, stamp, today)
@@ -185,8 +185,25 @@ def _manual(verb: str, number: int, rest: list[str]) -> Any:
 
 
 def _lot(text: str) -> stock.Lot:
+    parts = text.rsplit(":", 2)
+    if len(parts) != 3:
+        raise ValueError(f"a counted lot is BATCH:YYYY-MM-DD:QUANTITY, not {text!r}")
+    batch, expiry, quantity = parts
+    return stock.Lot(batch, _date(expiry, "a lot's expiry"), _whole(quantity, "a lot's quantity"))
+
+
+def _whole(text: str, what: str) -> int:
+    """A number typed by a technician, or our own words for why it is not one (Python's own
+    text is not for people)."""
+    if not text.isascii() or not text.isdigit() or len(text) > 6:
+        raise ValueError(f"{what} is a whole number (0 to 999999), not {text!r}")
+    return int(text)
+
+
+def _date(text: str, what: str) -> date:
     try:
-        batch, expiry, quantity = text.rsplit(":", 2)
-        return stock.Lot(batch, date.fromisoformat(expiry), int(quantity))
+        if len(text) != 10:
+            raise ValueError(text)
+        return date.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"a counted lot is BATCH:YYYY-MM-DD:QUANTITY, not {text!r}") from None
+        raise ValueError(f"{what} is a date written YYYY-MM-DD, not {text!r}") from None
