@@ -19,7 +19,7 @@ from edge_agent.clock import Clock, Stamp
 from edge_agent.config import AgentConfig
 from edge_agent.configfile import ConfigError, loads
 from edge_agent.files import write_atomically
-from edge_agent.outbox import AsyncOutbox, DomainSchema, OutboxError, Unit
+from edge_agent.outbox import AsyncOutbox, DomainSchema, OutboxFull, Unit
 from edge_agent.wire import (
     Command,
     CommandBody,
@@ -120,18 +120,20 @@ class CommandHandler:
             restart = False
             try:
                 if kind in self._domains:
-                    outcome = await self._apply_in_domain(command)
+                    try:
+                        outcome = await self._apply_in_domain(command)
+                    except OutboxFull as exc:
+                        # Not the command's fault: no result is recorded, so the server, which
+                        # resends what is unanswered, delivers it again once there is room.
+                        log.error("command %s (%s) not applied, to be resent: %s",
+                                  command.id, kind, exc)  # fmt: skip
+                        return
                     if outcome is None:
                         return
                     ok, detail = outcome
                 else:
                     ok, detail, restart = await self._apply(command)
                     await self._record(command.id, kind, ok, detail)
-            except OutboxError as exc:
-                # Not the command's fault: no result is recorded, so the server, which resends
-                # what is unanswered, delivers it again once the outbox has room.
-                log.error("command %s (%s) not applied, to be resent: %s", command.id, kind, exc)
-                return
             except Exception:  # the server must hear of it, not resend it for ever
                 log.exception("command %s (%s) failed", command.id, kind)
                 ok, detail = False, INTERNAL_ERROR

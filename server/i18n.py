@@ -293,6 +293,8 @@ _TEXTS |= {
     "why.drop_sensor_fault": {"zh": "掉货检测器故障", "en": "drop sensor fault"},
     "why.refused_by_board": {"zh": "主板拒绝", "en": "refused by the board"},
     "why.no_answer": {"zh": "主板无应答", "en": "board did not answer"},
+    "why.board_busy": {"zh": "主板忙", "en": "board busy"},
+    "why.door_open": {"zh": "柜门未关", "en": "door open"},
     "why.interrupted": {"zh": "出货时断电", "en": "power lost during the vend"},
     "why.forgotten": {"zh": "主板无此记录", "en": "the board has no record of it"},
     "why.door_without_card": {"zh": "未刷技术员卡开门", "en": "door opened without a card"},
@@ -318,6 +320,10 @@ _TEXTS |= {
         "en": "{quantity} taken out of slot {slot}, {count} left",
     },
     "tail.count": {"zh": "货道 {slot} 盘点：{count} 件", "en": "slot {slot} counted: {count}"},
+    "tail.not_ready": {
+        "zh": "✗ 货道 {slot} 未出货：{reason}（货道正常，不计入领取次数）",
+        "en": "✗ slot {slot} not vended: {reason} (the slot is fine; not counted)",
+    },
     "tail.vend_failed": {
         "zh": "✗ 货道 {slot} 出货失败：{reason}，货道已标为{state}（不计入领取次数）",
         "en": "✗ slot {slot} vend failed: {reason}; the slot is marked {state} (not counted)",

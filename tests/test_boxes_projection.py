@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from server.cabinet.queries import TailCursor, events_since
+from server.cabinet.text import describe_event
 from server.ingest.core import Ingestor, IngestResult
 from server.projections import default_projections, replay
 from server.store.db import make_engine, migrate, utc
@@ -268,3 +270,16 @@ def test_boxes_in_english_and_for_one_site(box_store: Path) -> None:
     assert "slot 2 vend failed: jammed" in out.stdout
     assert "2 dispensed  1 refused  1 failed" in out.stdout
     assert cli(box_store, "boxes", "--site", "elsewhere").stdout.strip() == "暂无药具箱数据。"
+
+
+def test_a_board_not_ready_to_vend_faults_no_slot(engine: sa.Engine) -> None:
+    ingest = Ingestor(engine, "fp")
+    send(ingest, box_day())
+    before = slots(engine)
+    busy = {"box": "box-1", "transaction": str(uuid.uuid4()), "slot": 1, "product": "condom-a",
+            "batch": "B1", "reason": "door_open"}  # fmt: skip
+    send(ingest, [ev(14, "cabinet.vend_failed", busy)])
+    assert slots(engine) == before
+    assert ("vend_failed", 1, "door_open") not in open_faults(engine)
+    [event] = [e for e in events_since(engine, TailCursor())[0] if e.kind == "not_ready"]
+    assert describe_event(event, "zh") == "✗ 货道 1 未出货：柜门未关（货道正常，不计入领取次数）"

@@ -454,6 +454,25 @@ def test_an_outcome_with_the_wrong_kind_of_reason_is_a_bug_not_a_motor_fault() -
     take.swiped(ALLOWED, STOCKED, TODAY, T0)
     with pytest.raises(ValueError, match="failure"):
         take.vend_ended("failed", "interrupted", STOCKED, TODAY, T0)
+    assert take.busy, "the vend is still under way: its real outcome is still to be recorded"
+
+
+def test_a_failure_learnt_late_tries_no_other_slot_for_a_villager_long_gone() -> None:
+    config = box(
+        slots=[
+            {"number": 1, "product": "condom", "capacity": 9},
+            {"number": 2, "product": "condom", "capacity": 9},
+        ]
+    )
+    slots = [*STOCKED, slot(2, "condom", ("B2", date(2029, 1, 1), 5))]
+    take = machine(config)
+    vend = take.swiped(ALLOWED, slots, TODAY, T0)[1]
+    assert isinstance(vend, Vend)
+    take.nobody_waiting()  # the board did not answer when asked for the result
+    assert take.vend_ended("failed", "jammed", slots, TODAY, T0) == [
+        Failed(vend, "jammed", None),
+        Show("failed"),
+    ]
 
 
 def test_a_door_the_status_finds_open_is_taken_up_without_tamper_and_alarms_if_left() -> None:

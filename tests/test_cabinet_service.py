@@ -283,7 +283,7 @@ async def test_a_door_open_at_start_is_taken_up_from_the_status_without_tamper(
         assert await rig.events("cabinet.dispense") == []
 
 
-async def test_a_result_the_board_does_not_answer_is_asked_again_not_given_up(
+async def test_a_result_the_board_does_not_answer_is_not_given_up(
     tmp_path: Path,
 ) -> None:
     async with box_rig(tmp_path, turn_s=4.0) as rig:
@@ -293,6 +293,8 @@ async def test_a_result_the_board_does_not_answer_is_asked_again_not_given_up(
         rig.board.line.pause()  # the board hears nothing, but still sends what it has to say
         rig.later(60)  # long past the time a result is due: the agent asks RESULT, unanswered
         await eventually(lambda: rig.service._vend_deadline > rig.monotonic(), what="asked")
+        assert rig.service._vend is not None, "still under way: not given up"
+        assert await rig.events("cabinet.vend_unknown") == []
         rig.board.line.resume()
         (dispense,) = await rig.wait_event("cabinet.dispense")
         assert dispense.payload.slot == 1

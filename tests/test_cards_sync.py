@@ -26,7 +26,7 @@ from edge_agent.wire import (
 )
 from server.cards import registry
 from server.cards.registry import Issue
-from server.cards.sync import CardSync, Report, card_delta, snapshot
+from server.cards.sync import MAX_USAGE_FAILURES, CardSync, Report, card_delta, snapshot
 from server.ingest.core import Ingestor
 from server.store.db import utc
 from server.store.schema import cabinet_usage, card_changes, commands
@@ -253,6 +253,20 @@ def test_takes_of_a_usage_command_the_agent_failed_are_sent_again(engine: sa.Eng
     county.take("box-a", 3)
     [after] = sent_to(county.run(), "box-b")
     assert not {a1, a2} & taken([after]), "answered: not sent again"
+
+
+def test_takes_that_keep_failing_are_given_up_after_three_tries(engine: sa.Engine) -> None:
+    county = County(engine)
+    for agent in ("box-a", "box-b"):
+        county.status(agent, 0)
+    a1 = county.take("box-a", 1)
+    for _ in range(MAX_USAGE_FAILURES):
+        [sent] = sent_to(county.run(), "box-b")
+        assert taken([sent]) == {a1}
+        county.answer("box-b", str(sent.id), ok=False)
+    a2 = county.take("box-a", 2)
+    [after] = sent_to(county.run(), "box-b")
+    assert taken([after]) == {a2}, "the failing ones are skipped, later ones go on"
 
 
 def test_usage_older_than_the_longest_period_is_not_sent(engine: sa.Engine) -> None:

@@ -118,6 +118,8 @@ class BoxService:
         self._vend_deadline = 0.0
         self.online = False
         self.drop_sensor_fault = False
+        #: Door events seen: a status read while one arrived says nothing newer about the door.
+        self._door_events = 0
         #: Set when the box is ready for takes (for tests and the demo).
         self.ready = asyncio.Event()
 
@@ -174,6 +176,7 @@ class BoxService:
         """Read the board's status now and every ``STATUS_EVERY_S`` (every ``REOPEN_AFTER_S``
         while it does not answer)."""
         while True:
+            doors = self._door_events
             try:
                 status = await self.board.status()  # numbers past the board's last vend, too
             except BoardError as exc:
@@ -182,10 +185,10 @@ class BoxService:
                 await self._board_offline(str(exc))
                 await asyncio.sleep(REOPEN_AFTER_S)
                 continue
-            await self._board_answered(status)
+            await self._board_answered(status, doors)
             await asyncio.sleep(STATUS_EVERY_S)
 
-    async def _board_answered(self, status: frames.StatusReport) -> None:
+    async def _board_answered(self, status: frames.StatusReport, doors: int) -> None:
         if not self.online:
             self.online = True
             await self._report_board("online", status.firmware)
@@ -197,10 +200,11 @@ class BoxService:
             # done; takes are refused until then (``ready``).
             await self._inputs.put(_Input("recover"))
         await self._set_sensor_fault(status.drop_sensor_fault)
-        await self._inputs.put(_Input("door_seen", status.door_open))
+        await self._inputs.put(_Input("door_seen", (status.door_open, doors)))
 
     async def _board_offline(self, reason: str) -> None:
         self.ready.clear()
+        self.take.nobody_waiting()
         if self.online:
             self.online = False
             log.warning("box %s: board stopped answering: %s", self.box.id, reason)
@@ -214,6 +218,7 @@ class BoxService:
             if isinstance(event, frames.Button):
                 await self._inputs.put(_Input("button", event.button))
             elif isinstance(event, frames.Door):
+                self._door_events += 1
                 await self._inputs.put(_Input("door", event.opened))
             elif isinstance(event, frames.VendDone):
                 await self._inputs.put(_Input("vend_done", event))
@@ -271,20 +276,24 @@ class BoxService:
         elif item.kind == "door":
             actions = self.take.door(item.value, now)
         elif item.kind == "door_seen":
-            actions = self.take.door_seen(item.value, now)
+            opened, doors = item.value
+            if doors != self._door_events:
+                return  # a door event came while the status was read: it is newer
+            actions = self.take.door_seen(opened, now)
             if actions:
                 log.warning(
                     "box %s: the board's status says its door is %s; no event said so",
                     self.box.id,
-                    "open" if item.value else "closed",
+                    "open" if opened else "closed",
                 )
         elif item.kind == "vend_done":
             actions = self._vend_done(item.value, slots, today, now)
         elif item.kind == "recover":
-            under_way, self._under_way = self._under_way, []
-            for intent in under_way:
-                await self._recover(intent)
-            if not under_way and self._vend is not None:
+            recovering = bool(self._under_way)
+            while self._under_way:  # one at a time: an intent not recovered stays for next time
+                await self._recover(self._under_way[0])
+                self._under_way.pop(0)
+            if not recovering and self._vend is not None:
                 actions = await self._ask_result(slots, today, now)  # back after an outage
             await self._show_quietly(Show("welcome" if self.box.mode == "card" else "welcome_open"))
             self.ready.set()
@@ -313,6 +322,9 @@ class BoxService:
         self, swipe: Swipe, slots: list[Any], today: date, now: datetime
     ) -> list[Action]:
         if self.take.busy:
+            if self._vend is not None and self._resumed == self._vend.transaction:
+                # A vend from before a restart, still unsettled: no take until it is.
+                return [Refuse("out_of_service", swipe.card), Show("busy")]
             return []
         if self._out_of_service():
             return [Refuse("out_of_service", swipe.card), Show("out_of_service")]
@@ -348,11 +360,17 @@ class BoxService:
         try:
             report = await self.board.result(vend.seq)
         except BoardError as exc:
+            if exc.reason not in ("no_response", "bus_unavailable"):
+                log.error("box %s: the board will not say what vend %d did: %s", self.box.id,
+                          vend.seq, exc)  # fmt: skip
+                return self.take.vend_ended("unknown", "no_answer", slots, today, now)
             # The board keeps its last vends' results: the vend stays under way and the board
-            # is asked again, now and then and when it is back, never given up on.
+            # is asked again, now and then and when it is back, never given up on; but whoever
+            # swiped has gone, so no other slot is tried for it.
             log.warning(
                 "box %s: no result for vend %d yet, asking again: %s", self.box.id, vend.seq, exc
             )
+            self.take.nobody_waiting()
             self._vend_deadline = self._monotonic() + RESULT_WAIT_S
             return []
         if report.result == VendResult.IN_PROGRESS:
@@ -371,10 +389,12 @@ class BoxService:
             report = await self.board.result(intent.seq)
         except BoardError as exc:
             log.warning(
-                "box %s: vend %d (slot %d) was under way at restart; no result yet: %s",
+                "box %s: vend %d (slot %d) was under way at restart; no result: %s",
                 self.box.id, intent.seq, intent.slot, exc,
             )  # fmt: skip
-            return
+            if exc.reason in ("no_response", "bus_unavailable"):
+                return  # asked again, as any late result is
+            report = frames.ResultReport(intent.seq, intent.slot, VendResult.UNKNOWN)
         if report.slot != intent.slot and report.result != VendResult.UNKNOWN:
             log.error(
                 "box %s: the board's vend %d was at slot %d, not %d: another vend's number",

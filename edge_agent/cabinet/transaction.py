@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Literal, cast, get_args
 
@@ -268,6 +268,10 @@ class Take:
         state = self.state
         if not isinstance(state, Vending):
             return []
+        if outcome == "failed":
+            failure = _failure(reason)
+        elif outcome == "unknown":
+            unknown = _unknown_reason(reason)
         vend = state.vend
         self.state = Idle()
         if self._door_during_vend is not None:
@@ -280,8 +284,7 @@ class Take:
             after = state.offer.after_take.get(vend.product) if state.offer else None
             return [Delivered(vend), Show("take", {"after": after})]
         if outcome == "unknown":
-            return [Unknown(vend, _unknown_reason(reason)), Show("unknown")]
-        failure = _failure(reason)
+            return [Unknown(vend, unknown), Show("unknown")]
         if failure in BOARD_NOT_READY:
             shown = "busy" if failure == "board_busy" else "door_open"
             return [Failed(vend, failure, None), Show(shown)]
@@ -355,6 +358,12 @@ class Take:
     def resume_vending(self, vend: Vend) -> None:
         """After a restart with a vend under way whose result is still to come."""
         self.state = Vending(vend, (), None, resumed=True)
+
+    def nobody_waiting(self) -> None:
+        """The vend's result is late (the board did not answer): whoever swiped has gone, so a
+        failure found later tries no other slot."""
+        if isinstance(self.state, Vending):
+            self.state = replace(self.state, resumed=True)
 
     def abandon(self) -> None:
         """The vend could not be started (its intent was not stored): back to idle."""

@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from edge_agent.wire import (
+    BOARD_NOT_READY,
     BoardState,
     BoardStateEvent,
     Counted,
@@ -240,6 +241,9 @@ class _Applying:
     def one(self, e: Event) -> None:
         if isinstance(e, DispenseEvent):
             self._dispense(e, e.payload)
+        elif isinstance(e, VendFailedEvent) and e.payload.reason in BOARD_NOT_READY:
+            # The board could not vend just then: neither the slot nor the box is at fault.
+            self._box(e, e.payload.box, "not_ready", e.payload.reason, str(e.payload.slot))
         elif isinstance(e, VendFailedEvent | VendUnknownEvent):
             p = e.payload
             failed = isinstance(e, VendFailedEvent)

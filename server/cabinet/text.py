@@ -96,6 +96,8 @@ def describe_event(e: BoxEvent, lang: Language) -> str:
         )
     if e.kind == "slot":
         return t("tail.slot", lang).format(**fields)
+    if e.kind == "not_ready":
+        return t("tail.not_ready", lang).format(slot=e.detail or "?", reason=fields["reason"])
     if e.kind == "refused":
         reason = t_or(f"refusal.{e.value}", e.value or "?", lang)
         if e.product_group:

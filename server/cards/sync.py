@@ -67,6 +67,8 @@ log = logging.getLogger(__name__)
 CHUNK = 20_000
 #: Usage is sent back this far at least (the boxes' default quota period).
 DEFAULT_PERIOD_DAYS = 30
+#: A ``cards.usage`` answered failed this many times in a row is given up on.
+MAX_USAGE_FAILURES = 3
 #: A usage watermark's row id meaning "the whole round".
 WHOLE_ROUND = 2**62
 
@@ -161,33 +163,52 @@ def box_agents(conn: sa.Connection, now: datetime, offline_after: timedelta) -> 
     return out
 
 
-def _lock_agent(conn: sa.Connection, agent_id: str, now: datetime) -> tuple[int, int]:
+def _lock_agent(conn: sa.Connection, agent_id: str, now: datetime) -> tuple[tuple[int, int], bool]:
     """This agent's usage watermark, its sync row locked (the first statement, so SQLite's write
-    lock comes first); rewound to where it was before the last ``cards.usage`` if the agent
-    answered that it failed, so those takes are sent again."""
+    lock comes first), and whether a ``cards.usage`` is still unanswered. If the last one was
+    answered failed, the watermark goes back to where it stood before it, so its takes are sent
+    again; after ``MAX_USAGE_FAILURES`` in a row they are skipped, with an error in the log."""
     s = card_sync_agents
     conn.execute(insert_ignore(conn, s).values(agent_id=agent_id))
     conn.execute(s.update().where(s.c.agent_id == agent_id).values(agent_id=agent_id))
     row = conn.execute(sa.select(s).where(s.c.agent_id == agent_id)).one()
-    if row.usage_command is not None:
-        failed = conn.execute(
-            sa.select(commands.c.result_detail).where(
-                commands.c.id == row.usage_command, commands.c.result_ok.is_(False)
-            )
-        ).first()
-        if failed is not None:
-            log.warning(
-                "agent %s: cards.usage %s failed (%s); its takes are sent again",
-                agent_id, row.usage_command, failed.result_detail,
-            )  # fmt: skip
-            back = (int(row.usage_from_round), int(row.usage_from_id))
-            conn.execute(
-                s.update()
-                .where(s.c.agent_id == agent_id)
-                .values(usage_round=back[0], usage_id=back[1], usage_command=None, updated_at=now)
-            )
-            return back
-    return int(row.usage_round), int(row.usage_id)
+    mark = (int(row.usage_round), int(row.usage_id))
+    # Waiting is read before failure: an answer, once stored, never changes, so one that
+    # arrives between the two reads is seen at the next round rather than half now.
+    if _usage_waiting(conn, agent_id):
+        return mark, True
+    if row.usage_command is None:
+        return mark, False
+    failed = conn.execute(
+        sa.select(commands.c.result_detail).where(
+            commands.c.id == row.usage_command, commands.c.result_ok.is_(False)
+        )
+    ).first()
+    mine = s.c.agent_id == agent_id
+    if failed is None:
+        conn.execute(s.update().where(mine).values(usage_command=None, usage_failures=0))
+        return mark, False
+    failures = int(row.usage_failures) + 1
+    if failures >= MAX_USAGE_FAILURES:
+        log.error(
+            "agent %s: cards.usage failed %d times in a row (%s); those takes are not sent "
+            "again, and its quota may let a card take more than its share",
+            agent_id, failures, failed.result_detail,
+        )  # fmt: skip
+        conn.execute(s.update().where(mine).values(usage_command=None, usage_failures=0))
+        return mark, False
+    log.warning(
+        "agent %s: cards.usage %s failed (%s); its takes are sent again",
+        agent_id, row.usage_command, failed.result_detail,
+    )  # fmt: skip
+    back = (int(row.usage_from_round), int(row.usage_from_id))
+    conn.execute(
+        s.update()
+        .where(mine)
+        .values(usage_round=back[0], usage_id=back[1], usage_command=None,
+                usage_failures=failures, updated_at=now)
+    )  # fmt: skip
+    return back, False
 
 
 def _sync_waiting(conn: sa.Connection, agent: BoxAgent) -> bool:
@@ -325,7 +346,7 @@ class CardSync:
         for a in targets:
             delta = deltas.get((a.cards_version, a.site_id))
             with self.engine.begin() as conn:
-                watermark = _lock_agent(conn, a.agent_id, now)
+                watermark, usage_waiting = _lock_agent(conn, a.agent_id, now)
                 if delta is not None and not _sync_waiting(conn, a):
                     sent.append(queue_in(conn, self.prefix, a.agent_id, delta, now))
                     log.info(
@@ -333,7 +354,7 @@ class CardSync:
                         a.agent_id, delta.version_from, delta.version,
                         " (full)" if delta.full else "", len(delta.cards),
                     )  # fmt: skip
-                if not _usage_waiting(conn, a.agent_id):
+                if not usage_waiting:
                     sent += self._usage(conn, a, watermark, now)
         return Report(stamped, sent, ahead)
 

@@ -398,6 +398,7 @@ def _source() -> list[sa.Column[Any]]:
     return [
         sa.Column("agent_id", sa.String(64), nullable=False),
         sa.Column("epoch", sa.String(32), nullable=False),
+    sa.Column("usage_failures", sa.Integer, nullable=False, server_default="0"),
         sa.Column("stream_id", sa.BigInteger, nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
         sa.Column("site_id", sa.String(64), nullable=False),

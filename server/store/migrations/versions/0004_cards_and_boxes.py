@@ -100,6 +100,7 @@ def _registry() -> None:
         sa.Column("usage_command", sa.String(length=36), nullable=True),
         sa.Column("usage_from_round", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("usage_from_id", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("usage_failures", sa.Integer(), server_default="0", nullable=False),
         sa.Column("updated_at", Time, nullable=True),
         sa.PrimaryKeyConstraint("agent_id"),
     )
