@@ -454,6 +454,11 @@ class _EventBase(_Model):
     mono_s: float = Field(ge=0.0, le=1e9, allow_inf_nan=False)
 
 
+#: The envelope, for the server's own journal entries (the county's receipts, stocktakes…),
+#: which never travel on the wire but are journaled like events.
+EventBase = _EventBase
+
+
 class ClimateRecordEvent(_EventBase):
     kind: Literal["climate.record"]
     payload: ClimateRecord

@@ -52,6 +52,7 @@ from server.config import ServerConfig
 from server.inbox import FairInbox
 from server.ingest import journal
 from server.ingest.core import Ingestor, IngestResult, Settings
+from server.integrity.backup import start_schedule
 
 log = logging.getLogger(__name__)
 
@@ -338,6 +339,7 @@ class IngestService:
         signal.signal(signal.SIGINT, stop)
         writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         writer.start()
+        backups = start_schedule(self.config)  # the daily backup, in its own thread
         m = self.config.mqtt
         session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         session.SessionExpiryInterval = m.session_expiry_s
@@ -374,3 +376,5 @@ class IngestService:
             self.client.disconnect()
             self.client.loop_stop()
             writer.join(timeout=10)
+            if backups is not None:
+                backups.stop()

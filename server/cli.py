@@ -1,6 +1,8 @@
 """``edge-server --config FILE run|check|db upgrade|db copy|schema|climate latest|climate tail|
 link status|events replay|command send|command list|broker add-user|broker provision-agent|
-cards ...|boxes|boxes tail``; the ``cards`` group lives in ``server/cards/cli.py``."""
+cards ...|boxes|boxes tail|verify|backup``; the ``cards`` group lives in ``server/cards/cli.py``,
+``verify`` and ``backup`` in ``server/integrity/cli.py``, ``climate series|mkt|export`` in
+``server/climate/cli.py``."""
 
 from __future__ import annotations
 
@@ -16,12 +18,15 @@ import click
 import sqlalchemy as sa
 
 from server.cards.cli import cards
+from server.climate.cli import COMMANDS as CLIMATE_HISTORY_COMMANDS
 from server.climate.queries import Notice
 from server.clisupport import config_or_exit as _config
 from server.clisupport import engine_or_exit as _engine
 from server.clisupport import language
 from server.config import ServerConfig
 from server.i18n import Language, fault_text, pad, t, table
+from server.integrity import cli as integrity_cli
+from server.ledger.cli import COMMANDS as LEDGER_COMMANDS
 
 
 @click.group()
@@ -166,6 +171,10 @@ def schema() -> None:
 @main.group()
 def climate() -> None:
     """Storeroom temperature and humidity."""
+
+
+for _history_command in CLIMATE_HISTORY_COMMANDS:  # series, mkt, export
+    climate.add_command(_history_command)
 
 
 def _lang(config: ServerConfig, lang: str | None) -> Language:
@@ -628,3 +637,7 @@ def boxes_tail(ctx: click.Context, lang: str | None, interval: float) -> None:
 
 
 main.add_command(cards)
+for _ledger_command in LEDGER_COMMANDS:  # stock, receive, inspect, transfer, …
+    main.add_command(_ledger_command)
+main.add_command(integrity_cli.verify)
+main.add_command(integrity_cli.backup)

@@ -100,6 +100,52 @@ class CardsSection(Strict):
     sync_interval_s: Annotated[float, between(1, 86400)] = 30.0
 
 
+class ClimateSection(Strict):
+    #: ΔH/R in kelvin for the mean kinetic temperature (``climate mkt``): the activation energy
+    #: of degradation over the gas constant. 10,000 K is ΔH 83.144 kJ/mol (USP); a product's
+    #: own value may be set, between 1,000 and 30,000 K (ΔH about 8 to 250 kJ/mol).
+    mkt_delta_h_over_r_k: Annotated[float, between(1000, 30000)] = 10000.0
+
+
+class BackupSection(Strict):
+    """The daily backup that ``edge-server run`` takes of a SQLite store (``server/integrity``).
+    A PostgreSQL store is backed up with its own tools (pg_dump; see deploy/README.md)."""
+
+    #: Where backups go (an absolute path); none: no daily backup (``edge-server backup --to
+    #: DIR`` still makes one).
+    directory: Path | None = None
+    #: The time of day, in ``server.timezone``, HH:MM.
+    time: str = "02:30"
+    #: Backups older than this are deleted after a backup that checked sound.
+    retention_days: Annotated[int, between(1, 3650)] = 30
+
+    @field_validator("time")
+    @classmethod
+    def _time_of_day(cls, value: str) -> str:
+        hour, _, minute = value.partition(":")
+        if not (
+            len(hour) == len(minute) == 2
+            and hour.isdigit()
+            and minute.isdigit()
+            and int(hour) < 24
+            and int(minute) < 60
+        ):
+            raise ValueError(f"must be a time of day HH:MM, e.g. '02:30', not {value!r}")
+        return value
+
+    @field_validator("directory")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_absolute():
+            raise ValueError("must be an absolute path, e.g. /var/backups/edge-server")
+        return value
+
+    @property
+    def hour_minute(self) -> tuple[int, int]:
+        hour, minute = self.time.split(":")
+        return int(hour), int(minute)
+
+
 class ServerConfig(Strict):
     server: ServerSection = Field(default_factory=ServerSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)
@@ -107,6 +153,8 @@ class ServerConfig(Strict):
     ingest: IngestSection = Field(default_factory=IngestSection)
     commands: CommandsSection = Field(default_factory=CommandsSection)
     cards: CardsSection = Field(default_factory=CardsSection)
+    backup: BackupSection = Field(default_factory=BackupSection)
+    climate: ClimateSection = Field(default_factory=ClimateSection)
 
 
 def load_config(path: Path | str) -> ServerConfig:

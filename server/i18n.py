@@ -355,6 +355,222 @@ _TEXTS |= {
     "refusal.door_open": {"zh": "箱门未关", "en": "door open"},
 }
 
+#: Climate history (``edge-server climate series|mkt|export``).
+_TEXTS |= {
+    "hist.bad_time": {
+        "zh": "{option}：无法识别的时间“{value}”（应为 2026-01-31、2026-01-31 08:00 或 2026-01）",
+        "en": "{option}: not a time: '{value}' (write 2026-01-31, 2026-01-31 08:00 or 2026-01)",
+    },
+    "hist.bad_order": {"zh": "--from 应早于 --to", "en": "--from must be before --to"},
+    "hist.bad_bucket": {
+        "zh": "--bucket 应为 auto、raw、15m、1h、6h、1d 或 7d",
+        "en": "--bucket must be auto, raw, 15m, 1h, 6h, 1d or 7d",
+    },
+    "hist.unknown_site": {"zh": "没有站点 {site} 的数据", "en": "unknown site {site}"},
+    "hist.unknown_room": {
+        "zh": "站点 {site} 没有库房 {room}（已有：{known}）",
+        "en": "site {site} has no storeroom {room} (it has: {known})",
+    },
+    "hist.empty": {
+        "zh": "{what} 在 {start} 至 {end}（{zone}）之间没有记录",
+        "en": "{what}: no records between {start} and {end} ({zone})",
+    },
+    "hist.unwritable": {"zh": "无法写入 {path}", "en": "cannot write {path}"},
+    "hist.title": {
+        "zh": "{site} / {room}：{start} 至 {end}（{zone}）",
+        "en": "{site} / {room}: {start} to {end} ({zone})",
+    },
+    "hist.step_raw": {
+        "zh": "逐条记录，共 {records} 条",
+        "en": "every record, {records} in all",
+    },
+    "hist.step": {
+        "zh": "每 {step}一个点，共 {points} 个点、{records} 条记录",
+        "en": "one point per {step}: {points} points, {records} records",
+    },
+    "hist.minutes": {"zh": "{n} 分钟", "en": "{n} min"},
+    "hist.hours": {"zh": "{n} 小时", "en": "{n} h"},
+    "hist.days": {"zh": "{n} 天", "en": "{n} days"},
+    "hist.raw_values": {
+        "zh": "显示传感器原始读数（未经校准修正）；终端汇总的记录没有原始读数，未计入。",
+        "en": "Transmitters' own values (before calibration); records an agent folded into "
+        "summaries have none and are left out.",
+    },
+    "hist.summarised": {
+        "zh": "其中 {n} 条记录由终端汇总（只有最低、平均、最高值）。",
+        "en": "{n} of the records came folded by the agent (min, mean, max only).",
+    },
+    "hist.col.time": {"zh": "时间", "en": "time"},
+    "hist.col.records": {"zh": "记录数", "en": "records"},
+    "hist.col.t_min": {"zh": "最低°C", "en": "min °C"},
+    "hist.col.t_mean": {"zh": "平均°C", "en": "mean °C"},
+    "hist.col.t_max": {"zh": "最高°C", "en": "max °C"},
+    "hist.col.h_min": {"zh": "最低%RH", "en": "min %RH"},
+    "hist.col.h_mean": {"zh": "平均%RH", "en": "mean %RH"},
+    "hist.col.h_max": {"zh": "最高%RH", "en": "max %RH"},
+    "hist.col.note": {"zh": "备注", "en": "note"},
+    "hist.summary_note": {
+        "zh": "汇总 {n} 条，{lo:.1f}～{hi:.1f} °C",
+        "en": "summary of {n}, {lo:.1f} to {hi:.1f} °C",
+    },
+    "hist.mkt": {
+        "zh": "平均动力学温度（MKT）：{mkt:.2f} °C（ΔH/R = {a:g} K）",
+        "en": "mean kinetic temperature (MKT): {mkt:.2f} °C (ΔH/R = {a:g} K)",
+    },
+    "hist.mean": {"zh": "平均温度：{mean:.2f} °C", "en": "mean temperature: {mean:.2f} °C"},
+    "hist.range": {
+        "zh": "最低 / 最高：{lo:.1f} / {hi:.1f} °C",
+        "en": "min / max: {lo:.1f} / {hi:.1f} °C",
+    },
+    "hist.records": {"zh": "记录数：{n}", "en": "records: {n}"},
+    "hist.exported": {
+        "zh": "已导出 {records} 条记录和 {summaries} 条汇总到 {path}",
+        "en": "{records} records and {summaries} summaries written to {path}",
+    },
+    "csv.kind": {"zh": "类型", "en": "kind"},
+    "csv.record": {"zh": "记录", "en": "record"},
+    "csv.summary": {"zh": "汇总", "en": "summary"},
+    "csv.site": {"zh": "站点", "en": "site"},
+    "csv.storeroom": {"zh": "库房", "en": "storeroom"},
+    "csv.sensor": {"zh": "传感器", "en": "sensor"},
+    "csv.serial": {"zh": "传感器编号", "en": "serial"},
+    "csv.time_utc": {"zh": "时间（UTC）", "en": "time (UTC)"},
+    "csv.time_local": {"zh": "时间（{zone}）", "en": "time ({zone})"},
+    "csv.until_local": {"zh": "汇总至（{zone}）", "en": "summary until ({zone})"},
+    "csv.records": {"zh": "记录数", "en": "records"},
+    "csv.temperature": {"zh": "温度(°C)", "en": "temperature (°C)"},
+    "csv.humidity": {"zh": "湿度(%RH)", "en": "humidity (%RH)"},
+    "csv.raw_temperature": {"zh": "原始温度(°C)", "en": "raw temperature (°C)"},
+    "csv.raw_humidity": {"zh": "原始湿度(%RH)", "en": "raw humidity (%RH)"},
+    "csv.t_min": {"zh": "最低温度(°C)", "en": "min temperature (°C)"},
+    "csv.t_max": {"zh": "最高温度(°C)", "en": "max temperature (°C)"},
+    "csv.h_min": {"zh": "最低湿度(%RH)", "en": "min humidity (%RH)"},
+    "csv.h_max": {"zh": "最高湿度(%RH)", "en": "max humidity (%RH)"},
+    "csv.quality": {"zh": "质量标记", "en": "quality"},
+    "csv.clock_synced": {"zh": "终端时钟已同步", "en": "clock synced"},
+    "csv.agent": {"zh": "终端", "en": "agent"},
+    "csv.seq": {"zh": "序号", "en": "seq"},
+    "yes": {"zh": "是", "en": "yes"},
+    "no": {"zh": "否", "en": "no"},
+}
+
+
+#: Tamper evidence and backups (``edge-server verify``, ``edge-server backup``).
+_TEXTS |= {
+    "verify.ok": {"zh": "{agent}：完好，共 {n} 条记录", "en": "{agent}: intact, {n} records"},
+    "verify.altered.hash": {
+        "zh": "{agent}：第 {position} 条记录（消息 {message}）被改动：内容与其哈希不符",
+        "en": "{agent}: record {position} (message {message}) was altered: its content no "
+        "longer matches its hash",
+    },
+    "verify.altered.stream": {
+        "zh": "{agent}：第 {position} 条记录（消息 {message}）被改动："
+        "它所属的数据流不存在或属于另一终端",
+        "en": "{agent}: record {position} (message {message}) was altered: its stream is gone "
+        "or belongs to another agent",
+    },
+    "verify.missing.gap": {
+        "zh": "{agent}：缺少第 {position} 条记录（在消息 {message} 之前）：已被删除",
+        "en": "{agent}: record {position} is missing (before message {message}): deleted",
+    },
+    "verify.missing.end": {
+        "zh": "{agent}：缺少第 {position} 至 {head} 条记录：链尾被删除",
+        "en": "{agent}: records {position} to {head} are missing: the chain's end was deleted",
+    },
+    "verify.inserted.duplicate": {
+        "zh": "{agent}：第 {position} 条记录（消息 {message}）是插入的：同一位置有两条记录",
+        "en": "{agent}: record {position} (message {message}) was inserted: two records hold "
+        "that position",
+    },
+    "verify.inserted.beyond_head": {
+        "zh": "{agent}：第 {position} 条记录（消息 {message}）是插入的："
+        "终端行上记的链尾是第 {head} 条",
+        "en": "{agent}: record {position} (message {message}) was inserted: the agent's row "
+        "ends the chain at {head}",
+    },
+    "verify.inserted.link": {
+        "zh": "{agent}：第 {position} 条记录（消息 {message}）是插入的：它与前一条记录接不上"
+        "（或前一条被改动后重算了哈希）",
+        "en": "{agent}: record {position} (message {message}) was inserted: it does not link "
+        "to the record before it (or that one was altered and its hash recomputed)",
+    },
+    "verify.head.hash": {
+        "zh": "{agent}：终端行上记的链尾哈希与第 {position} 条记录不符：被改动",
+        "en": "{agent}: the chain's last hash on the agent's row does not match record "
+        "{position}: altered",
+    },
+    "verify.head.no_agent": {
+        "zh": "{agent}：有 {position} 条记录，但终端行已不存在：被删除",
+        "en": "{agent}: {position} records but no agent row: deleted",
+    },
+    "verify.journal.event": {
+        "zh": "{agent}：索引中数据流 {epoch} 的第 {seq} 号事件指向消息 {message}，"
+        "该消息不存在或属于另一数据流",
+        "en": "{agent}: the journal's event {seq} of stream {epoch} points to message "
+        "{message}, which is gone or another stream's",
+    },
+    "verify.journal.conflict": {
+        "zh": "{agent}：数据流 {epoch} 第 {seq} 号的冲突记录指向消息 {message}，"
+        "该消息不存在或属于另一数据流",
+        "en": "{agent}: the conflict kept at seq {seq} of stream {epoch} points to message "
+        "{message}, which is gone or another stream's",
+    },
+    "verify.all_ok": {
+        "zh": "全部 {n} 个终端的记录链完整。",
+        "en": "All {n} agents' record chains are intact.",
+    },
+    "verify.broken": {
+        "zh": "{bad} 个终端的记录链有问题（共 {n} 个），见上。",
+        "en": "{bad} of {n} agents' record chains are broken (see above).",
+    },
+    "verify.none": {"zh": "还没有任何记录。", "en": "No records yet."},
+    "verify.unknown_agent": {"zh": "没有终端 {agent}", "en": "no agent {agent}"},
+    "backup.done": {
+        "zh": "备份完成：{path}（{size} 字节，{n} 条记录校验无误）",
+        "en": "backup made: {path} ({size} bytes, {n} records verified)",
+    },
+    "backup.removed": {
+        "zh": "已删除 {n} 份超过 {days} 天的旧备份",
+        "en": "{n} backups older than {days} days deleted",
+    },
+    "backup.broken": {
+        "zh": "备份已保存：{path}，但其中 {bad} 个终端的记录链有问题；旧备份全部保留。"
+        "请运行 edge-server verify",
+        "en": "backup kept: {path}, but {bad} agents' record chains in it are broken; every "
+        "older backup is kept. Run edge-server verify",
+    },
+    "backup.postgresql": {
+        "zh": "PostgreSQL 数据库请用 pg_dump 备份（例如 pg_dump -Fc），"
+        "方法见 deploy/README.md 的 “Backups and restore” 一节",
+        "en": "a PostgreSQL database is backed up with pg_dump (e.g. pg_dump -Fc): see "
+        '"Backups and restore" in deploy/README.md',
+    },
+    "backup.no_directory": {
+        "zh": "未指定备份目录：请用 --to 目录，或在 server.toml 的 [backup] 中设置 directory",
+        "en": "no backup directory: give --to DIR or set directory in [backup] of server.toml",
+    },
+    "backup.unwritable": {
+        "zh": "无法写入备份目录 {path}",
+        "en": "cannot write to the backup directory {path}",
+    },
+    "backup.no_database": {
+        "zh": "数据库文件 {path} 不存在",
+        "en": "the database file {path} does not exist",
+    },
+    "backup.exists": {
+        "zh": "{path} 已存在，未覆盖（请稍后再试）",
+        "en": "{path} exists; not overwritten (try again in a second)",
+    },
+    "backup.corrupt": {
+        "zh": "备份副本未通过完整性检查，已删除（详情见日志）",
+        "en": "the copy failed SQLite's integrity check and was deleted (details in the log)",
+    },
+    "backup.failed": {
+        "zh": "备份失败，没有留下副本（详情见日志；磁盘满了吗？）",
+        "en": "backup failed; no copy left (details in the log; is the disk full?)",
+    },
+}
+
 
 def t(key: str, lang: Language) -> str:
     return _TEXTS[key][lang]

@@ -27,7 +27,8 @@ from typing import Protocol
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
 
-from edge_agent.wire import EVENT_MODELS, Event, UnknownKind, parse_event
+from edge_agent.wire import Event, UnknownKind, parse_event
+from server.entries import server_models
 from server.ingest import journal
 from server.ingest.sequence import StreamState
 from server.ingest.timefix import BootRef, BootRefs
@@ -71,8 +72,9 @@ def default_projections() -> list[Projection]:
     from server.cabinet.projection import CabinetProjection
     from server.climate.projection import ClimateProjection
     from server.commands import CommandsProjection
+    from server.ledger.projection import LedgerProjection
 
-    return [ClimateProjection(), CommandsProjection(), CabinetProjection()]
+    return [ClimateProjection(), CommandsProjection(), CabinetProjection(), LedgerProjection()]
 
 
 # --- checkpoints ----------------------------------------------------------------------------
@@ -123,11 +125,12 @@ def catch_up(
     projection: Projection,
     stream: journal.StreamRow,
     site_id: str,
-    models: dict[str, type[BaseModel]] = EVENT_MODELS,
+    models: dict[str, type[BaseModel]] | None = None,
     limit: int = 5000,
 ) -> int:
     """Apply up to ``limit`` journaled events the projection has not applied; return how many
     sequence numbers it moved. The caller holds the agent's lock."""
+    models = models if models is not None else server_models()
     done = checkpoints(conn, stream.id).get(projection.name, 0)
     if stream.state not in APPLIED_STATES or done >= stream.acked:
         return 0
@@ -181,7 +184,7 @@ def replay(
     engine: sa.Engine,
     projections: Sequence[Projection],
     agent_id: str | None = None,
-    models: dict[str, type[BaseModel]] = EVENT_MODELS,
+    models: dict[str, type[BaseModel]] | None = None,
     chunk: int = 5000,
 ) -> list[Replayed]:
     """Rebuild projections from the journal, idempotently.
@@ -191,6 +194,7 @@ def replay(
     the projection lagging and leaves it to the replay). Events journaled as not understood
     that this version understands are marked understood, so they are applied from now on.
     """
+    models = models if models is not None else server_models()
     with engine.connect() as conn:
         query = sa.select(streams.c.id, streams.c.agent_id).where(
             streams.c.state.in_(APPLIED_STATES)

@@ -256,7 +256,7 @@ def test_an_emptied_or_deleted_outbox_is_reported_with_the_count_lost(
         with sqlite3.connect(site.outbox(), timeout=10) as conn:
             return int(conn.execute("SELECT value FROM meta WHERE key = 'acked_seq'").fetchone()[0])
 
-    wait_for(lambda: outbox_acked() >= last, 10, what="the agent forgot what was acknowledged")
+    wait_for(lambda: outbox_acked() >= last, 60, what="the agent forgot what was acknowledged")
     site.processes.stop("station-1")
     site.inject(50)  # these will be lost with the file
     numbered = site.last_seq()
@@ -268,8 +268,8 @@ def test_an_emptied_or_deleted_outbox_is_reported_with_the_count_lost(
     else:
         outbox.unlink()
     site.start_agent()
-    wait_for(lambda: site.query("SELECT count(*) FROM lost_ranges") == [(1,)], 30, what="epoch")
-    wait_for(lambda: len(site.bodies("agent.outbox_reset")) == 1, 30, what="reset reported")
+    wait_for(lambda: site.query("SELECT count(*) FROM lost_ranges") == [(1,)], 60, what="epoch")
+    wait_for(lambda: len(site.bodies("agent.outbox_reset")) == 1, 60, what="reset reported")
     [reset] = site.bodies("agent.outbox_reset")
     payload = reset["payload"]
     assert payload["cause"] == damage  # type: ignore[index]

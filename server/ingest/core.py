@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,8 +24,15 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic import BaseModel
 
-from edge_agent.wire import EVENT_MODELS, Event, Refusal
+from edge_agent.wire import Channel, Event, Refusal, topic
 from server import projections as proj
+from server.entries import (
+    COUNTY_AGENT,
+    COUNTY_BOOT,
+    COUNTY_EPOCH,
+    COUNTY_SITE,
+    server_models,
+)
 from server.ingest import journal
 from server.ingest.journal import AgentRow, StreamRow
 from server.ingest.limits import RefusalLimit
@@ -39,7 +47,16 @@ from server.ingest.sequence import (
     plan,
 )
 from server.ingest.timefix import BootRefs
-from server.ingest.validate import Batch, Cleared, Prepared, Refused, Status, prepare
+from server.ingest.validate import (
+    Batch,
+    Cleared,
+    Incoming,
+    Prepared,
+    Refused,
+    Status,
+    classify,
+    prepare,
+)
 from server.store.schema import agents, lost_ranges, streams
 
 log = logging.getLogger(__name__)
@@ -102,13 +119,13 @@ class Ingestor:
         *,
         settings: Settings | None = None,
         projections: Sequence[proj.Projection] | None = None,
-        models: dict[str, type[BaseModel]] = EVENT_MODELS,
+        models: dict[str, type[BaseModel]] | None = None,
     ) -> None:
         self.engine = engine
         self.prefix = topic_prefix
         self.settings = settings or Settings()
         self.projections = list(proj.default_projections() if projections is None else projections)
-        self.models = models
+        self.models = models if models is not None else server_models()
         self.limit = RefusalLimit(self.settings.refusals_per_min)
 
     # --- entry points ------------------------------------------------------------------------
@@ -138,6 +155,44 @@ class Ingestor:
             with self.engine.begin() as conn:
                 journal.dead_letter(conn, topic, None, payload, f"processing failed: {exc!r}", now)
             return [IngestResult(dead_lettered=True, reason="processing failed")]
+
+    def enter(
+        self, make: Callable[[sa.Connection], Sequence[tuple[str, BaseModel]]], now: datetime
+    ) -> list[int]:
+        """Journal the county's own entries (``server.entries``): ``make`` runs under the county
+        stream's lock, so it sees the books as no other entry is changing them, and returns the
+        entries (kind, payload) to journal, or raises to enter nothing. Their numbers back."""
+        with self.engine.begin() as conn:
+            locked = journal.lock_agents(conn, {COUNTY_AGENT: COUNTY_SITE}, now)
+            agent = locked[COUNTY_AGENT]
+            entries = list(make(conn))
+            if not entries:
+                return []
+            stream = self._stream_for(conn, agent, COUNTY_EPOCH, now)
+            first = stream.highest + 1
+            raws = [
+                {
+                    "id": str(uuid.uuid4()), "agent_id": COUNTY_AGENT, "seq": first + i,
+                    "kind": kind, "occurred_at": now.isoformat(), "clock_synced": True,
+                    "boot_id": COUNTY_BOOT, "mono_s": 0.0,
+                    "payload": payload.model_dump(mode="json", exclude_none=True),
+                }
+                for i, (kind, payload) in enumerate(entries)
+            ]  # fmt: skip
+            incoming = [classify(i, raw, COUNTY_AGENT, self.models) for i, raw in enumerate(raws)]
+            bad = [i for i in incoming if not isinstance(i, Incoming) or i.event is None]
+            if bad:
+                raise ValueError(f"an entry does not validate: {bad[0]}")
+            body = {"v": 1, "agent_id": COUNTY_AGENT, "epoch": COUNTY_EPOCH,
+                    "sent_at": now.isoformat(), "events": raws}  # fmt: skip
+            payload = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+            where = topic(self.prefix, COUNTY_SITE, COUNTY_AGENT, Channel.EVENTS)
+            batch = Batch(where, COUNTY_SITE, COUNTY_AGENT, COUNTY_EPOCH, payload, [])
+            batch.incoming = [i for i in incoming if isinstance(i, Incoming)]
+            result = self._batch(conn, agent, batch, now)
+            if result.acked_seq != first + len(entries) - 1:
+                raise RuntimeError(f"county entries not journaled in order: {result}")
+            return [first + i for i in range(len(entries))]
 
     def _commit(
         self, conn: sa.Connection, prepared: list[Prepared], now: datetime

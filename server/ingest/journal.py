@@ -17,6 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from server.integrity.chain import GENESIS, Link, link_hash
 from server.store.db import bulk_insert, utc
 from server.store.schema import (
     agents,
@@ -197,13 +198,39 @@ def raise_identity_conflict(conn: sa.Connection, agent: str, what: str, now: dat
 def insert_message(
     conn: sa.Connection, stream_id: int, payload: bytes, now: datetime, origin: str = "mqtt"
 ) -> int:
-    return int(
+    """Keep a message as received, as the next link of its agent's hash chain
+    (``server.integrity.chain``). The agent is locked already (``lock_agents``); ``FOR UPDATE``
+    here only makes sure that two processes never give two messages one position."""
+    at = conn.execute(
+        sa.select(streams.c.agent_id, streams.c.epoch, agents.c.chain_pos, agents.c.chain_head)
+        .join(agents, agents.c.agent_id == streams.c.agent_id)
+        .where(streams.c.id == stream_id)
+        .with_for_update(of=agents)
+    ).one()
+    received = utc(now)
+    position = int(at.chain_pos) + 1
+    link = Link(at.agent_id, at.epoch, position, received, origin, payload)
+    digest = link_hash(link, at.chain_head or GENESIS)
+    message_id = int(
         conn.execute(
             messages.insert().values(
-                stream_id=stream_id, received_at=now, origin=origin, payload=payload
+                stream_id=stream_id,
+                received_at=received,
+                origin=origin,
+                payload=payload,
+                agent_id=at.agent_id,
+                chain_pos=position,
+                chain_prev=at.chain_head or GENESIS,
+                chain_hash=digest,
             )
         ).inserted_primary_key[0]  # type: ignore[index]
     )
+    conn.execute(
+        agents.update()
+        .where(agents.c.agent_id == at.agent_id)
+        .values(chain_pos=position, chain_head=digest)
+    )
+    return message_id
 
 
 def insert_events(conn: sa.Connection, rows: list[tuple[object, ...]]) -> None:

@@ -21,7 +21,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_agent.wire import (
-    EVENT_MODELS,
     AgentStatus,
     Channel,
     Event,
@@ -34,6 +33,7 @@ from edge_agent.wire import (
     parse_event,
     parse_topic,
 )
+from server.entries import COUNTY_AGENT, is_entry_kind, server_models
 
 MAX_PAYLOAD_BYTES = 8 * 1024 * 1024
 
@@ -131,13 +131,15 @@ def brief(exc: ValidationError) -> str:
 
 
 def prepare(
-    prefix: str, topic: str, payload: bytes, models: dict[str, type[BaseModel]] = EVENT_MODELS
+    prefix: str, topic: str, payload: bytes, models: dict[str, type[BaseModel]] | None = None
 ) -> Prepared:
     """Classify one message from the broker."""
     try:
         site, agent, channel = parse_topic(prefix, topic)
     except TopicError as exc:
         return Refused(topic, None, payload, str(exc))
+    if agent == COUNTY_AGENT:
+        return Refused(topic, agent, payload, f"agent id {agent!r} is the county's own journal")
     if channel is Channel.STATUS:
         return _status(site, agent, topic, payload)
     if channel is not Channel.EVENTS:
@@ -187,10 +189,15 @@ def _only_unknown_fields(exc: ValidationError) -> bool:
 
 
 def classify(
-    idx: int, raw: dict[str, Any], agent: str, models: dict[str, type[BaseModel]] = EVENT_MODELS
+    idx: int, raw: dict[str, Any], agent: str, models: dict[str, type[BaseModel]] | None = None
 ) -> Incoming | Malformed:
     """Understood, not yet understood, or malformed: see the module's docstring."""
+    models = models if models is not None else server_models()
     body = json.dumps(raw, ensure_ascii=False, separators=(",", ":")).encode()
+    kind = raw.get("kind")
+    if isinstance(kind, str) and is_entry_kind(kind) and agent != COUNTY_AGENT:
+        reason = f"{kind} is entered on the server only, never sent by an agent"
+        return Malformed(idx, _claimed_seq(raw), body, reason, _claimed_id(raw))
     try:
         event = parse_event(raw, models)
     except UnknownKind as exc:

@@ -50,6 +50,13 @@ REBUILT_TABLES = (
     "cabinet_box_log",
     "cabinet_faults",
     "cabinet_usage",
+    "ledger_products",
+    "ledger_batches",
+    "ledger_sites",
+    "ledger_events",
+    "ledger_movements",
+    "ledger_stock",
+    "ledger_discrepancies",
 )
 
 

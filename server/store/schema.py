@@ -44,6 +44,10 @@ agents = sa.Table(
     #: Messages refused whole, and those of them only counted (over the dead-letter rate).
     sa.Column("dead_lettered", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("dead_letters_dropped", sa.BigInteger, nullable=False, server_default="0"),
+    #: The agent's hash chain over its messages (``server/integrity``): the last position and
+    #: its hash, moved on under the agent's row lock with each message stored.
+    sa.Column("chain_pos", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("chain_head", sa.String(64), nullable=True),
 )
 
 #: One outbox life (epoch) of one agent. Sequence numbers count within a stream.
@@ -69,7 +73,7 @@ streams = sa.Table(
     sa.UniqueConstraint("agent_id", "epoch", name="uq_streams_agent_epoch"),
 )
 
-#: Every accepted message, exactly as received: the record that tamper evidence will seal.
+#: Every accepted message, exactly as received, sealed by its agent's hash chain.
 messages = sa.Table(
     "messages",
     metadata,
@@ -79,6 +83,13 @@ messages = sa.Table(
     #: "mqtt", or "migrated" for events carried over from an older schema.
     sa.Column("origin", sa.String(16), nullable=False, server_default="mqtt"),
     sa.Column("payload", sa.LargeBinary, nullable=False),
+    #: The message's link in its agent's hash chain (``server/integrity/chain.py``): its
+    #: position (1, 2, … per agent), the previous link's hash and its own.
+    sa.Column("agent_id", sa.String(64), nullable=False),
+    sa.Column("chain_pos", sa.BigInteger, nullable=False),
+    sa.Column("chain_prev", sa.String(64), nullable=False),
+    sa.Column("chain_hash", sa.String(64), nullable=False),
+    sa.Index("ix_messages_chain", "agent_id", "chain_pos", unique=True),
 )
 
 #: One narrow row per event of a stream, once per sequence number: the journal's index.
@@ -196,6 +207,8 @@ climate_records = sa.Table(
     *_dating("climate_records"),
     sa.UniqueConstraint("agent_id", "epoch", "seq", name="uq_climate_records_agent_epoch_seq"),
     sa.Index("ix_climate_records_sensor_time", "site_id", "sensor", "occurred_at"),
+    #: A storeroom's records over a window (climate history: series, MKT, export).
+    sa.Index("ix_climate_records_room_time", "site_id", "storeroom", "occurred_at"),
 )
 
 #: Climate records an agent folded into min/mean/max when its outbox ran full.
@@ -221,6 +234,7 @@ climate_summaries = sa.Table(
     #: The summary event's own time and clock, to shift ``first_at``/``last_at`` when re-dated.
     *_dating("climate_summaries", synced_default=True),
     sa.Index("ix_climate_summaries_sensor_time", "site_id", "sensor", "first_at"),
+    sa.Index("ix_climate_summaries_room_time", "site_id", "storeroom", "first_at"),
     sa.Index("ix_climate_summaries_stream", "agent_id", "epoch", "seq"),
 )
 
@@ -384,6 +398,7 @@ card_sync_agents = sa.Table(
     sa.Column("usage_command", sa.String(36), nullable=True),
     sa.Column("usage_from_round", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("usage_from_id", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("usage_failures", sa.Integer, nullable=False, server_default="0"),
     sa.Column("updated_at", Time, nullable=True),
 )
 
@@ -398,7 +413,6 @@ def _source() -> list[sa.Column[Any]]:
     return [
         sa.Column("agent_id", sa.String(64), nullable=False),
         sa.Column("epoch", sa.String(32), nullable=False),
-    sa.Column("usage_failures", sa.Integer, nullable=False, server_default="0"),
         sa.Column("stream_id", sa.BigInteger, nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
         sa.Column("site_id", sa.String(64), nullable=False),
@@ -513,4 +527,128 @@ cabinet_usage = sa.Table(
         sqlite_where=sa.text("sync_round IS NULL"),
         postgresql_where=sa.text("sync_round IS NULL"),
     ),
+)
+
+
+# --- the stock ledger (``server/ledger``) ------------------------------------------------------
+#
+# A projection of the county's entries and the boxes' events. ``ledger_movements`` is the
+# append-only book of what moved where (one row per movement; no path updates or deletes one,
+# only a replay rebuilds them); ``ledger_stock`` is what each bucket holds, always the sum of the
+# movements in and out of it; master data is the latest entry of each product, batch and site.
+
+ledger_products = sa.Table(
+    "ledger_products",
+    metadata,
+    sa.Column("product", sa.String(64), primary_key=True),
+    sa.Column("name_zh", sa.String(64), nullable=False),
+    sa.Column("name_en", sa.String(64), nullable=False),
+    sa.Column("unit_zh", sa.String(16), nullable=False),
+    sa.Column("unit_en", sa.String(16), nullable=False),
+    sa.Column("storeroom", sa.String(8), nullable=False),
+    sa.Column("product_group", sa.String(64), nullable=False),
+)
+
+ledger_batches = sa.Table(
+    "ledger_batches",
+    metadata,
+    sa.Column("product", sa.String(64), primary_key=True),
+    sa.Column("batch", sa.String(64), primary_key=True),
+    sa.Column("expiry", sa.Date, nullable=False),
+    sa.Column("manufacturer", sa.String(200), nullable=True),
+    sa.Index("ix_ledger_batches_expiry", "expiry"),
+)
+
+ledger_sites = sa.Table(
+    "ledger_sites",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("level", sa.String(16), nullable=False),
+    sa.Column("parent", sa.String(64), nullable=True),
+    sa.Index("ix_ledger_sites_parent", "parent"),
+)
+
+#: Every event the ledger applied (those that moved nothing too): applying one again is a no-op.
+ledger_events = sa.Table(
+    "ledger_events",
+    metadata,
+    sa.Column("stream_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("agent_id", sa.String(64), nullable=False),
+    sa.Column("epoch", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Index("ix_ledger_events_stream", "agent_id", "epoch"),
+)
+
+
+def _bucket(side: str) -> list[sa.Column[Any]]:
+    return [
+        sa.Column(f"{side}_site", sa.String(64), nullable=False),
+        sa.Column(f"{side}_place", sa.String(64), nullable=False),
+        sa.Column(f"{side}_slot", sa.Integer, nullable=False),
+        sa.Column(f"{side}_zone", sa.String(16), nullable=False),
+    ]
+
+
+ledger_movements = sa.Table(
+    "ledger_movements",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("stream_id", sa.BigInteger, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),
+    sa.Column("agent_id", sa.String(64), nullable=False),
+    sa.Column("epoch", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("product", sa.String(64), nullable=False),
+    sa.Column("batch", sa.String(64), nullable=False),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    *_bucket("from"),
+    *_bucket("to"),
+    sa.Column("reason", sa.String(200), nullable=True),
+    sa.Column("entered_by", sa.String(64), nullable=True),
+    sa.Column("occurred_at", Time, nullable=False),
+    *_dating("ledger_movements"),
+    sa.UniqueConstraint("stream_id", "seq", "line", name="uq_ledger_movements_place"),
+    sa.Index("ix_ledger_movements_stream", "agent_id", "epoch"),
+    sa.Index("ix_ledger_movements_from", "from_site", "from_place", "from_slot", "stream_id"),
+    sa.Index("ix_ledger_movements_to", "to_site", "to_place", "to_slot", "stream_id"),
+    sa.Index("ix_ledger_movements_time", "occurred_at"),
+)
+
+ledger_stock = sa.Table(
+    "ledger_stock",
+    metadata,
+    sa.Column("site", sa.String(64), primary_key=True),
+    sa.Column("place", sa.String(64), primary_key=True),
+    sa.Column("slot", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("zone", sa.String(16), primary_key=True),
+    sa.Column("product", sa.String(64), primary_key=True),
+    sa.Column("batch", sa.String(64), primary_key=True),
+    sa.Column("quantity", sa.BigInteger, nullable=False),
+    sa.Index("ix_ledger_stock_product", "product", "batch"),
+)
+
+#: A box's event that took what the books did not show: kept for people to settle.
+ledger_discrepancies = sa.Table(
+    "ledger_discrepancies",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("stream_id", sa.BigInteger, nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("agent_id", sa.String(64), nullable=False),
+    sa.Column("epoch", sa.String(32), nullable=False),
+    sa.Column("what", sa.String(16), nullable=False),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("place", sa.String(64), nullable=False),
+    sa.Column("slot", sa.Integer, nullable=False),
+    sa.Column("product", sa.String(64), nullable=False),
+    sa.Column("batch", sa.String(64), nullable=False),
+    sa.Column("books", sa.BigInteger, nullable=False),
+    sa.Column("needed", sa.BigInteger, nullable=False),
+    sa.Column("occurred_at", Time, nullable=False),
+    *_dating("ledger_discrepancies"),
+    sa.Index("ix_ledger_discrepancies_stream", "agent_id", "epoch"),
+    sa.Index("ix_ledger_discrepancies_site", "site", "occurred_at"),
 )

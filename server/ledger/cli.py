@@ -1,0 +1,543 @@
+"""``edge-server stock|receive|inspect|transfer|adjust|dispose|stocktake`` and the master data
+(``product``, ``batch``, ``site``): what county staff enter, each checked against the books and
+journaled in the county's stream (``book.py``), or refused with one line in their language."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import NoReturn, ParamSpec, TypeVar
+
+import click
+import sqlalchemy as sa
+from pydantic import ValidationError
+
+from server.clisupport import config_or_exit, engine_or_exit, language
+from server.entries import COUNTY_AGENT
+from server.i18n import Language, table
+from server.ingest.core import Ingestor
+from server.ledger import book, queries
+from server.ledger import entries as en
+from server.ledger.rules import STOREROOMS, TRANSIT, LedgerError
+from server.ledger.text import TEXTS, say
+from server.store.schema import ledger_movements
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_PLACE = re.compile(
+    r"^([a-z0-9][a-z0-9_.-]{0,63}):([a-z0-9][a-z0-9_.-]{0,63})(?:#(\d{1,3}))?"
+    r"(?:/([a-z]+))?$"
+)
+
+
+class _Ctx:
+    def __init__(self, ctx: click.Context) -> None:
+        self.config = config_or_exit(ctx)
+        self.lang: Language = language(self.config)
+        self.engine = engine_or_exit(self.config)
+        self.ingest = Ingestor(self.engine, self.config.mqtt.topic_prefix)
+        self.today = datetime.now(self.config.server.zone).date()
+
+
+def _fail(lang: Language, key: str, code: int = 2, /, **fields: object) -> NoReturn:
+    click.echo(say(lang, key, **fields), err=True)
+    sys.exit(code)
+
+
+def _guarded(fn: Callable[P, R]) -> Callable[P, R]:
+    """A refusal of the books, or a database error, is one line for people; never a trace."""
+
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        ctx = click.get_current_context()
+        lang = language(config_or_exit(ctx))
+        try:
+            return fn(*args, **kwargs)
+        except LedgerError as exc:
+            _fail(lang, exc.key, **exc.fields)
+        except ValidationError as exc:
+            click.echo(_invalid(exc), err=True)
+            sys.exit(2)
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("ledger: database error: %s", exc)
+            _fail(lang, "db.failed", 1)
+
+    return run
+
+
+def _invalid(exc: ValidationError) -> str:
+    """Which value was refused, named by its option; pydantic's own words are not shown."""
+    names = sorted({str(e["loc"][-1]) for e in exc.errors() if e["loc"]})
+    return "--" + ", --".join(n.replace("_", "-") for n in names) + ": ?"
+
+
+def _enter(c: _Ctx, build: book.Build) -> None:
+    numbers = book.enter(c.ingest, build, datetime.now(UTC), c.today)
+    if len(numbers) == 1:
+        click.echo(say(c.lang, "entered", first=numbers[0]))
+    elif numbers:
+        click.echo(say(c.lang, "entered_many", first=numbers[0], last=numbers[-1]))
+
+
+def _place(lang: Language, value: str) -> tuple[str, str, int, str]:
+    found = _PLACE.match(value)
+    if found is None:
+        _fail(lang, "place.bad", value=value)
+    site, place, slot, zone = found.groups()
+    if zone is not None and zone not in en.ZONES:
+        _fail(lang, "place.bad", value=value)
+    return site, place, int(slot or 0), zone or "qualified"
+
+
+_by = click.option("--by", required=True, help="Who enters it (as on the paper record).")
+_quantity = click.argument("quantity", type=click.IntRange(1, 10_000_000))
+
+
+# --- master data ------------------------------------------------------------------------------
+
+
+@click.group()
+def product() -> None:
+    """Products: their storeroom and the quota group boxes count them in."""
+
+
+@product.command("add")
+@click.argument("product_id")
+@click.option("--name-zh", required=True)
+@click.option("--name-en", required=True)
+@click.option("--storeroom", type=click.Choice(STOREROOMS), required=True)
+@click.option("--group", "group_", required=True, help="Quota group, e.g. condoms, pills.")
+@click.option("--unit-zh", default="盒", show_default=True)
+@click.option("--unit-en", default="box", show_default=True)
+@_by
+@click.pass_context
+@_guarded
+def product_add(
+    ctx: click.Context,
+    product_id: str,
+    name_zh: str,
+    name_en: str,
+    storeroom: str,
+    group_: str,
+    unit_zh: str,
+    unit_en: str,
+    by: str,
+) -> None:
+    c = _Ctx(ctx)
+    entry = en.ProductEntry(
+        product=product_id,
+        name_zh=name_zh,
+        name_en=name_en,
+        storeroom=storeroom,
+        group=group_,
+        unit_zh=unit_zh,
+        unit_en=unit_en,
+        by=by,
+    )
+    _enter(c, book.one(entry))
+
+
+@click.group()
+def site() -> None:
+    """Sites in the service's four levels (city → county → township → village)."""
+
+
+@site.command("add")
+@click.argument("site_id")
+@click.option("--name", required=True)
+@click.option(
+    "--level", type=click.Choice(["city", "county", "township", "village"]), required=True
+)
+@click.option("--parent", default=None)
+@_by
+@click.pass_context
+@_guarded
+def site_add(
+    ctx: click.Context, site_id: str, name: str, level: str, parent: str | None, by: str
+) -> None:
+    c = _Ctx(ctx)
+    entry = en.SiteEntry(site=site_id, name=name, level=level, parent=parent, by=by)
+    _enter(c, book.one(entry))
+
+
+@click.group()
+def batch() -> None:
+    """Batches of a product, with their expiry."""
+
+
+@batch.command("add")
+@click.argument("product_id")
+@click.argument("batch_no")
+@click.option("--expiry", type=click.DateTime(["%Y-%m-%d"]), required=True)
+@click.option("--manufacturer", default=None)
+@_by
+@click.pass_context
+@_guarded
+def batch_add(
+    ctx: click.Context,
+    product_id: str,
+    batch_no: str,
+    expiry: datetime,
+    manufacturer: str | None,
+    by: str,
+) -> None:
+    c = _Ctx(ctx)
+    entry = en.BatchEntry(
+        product=product_id, batch=batch_no, expiry=expiry.date(), manufacturer=manufacturer, by=by
+    )
+    _enter(c, book.one(entry))
+
+
+# --- movements ------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("site_id")
+@click.argument("storeroom", type=click.Choice(STOREROOMS))
+@click.argument("product_id")
+@click.argument("batch_no")
+@_quantity
+@click.option(
+    "--expiry",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Registers the batch in the same entry.",
+)
+@click.option("--manufacturer", default=None)
+@click.option("--supplier", default=None)
+@_by
+@click.pass_context
+@_guarded
+def receive(
+    ctx: click.Context,
+    site_id: str,
+    storeroom: str,
+    product_id: str,
+    batch_no: str,
+    quantity: int,
+    expiry: datetime | None,
+    manufacturer: str | None,
+    supplier: str | None,
+    by: str,
+) -> None:
+    """Stock received into a storeroom: it waits in the yellow zone for inspection."""
+    c = _Ctx(ctx)
+    entries: list[en.LedgerEntry] = []
+    if expiry is not None:
+        entries.append(
+            en.BatchEntry(
+                product=product_id,
+                batch=batch_no,
+                expiry=expiry.date(),
+                manufacturer=manufacturer,
+                by=by,
+            )
+        )
+    entries.append(
+        en.Receipt(
+            site=site_id,
+            storeroom=storeroom,
+            product=product_id,
+            batch=batch_no,
+            quantity=quantity,
+            supplier=supplier,
+            by=by,
+        )
+    )
+    _enter(c, lambda conn, catalog: entries)
+
+
+@click.command()
+@click.argument("site_id")
+@click.argument("storeroom", type=click.Choice(STOREROOMS))
+@click.argument("product_id")
+@click.argument("batch_no")
+@_quantity
+@click.option("--result", type=click.Choice(["qualified", "unqualified"]), required=True)
+@click.option("--returned", is_flag=True, help="Inspect returned stock, not a receipt.")
+@click.option("--note", default=None)
+@_by
+@click.pass_context
+@_guarded
+def inspect(
+    ctx: click.Context,
+    site_id: str,
+    storeroom: str,
+    product_id: str,
+    batch_no: str,
+    quantity: int,
+    result: str,
+    returned: bool,
+    note: str | None,
+    by: str,
+) -> None:
+    """The quality check of stock awaiting inspection (or returned): green or red zone."""
+    c = _Ctx(ctx)
+    entry = en.Inspection(
+        site=site_id,
+        storeroom=storeroom,
+        product=product_id,
+        batch=batch_no,
+        quantity=quantity,
+        result=result,
+        zone="returned" if returned else "awaiting",
+        note=note,
+        by=by,
+    )
+    _enter(c, book.one(entry))
+
+
+@click.command()
+@click.argument("source", metavar="FROM")
+@click.argument("target", metavar="TO")
+@click.argument("product_id")
+@click.argument("batch_no")
+@_quantity
+@click.option("--note", default=None)
+@_by
+@click.pass_context
+@_guarded
+def transfer(
+    ctx: click.Context,
+    source: str,
+    target: str,
+    product_id: str,
+    batch_no: str,
+    quantity: int,
+    note: str | None,
+    by: str,
+) -> None:
+    """Qualified stock from one place to another: SITE:no1 (a storeroom; SITE:no1/dispatch for
+    its dispatch zone) or SITE:transit (with a technician, on the way to the boxes)."""
+    c = _Ctx(ctx)
+    fs, fp, _, fz = _place(c.lang, source)
+    ts, tp, _, tz = _place(c.lang, target)
+    entry = en.Transfer(
+        from_site=fs,
+        from_place=fp,
+        to_site=ts,
+        to_place=tp,
+        product=product_id,
+        batch=batch_no,
+        quantity=quantity,
+        from_zone=fz,
+        to_zone=tz,
+        note=note,
+        by=by,
+    )
+    _enter(c, book.one(entry))
+
+
+@click.command()
+@click.argument("where", metavar="PLACE")
+@click.argument("product_id")
+@click.argument("batch_no")
+@click.argument("quantity", type=click.IntRange(-10_000_000, 10_000_000))
+@click.option(
+    "--reason",
+    type=click.Choice(["expired", "damaged", "lost", "found", "correction"]),
+    required=True,
+)
+@click.option("--note", default=None)
+@_by
+@click.pass_context
+@_guarded
+def adjust(
+    ctx: click.Context,
+    where: str,
+    product_id: str,
+    batch_no: str,
+    quantity: int,
+    reason: str,
+    note: str | None,
+    by: str,
+) -> None:
+    """Correct what PLACE holds (SITE:no1[/ZONE], SITE:transit, SITE:BOX#SLOT) by QUANTITY
+    (negative to take off), with the reason: a new movement, never an edit."""
+    c = _Ctx(ctx)
+    s, p, slot, zone = _place(c.lang, where)
+    entry = en.Adjustment(
+        site=s,
+        place=p,
+        slot=slot,
+        zone=zone,
+        product=product_id,
+        batch=batch_no,
+        quantity=quantity,
+        reason=reason,
+        note=note,
+        by=by,
+    )
+    _enter(c, book.one(entry))
+
+
+@click.command()
+@click.argument("site_id")
+@click.argument("storeroom", type=click.Choice(STOREROOMS))
+@click.argument("product_id")
+@click.argument("batch_no")
+@_quantity
+@click.option("--reason", required=True, help="How it was destroyed or sent back.")
+@_by
+@click.pass_context
+@_guarded
+def dispose(
+    ctx: click.Context,
+    site_id: str,
+    storeroom: str,
+    product_id: str,
+    batch_no: str,
+    quantity: int,
+    reason: str,
+    by: str,
+) -> None:
+    """Unqualified stock (red zone) destroyed or sent back: it leaves the books."""
+    c = _Ctx(ctx)
+    entry = en.Disposal(
+        site=site_id,
+        storeroom=storeroom,
+        product=product_id,
+        batch=batch_no,
+        quantity=quantity,
+        reason=reason,
+        by=by,
+    )
+    _enter(c, book.one(entry))
+
+
+@click.command()
+@click.argument("where", metavar="PLACE")
+@click.option(
+    "--line",
+    "lines",
+    multiple=True,
+    metavar="PRODUCT:BATCH:QUANTITY[:ZONE]",
+    help="What was counted (repeatable).",
+)
+@click.option("--partial", is_flag=True, help="Count only the listed batches.")
+@click.option("--note", default=None)
+@_by
+@click.pass_context
+@_guarded
+def stocktake(
+    ctx: click.Context, where: str, lines: tuple[str, ...], partial: bool, note: str | None, by: str
+) -> None:
+    """A physical count of PLACE: the books are set to what was found and the difference is
+    recorded. What the books hold there and no line lists was counted 0, unless --partial."""
+    c = _Ctx(ctx)
+    s, p, slot, _ = _place(c.lang, where)
+    counted = []
+    for text in lines:
+        parts = text.split(":")
+        if (
+            len(parts) not in (3, 4)
+            or not parts[2].isdigit()
+            or (len(parts) == 4 and parts[3] not in en.ZONES)
+        ):
+            _fail(c.lang, "line.bad", value=text)
+        zone = parts[3] if len(parts) == 4 else "qualified"
+        counted.append(
+            en.CountLine(
+                zone=zone, product=parts[0], batch=parts[1], counted=int(parts[2]), expected=0
+            )
+        )
+    seqs = book.enter(
+        c.ingest,
+        book.stocktake(s, p, slot, counted, by, partial=partial, note=note),
+        datetime.now(UTC),
+        c.today,
+    )
+    m = ledger_movements
+    with c.engine.connect() as conn:
+        differ = conn.execute(
+            sa.select(sa.func.count(sa.distinct(m.c.batch))).where(
+                m.c.agent_id == COUNTY_AGENT, m.c.seq == seqs[0]
+            )
+        ).scalar_one()
+    click.echo(
+        say(c.lang, "entered", first=seqs[0]) + " " + say(c.lang, "stocktake.done", n=differ)
+    )
+    if not partial:
+        click.echo(say(c.lang, "stocktake.zeroed"))
+
+
+# --- what is where ------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option("--site", "site_id", default=None, help="A site and every site below it.")
+@click.option("--place", default=None)
+@click.option("--product", "product_id", default=None)
+@click.option("--batch", "batch_no", default=None)
+@click.option("--zone", type=click.Choice(en.ZONES), default=None)
+@click.option(
+    "--expiring",
+    type=click.IntRange(0, 3650),
+    default=None,
+    metavar="DAYS",
+    help="Only batches expiring within DAYS (0: expired).",
+)
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@click.pass_context
+@_guarded
+def stock(
+    ctx: click.Context,
+    site_id: str | None,
+    place: str | None,
+    product_id: str | None,
+    batch_no: str | None,
+    zone: str | None,
+    expiring: int | None,
+    lang: str | None,
+) -> None:
+    """Stock on hand by place, zone, product and batch, with expiry warnings (180/90/30 days)."""
+    c = _Ctx(ctx)
+    shown = language(c.config, lang)
+    before = None if expiring is None else c.today + timedelta(days=expiring or 0)
+    if expiring == 0:
+        before = c.today
+    with c.engine.connect() as conn:
+        lines = queries.stock(
+            conn,
+            site=site_id,
+            place=place,
+            product=product_id,
+            batch=batch_no,
+            zone=zone,
+            expiring_before=before,
+        )
+    if not lines:
+        click.echo(say(shown, "stock.none"))
+        return
+    keys = ("site", "place", "zone", "product", "batch", "expiry", "quantity", "warning")
+    rows = [_row(line, shown, c.today) for line in lines]
+    click.echo(table([TEXTS[f"col.{k}"][shown] for k in keys], rows))
+
+
+def _row(line: queries.StockLine, lang: Language, today: date) -> list[str]:
+    where = line.place + (f"#{line.slot}" if line.slot else "")
+    band = queries.expiry_band(line.expiry, today)
+    notes = [TEXTS[f"expiry.{band}"][lang]] if band is not None else []
+    if line.quantity < 0:
+        notes.append(TEXTS["negative"][lang])
+    zone = TEXTS[f"zone.{line.zone}"][lang] if line.place in STOREROOMS else "-"
+    return [
+        line.site,
+        where if line.place != TRANSIT else TRANSIT,
+        zone,
+        line.product,
+        line.batch,
+        line.expiry.isoformat() if line.expiry else "-",
+        str(line.quantity),
+        " ".join(notes),
+    ]
+
+
+#: Registered at the top level of ``edge-server`` (the issue names them so).
+COMMANDS = [product, site, batch, receive, inspect, transfer, adjust, dispose, stocktake, stock]

@@ -1,0 +1,179 @@
+"""What the ledger answers: master data, stock by place, product, batch and zone (rolled up
+along the sites' levels), what is near its expiry, movements, discrepancies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from server.ledger import entries as en
+from server.ledger.rules import OUTSIDE, Catalog
+from server.store.db import utc
+from server.store.schema import (
+    ledger_batches,
+    ledger_discrepancies,
+    ledger_movements,
+    ledger_products,
+    ledger_sites,
+    ledger_stock,
+)
+
+#: Near-expiry warnings, in days before the expiry date.
+EXPIRY_WARNINGS = (180, 90, 30)
+
+
+def catalog(conn: sa.Connection) -> Catalog:
+    products = {
+        r.product: en.ProductEntry(
+            product=r.product, name_zh=r.name_zh, name_en=r.name_en, unit_zh=r.unit_zh,
+            unit_en=r.unit_en, storeroom=r.storeroom, group=r.product_group, by="-",
+        )
+        for r in conn.execute(sa.select(ledger_products))
+    }  # fmt: skip
+    batches = {
+        (r.product, r.batch): en.BatchEntry(
+            product=r.product, batch=r.batch, expiry=r.expiry, manufacturer=r.manufacturer,
+            by="-",
+        )
+        for r in conn.execute(sa.select(ledger_batches))
+    }  # fmt: skip
+    sites = {
+        r.site: en.SiteEntry.model_construct(
+            site=r.site, name=r.name, level=r.level, parent=r.parent, by="-"
+        )
+        for r in conn.execute(sa.select(ledger_sites))
+    }
+    return Catalog(products, batches, sites)
+
+
+def within(conn: sa.Connection, site: str) -> list[str]:
+    """``site`` and every site below it (township → its villages), for roll-ups."""
+    tree = sa.select(ledger_sites.c.site).where(ledger_sites.c.site == site).cte(recursive=True)
+    below = sa.select(ledger_sites.c.site).join(tree, ledger_sites.c.parent == tree.c.site)
+    tree = tree.union(below)
+    found = list(conn.execute(sa.select(tree.c.site)).scalars())
+    return found or [site]
+
+
+@dataclass(frozen=True)
+class StockLine:
+    site: str
+    place: str
+    slot: int
+    zone: str
+    product: str
+    batch: str
+    expiry: date | None
+    quantity: int
+
+
+def stock(
+    conn: sa.Connection,
+    *,
+    site: str | None = None,
+    place: str | None = None,
+    product: str | None = None,
+    batch: str | None = None,
+    zone: str | None = None,
+    expiring_before: date | None = None,
+) -> list[StockLine]:
+    """Stock on hand, one line per bucket and batch (nothing held is left out, nothing empty
+    is listed; a negative line is a discrepancy shown as it is). ``site`` includes its sites
+    below."""
+    s, b = ledger_stock, ledger_batches
+    query = (
+        sa.select(s, b.c.expiry)
+        .select_from(s.outerjoin(b, sa.and_(b.c.product == s.c.product, b.c.batch == s.c.batch)))
+        .where(s.c.site != OUTSIDE, s.c.quantity != 0)
+    )
+    if site is not None:
+        query = query.where(s.c.site.in_(within(conn, site)))
+    if place is not None:
+        query = query.where(s.c.place == place)
+    if product is not None:
+        query = query.where(s.c.product == product)
+    if batch is not None:
+        query = query.where(s.c.batch == batch)
+    if zone is not None:
+        query = query.where(s.c.zone == zone)
+    if expiring_before is not None:
+        query = query.where(b.c.expiry < expiring_before)
+    query = query.order_by(s.c.site, s.c.place, s.c.slot, s.c.product, b.c.expiry, s.c.batch)
+    return [
+        StockLine(r.site, r.place, r.slot, r.zone, r.product, r.batch, r.expiry, int(r.quantity))
+        for r in conn.execute(query)
+    ]
+
+
+def expiry_band(expiry: date | None, today: date) -> int | None:
+    """0 when expired, else the tightest warning (180/90/30 days) the batch is within."""
+    if expiry is None:
+        return None
+    if expiry < today:
+        return 0
+    left = (expiry - today).days
+    bands = [days for days in EXPIRY_WARNINGS if left <= days]
+    return min(bands) if bands else None
+
+
+@dataclass(frozen=True)
+class MovementRow:
+    id: int
+    occurred_at: datetime
+    kind: str
+    product: str
+    batch: str
+    quantity: int
+    source: str
+    target: str
+    reason: str | None
+    entered_by: str | None
+    agent_id: str
+
+
+def _where(site: str, place: str, slot: int, zone: str) -> str:
+    if site == OUTSIDE:
+        return place
+    return f"{site}:{place}" + (f"#{slot}" if slot else "") + ("" if zone == "qualified" else
+                                                                f"/{zone}")  # fmt: skip
+
+
+def movements(
+    conn: sa.Connection,
+    *,
+    site: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after_id: int = 0,
+    limit: int = 10_000,
+) -> list[MovementRow]:
+    m = ledger_movements
+    query = sa.select(m).where(m.c.id > after_id)
+    if site is not None:
+        sites = within(conn, site)
+        query = query.where(sa.or_(m.c.from_site.in_(sites), m.c.to_site.in_(sites)))
+    if since is not None:
+        query = query.where(m.c.occurred_at >= since)
+    if until is not None:
+        query = query.where(m.c.occurred_at < until)
+    rows = conn.execute(query.order_by(m.c.id).limit(limit))
+    return [
+        MovementRow(
+            int(r.id), utc(r.occurred_at), r.kind, r.product, r.batch, int(r.quantity),
+            _where(r.from_site, r.from_place, r.from_slot, r.from_zone),
+            _where(r.to_site, r.to_place, r.to_slot, r.to_zone), r.reason, r.entered_by,
+            r.agent_id,
+        )
+        for r in rows
+    ]  # fmt: skip
+
+
+def discrepancies(conn: sa.Connection, since: datetime | None = None) -> list[Any]:
+    d = ledger_discrepancies
+    query = sa.select(d).order_by(d.c.occurred_at)
+    if since is not None:
+        query = query.where(d.c.occurred_at >= since)
+    return list(conn.execute(query))

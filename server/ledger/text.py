@@ -1,0 +1,105 @@
+"""The ledger as people read it: refusals, confirmations and tables, in Simplified Chinese by
+default and English; codes (zones, reasons) become words, never a library's text."""
+
+from __future__ import annotations
+
+from server.i18n import Language
+
+TEXTS: dict[str, dict[Language, str]] = {
+    "stock.short": {
+        "zh": "{place} 的{zone}区只有批号 {batch} {have} 个，不能取 {quantity} 个",
+        "en": "{place} holds only {have} of batch {batch} in its {zone} zone, not {quantity}",
+    },
+    "product.unknown": {
+        "zh": "没有品种 {product}（先用 product add 登记）",
+        "en": "no product {product} (register it with product add)",
+    },
+    "product.storeroom": {
+        "zh": "品种 {product} 存放在 {storeroom} 库房",
+        "en": "product {product} is kept in storeroom {storeroom}",
+    },
+    "batch.unknown": {
+        "zh": "品种 {product} 没有批号 {batch}（入库时用 --expiry 登记）",
+        "en": "product {product} has no batch {batch} (give --expiry to register it)",
+    },
+    "batch.expired": {
+        "zh": "批号 {batch} 已于 {expiry} 过期，不能入库或调拨",
+        "en": "batch {batch} expired on {expiry}: it is neither received nor moved",
+    },
+    "batch.expiry_differs": {
+        "zh": "批号 {batch} 已登记的有效期是 {expiry}",
+        "en": "batch {batch} is registered with expiry {expiry}",
+    },
+    "site.unknown": {
+        "zh": "没有站点 {site}（先用 site add 登记）",
+        "en": "no site {site} (register it with site add)",
+    },
+    "site.level": {
+        "zh": "站点 {site} 的级别应低于上级 {parent}",
+        "en": "site {site} must be a level below its parent {parent}",
+    },
+    "zone.storerooms_only": {
+        "zh": "{place} 没有{zone}区：分区只在库房里",
+        "en": "{place} has no {zone} zone: zones are in storerooms only",
+    },
+    "transfer.same_place": {"zh": "调出和调入是同一处", "en": "from and to are the same place"},
+    "place.slot": {"zh": "{place} 没有货道", "en": "{place} has no slots"},
+    "place.box_needs_slot": {
+        "zh": "发放柜要写货道，如 {place}#1",
+        "en": "a box needs its slot, e.g. {place}#1",
+    },
+    "place.bad": {
+        "zh": "无法识别的位置“{value}”（应为 站点:no1、站点:transit 或 站点:柜号#货道）",
+        "en": "not a place: '{value}' (site:no1, site:transit or site:box#slot)",
+    },
+    "line.bad": {
+        "zh": "无法识别的盘点行“{value}”（应为 品种:批号:数量[:分区]）",
+        "en": "not a count line: '{value}' (product:batch:quantity[:zone])",
+    },
+    "count.twice": {
+        "zh": "{product} 批号 {batch} 在盘点中出现了两次",
+        "en": "{product} batch {batch} is counted twice",
+    },
+    "entered": {"zh": "已记账（第 {first} 条）", "en": "entered (entry {first})"},
+    "entered_many": {
+        "zh": "已记账（第 {first}–{last} 条）",
+        "en": "entered (entries {first}-{last})",
+    },
+    "stocktake.done": {
+        "zh": "盘点已记账：{n} 个批号有差异",
+        "en": "stocktake entered: {n} batches differ",
+    },
+    "stocktake.zeroed": {
+        "zh": "（账上有而未列出的批号按 0 计）",
+        "en": "(batches on the books but not listed were counted 0)",
+    },
+    "stock.none": {"zh": "没有库存", "en": "no stock"},
+    "db.failed": {"zh": "数据库出错，详情见日志", "en": "database error; see the log"},
+    "col.site": {"zh": "站点", "en": "site"},
+    "col.place": {"zh": "位置", "en": "place"},
+    "col.zone": {"zh": "分区", "en": "zone"},
+    "col.product": {"zh": "品种", "en": "product"},
+    "col.batch": {"zh": "批号", "en": "batch"},
+    "col.expiry": {"zh": "有效期", "en": "expiry"},
+    "col.quantity": {"zh": "数量", "en": "quantity"},
+    "col.warning": {"zh": "提示", "en": "note"},
+    "zone.awaiting": {"zh": "待验", "en": "awaiting inspection"},
+    "zone.qualified": {"zh": "合格", "en": "qualified"},
+    "zone.dispatch": {"zh": "发货", "en": "dispatch"},
+    "zone.unqualified": {"zh": "不合格", "en": "unqualified"},
+    "zone.returned": {"zh": "退货", "en": "returned"},
+    "expiry.0": {"zh": "已过期", "en": "expired"},
+    "expiry.30": {"zh": "30 天内过期", "en": "expires within 30 days"},
+    "expiry.90": {"zh": "90 天内过期", "en": "expires within 90 days"},
+    "expiry.180": {"zh": "180 天内过期", "en": "expires within 180 days"},
+    "negative": {"zh": "账实不符", "en": "books below zero"},
+}
+
+
+def say(lang: Language, key: str, /, **fields: object) -> str:
+    """The text for ``key``; a field that is itself a zone is shown as the zone's name."""
+    shown = {
+        k: TEXTS[f"zone.{v}"][lang] if k == "zone" and f"zone.{v}" in TEXTS else v
+        for k, v in fields.items()
+    }
+    return TEXTS[key][lang].format(**shown)

@@ -1,0 +1,93 @@
+"""The ledger's commands as county staff use them: master data, a receipt through inspection to
+a township and a technician, a stocktake, the stock table, and every refusal in one line."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.test_server_cli import cli
+
+BY = ("--by", "王会计")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("ledger-cli")
+    config = root / "server.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{root / "server.db"}"\n')
+    assert cli(config, "db", "upgrade").returncode == 0
+    for args in (
+        ("product", "add", "condom-a", "--name-zh", "避孕套", "--name-en", "Condoms",
+         "--storeroom", "no1", "--group", "condoms"),
+        ("site", "add", "city", "--name", "市", "--level", "city"),
+        ("site", "add", "county", "--name", "县站", "--level", "county", "--parent", "city"),
+        ("site", "add", "town", "--name", "镇站", "--level", "township", "--parent", "county"),
+        ("receive", "county", "no1", "condom-a", "B5", "20", "--expiry", "2030-01-31"),
+        ("inspect", "county", "no1", "condom-a", "B5", "20", "--result", "qualified"),
+    ):  # fmt: skip
+        done = cli(config, *args, *BY)
+        assert done.returncode == 0, done.stderr
+        assert "已记账" in done.stdout
+    return config
+
+
+def ok(config: Path, *args: str) -> str:
+    done = cli(config, *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def refused(config: Path, *args: str) -> str:
+    done = cli(config, *args)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    return done.stderr.strip()
+
+
+def test_a_receipt_is_inspected_moved_and_counted(store: Path) -> None:
+    soon = (date.today() + timedelta(days=60)).isoformat()
+    ok(store, "receive", "county", "no1", "condom-a", "B7", "100", "--expiry", soon, *BY)
+    assert "待验" in ok(store, "stock", "--site", "county")
+    ok(store, "inspect", "county", "no1", "condom-a", "B7", "100", "--result", "qualified", *BY)
+    ok(store, "transfer", "county:no1", "town:no1", "condom-a", "B7", "40", *BY)
+    ok(store, "transfer", "town:no1", "town:transit", "condom-a", "B7", "10", *BY)
+    counted = ok(store, "stocktake", "town:no1", "--line", "condom-a:B7:29", *BY)
+    assert "1 个批号有差异" in counted
+    table = ok(store, "stock", "--site", "county")
+    assert "90 天内过期" in table
+    rows = {tuple(line.split()[:2]): line.split() for line in table.splitlines()[1:]
+            if " B7 " in line}  # fmt: skip
+    assert rows[("county", "no1")][-3] == "60"
+    assert rows[("town", "no1")][-3] == "29"
+    assert rows[("town", "transit")][-3] == "10"
+    english = ok(store, "stock", "--site", "town", "--lang", "en")
+    assert "qualified" in english
+    assert "county" not in english, "a township's stock is its own and its villages'"
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (("transfer", "county:no1", "town:no1", "condom-a", "B5", "1000", *BY), "不能取 1000 个"),
+        (("transfer", "county:no1", "town", "condom-a", "B5", "1", *BY), "无法识别的位置"),
+        (("receive", "county", "no1", "pill-x", "B1", "5", *BY), "没有品种 pill-x"),
+        (("receive", "county", "no1", "condom-a", "B99", "5", *BY), "没有批号 B99"),
+        (("receive", "county", "no1", "condom-a", "B0", "5", "--expiry", "2020-01-01", *BY),
+         "已于 2020-01-01 过期"),
+        (("dispose", "county", "no1", "condom-a", "B5", "1", "--reason", "破损", *BY),
+         "不合格区只有"),
+        (("stocktake", "town:no1", "--line", "condom-a:B5:x", *BY), "无法识别的盘点行"),
+        (("adjust", "town:box-1", "condom-a", "B5", "1", "--reason", "found", *BY),
+         "发放柜要写货道"),
+        (("site", "add", "v", "--name", "村", "--level", "county", "--parent", "town", *BY),
+         "级别应低于"),
+    ],
+)  # fmt: skip
+def test_what_the_books_forbid_is_refused_in_one_line(
+    store: Path, args: tuple[str, ...], said: str
+) -> None:
+    assert said in refused(store, *args)
