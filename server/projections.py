@@ -77,6 +77,36 @@ def default_projections() -> list[Projection]:
     return [ClimateProjection(), CommandsProjection(), CabinetProjection(), LedgerProjection()]
 
 
+def redate_rows(
+    conn: sa.Connection, tables: Sequence[sa.Table], agent_id: str, boot_id: str, ref: BootRef
+) -> int:
+    """Re-date the rows of ``tables`` (each with the ``_dating`` columns and ``occurred_at``)
+    that an agent's boot recorded before its clock was set, now that the boot's reference is
+    known; return how many. What most projections' ``redate`` is."""
+    fixed = 0
+    for table in tables:
+        rows = conn.execute(
+            sa.select(table.c.id, table.c.mono_s).where(
+                table.c.agent_id == agent_id,
+                table.c.boot_id == boot_id,
+                table.c.clock_synced == sa.false(),
+                table.c.time_corrected == sa.false(),
+            )
+        ).all()
+        fixes = [
+            {"b_id": rid, "b_at": at} for rid, mono in rows if (at := ref.date(mono)) is not None
+        ]
+        if fixes:
+            conn.execute(
+                table.update()
+                .where(table.c.id == sa.bindparam("b_id"))
+                .values(time_corrected=True, occurred_at=sa.bindparam("b_at")),
+                fixes,
+            )
+        fixed += len(fixes)
+    return fixed
+
+
 # --- checkpoints ----------------------------------------------------------------------------
 
 

@@ -295,14 +295,19 @@ def test_with_several_products_a_button_chooses_and_no_choice_times_out() -> Non
     assert take.pressed(1, slots, TODAY, T0 + timedelta(seconds=21)) == []
 
 
-def test_a_failed_vend_costs_nothing_and_another_slot_of_the_product_is_tried() -> None:
+def two_condom_slots() -> tuple[BoxConfig, list[stock.Slot]]:
+    """A box with two slots of one product, both stocked."""
     config = box(
         slots=[
             {"number": 1, "product": "condom", "capacity": 9},
             {"number": 2, "product": "condom", "capacity": 9},
         ]
     )
-    slots = [*STOCKED, slot(2, "condom", ("B2", date(2029, 1, 1), 5))]
+    return config, [*STOCKED, slot(2, "condom", ("B2", date(2029, 1, 1), 5))]
+
+
+def test_a_failed_vend_costs_nothing_and_another_slot_of_the_product_is_tried() -> None:
+    config, slots = two_condom_slots()
     take = machine(config)
     first = take.swiped(ALLOWED, slots, TODAY, T0)[1]
     assert isinstance(first, Vend)
@@ -412,13 +417,7 @@ def test_a_door_opened_and_shut_during_a_vend_leaves_the_box_idle_after_it() -> 
 
 
 def test_a_vend_found_under_way_after_a_restart_is_never_retried_elsewhere() -> None:
-    config = box(
-        slots=[
-            {"number": 1, "product": "condom", "capacity": 9},
-            {"number": 2, "product": "condom", "capacity": 9},
-        ]
-    )
-    slots = [*STOCKED, slot(2, "condom", ("B2", date(2029, 1, 1), 5))]
+    config, slots = two_condom_slots()
     take = machine(config)
     vend = Vend(uuid.UUID(int=7), 1, "condom", CARD)
     take.resume_vending(vend)
@@ -432,13 +431,7 @@ def test_a_vend_found_under_way_after_a_restart_is_never_retried_elsewhere() -> 
 def test_a_board_not_ready_to_vend_is_not_the_slots_fault_and_no_other_slot_is_tried(
     reason: VendFailure, shown: str
 ) -> None:
-    config = box(
-        slots=[
-            {"number": 1, "product": "condom", "capacity": 9},
-            {"number": 2, "product": "condom", "capacity": 9},
-        ]
-    )
-    slots = [*STOCKED, slot(2, "condom", ("B2", date(2029, 1, 1), 5))]
+    config, slots = two_condom_slots()
     take = machine(config)
     vend = take.swiped(ALLOWED, slots, TODAY, T0)[1]
     assert isinstance(vend, Vend)
@@ -458,13 +451,7 @@ def test_an_outcome_with_the_wrong_kind_of_reason_is_a_bug_not_a_motor_fault() -
 
 
 def test_a_failure_learnt_late_tries_no_other_slot_for_a_villager_long_gone() -> None:
-    config = box(
-        slots=[
-            {"number": 1, "product": "condom", "capacity": 9},
-            {"number": 2, "product": "condom", "capacity": 9},
-        ]
-    )
-    slots = [*STOCKED, slot(2, "condom", ("B2", date(2029, 1, 1), 5))]
+    config, slots = two_condom_slots()
     take = machine(config)
     vend = take.swiped(ALLOWED, slots, TODAY, T0)[1]
     assert isinstance(vend, Vend)

@@ -41,7 +41,7 @@ from edge_agent.wire import (
 )
 from server.ingest.journal import insert_ignore
 from server.ingest.timefix import BootRef
-from server.projections import Run
+from server.projections import Run, redate_rows
 from server.store.schema import (
     cabinet_box_log,
     cabinet_faults,
@@ -107,29 +107,7 @@ class CabinetProjection:
         _Applying(conn, run, stream_id).all()
 
     def redate(self, conn: sa.Connection, agent_id: str, boot_id: str, ref: BootRef) -> int:
-        fixed = 0
-        for table in _DATED:
-            rows = conn.execute(
-                sa.select(table.c.id, table.c.mono_s).where(
-                    table.c.agent_id == agent_id,
-                    table.c.boot_id == boot_id,
-                    table.c.clock_synced == sa.false(),
-                    table.c.time_corrected == sa.false(),
-                )
-            ).all()
-            fixes = [
-                {"b_id": rid, "b_at": at}
-                for rid, mono in rows
-                if (at := ref.date(mono)) is not None
-            ]
-            if fixes:
-                conn.execute(
-                    table.update()
-                    .where(table.c.id == sa.bindparam("b_id"))
-                    .values(time_corrected=True, occurred_at=sa.bindparam("b_at")),
-                    fixes,
-                )
-            fixed += len(fixes)
+        fixed = redate_rows(conn, _DATED, agent_id, boot_id, ref)
         if fixed:
             log = cabinet_slot_log
             newest = (

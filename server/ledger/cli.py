@@ -99,6 +99,19 @@ _by = click.option("--by", required=True, help="Who enters it (as on the paper r
 _quantity = click.argument("quantity", type=click.IntRange(1, 10_000_000))
 
 
+def _in_storeroom(fn: Callable[P, R]) -> Callable[P, R]:
+    """SITE STOREROOM PRODUCT BATCH QUANTITY: so much of a batch in one storeroom."""
+    for argument in reversed([
+        click.argument("site_id"),
+        click.argument("storeroom", type=click.Choice(STOREROOMS)),
+        click.argument("product_id"),
+        click.argument("batch_no"),
+        _quantity,
+    ]):  # fmt: skip
+        fn = argument(fn)
+    return fn
+
+
 # --- master data ------------------------------------------------------------------------------
 
 
@@ -198,11 +211,7 @@ def batch_add(
 
 
 @click.command()
-@click.argument("site_id")
-@click.argument("storeroom", type=click.Choice(STOREROOMS))
-@click.argument("product_id")
-@click.argument("batch_no")
-@_quantity
+@_in_storeroom
 @click.option(
     "--expiry",
     type=click.DateTime(["%Y-%m-%d"]),
@@ -254,11 +263,7 @@ def receive(
 
 
 @click.command()
-@click.argument("site_id")
-@click.argument("storeroom", type=click.Choice(STOREROOMS))
-@click.argument("product_id")
-@click.argument("batch_no")
-@_quantity
+@_in_storeroom
 @click.option("--result", type=click.Choice(["qualified", "unqualified"]), required=True)
 @click.option("--returned", is_flag=True, help="Inspect returned stock, not a receipt.")
 @click.option("--note", default=None)
@@ -378,11 +383,7 @@ def adjust(
 
 
 @click.command()
-@click.argument("site_id")
-@click.argument("storeroom", type=click.Choice(STOREROOMS))
-@click.argument("product_id")
-@click.argument("batch_no")
-@_quantity
+@_in_storeroom
 @click.option("--reason", required=True, help="How it was destroyed or sent back.")
 @_by
 @click.pass_context

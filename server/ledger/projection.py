@@ -29,7 +29,7 @@ from server.ingest.timefix import BootRef
 from server.ledger import entries as en
 from server.ledger import rules
 from server.ledger.rules import Bucket, Discrepancy, Movement
-from server.projections import Run
+from server.projections import Run, redate_rows
 from server.store.schema import (
     ledger_batches,
     ledger_discrepancies,
@@ -78,30 +78,7 @@ class LedgerProjection:
             _write(conn, stream_id, run, event, at, moves, short, by)
 
     def redate(self, conn: sa.Connection, agent_id: str, boot_id: str, ref: BootRef) -> int:
-        fixed = 0
-        for table in _DATED:
-            rows = conn.execute(
-                sa.select(table.c.id, table.c.mono_s).where(
-                    table.c.agent_id == agent_id,
-                    table.c.boot_id == boot_id,
-                    table.c.clock_synced == sa.false(),
-                    table.c.time_corrected == sa.false(),
-                )
-            ).all()
-            fixes = [
-                {"b_id": rid, "b_at": at}
-                for rid, mono in rows
-                if (at := ref.date(mono)) is not None
-            ]
-            if fixes:
-                conn.execute(
-                    table.update()
-                    .where(table.c.id == sa.bindparam("b_id"))
-                    .values(time_corrected=True, occurred_at=sa.bindparam("b_at")),
-                    fixes,
-                )
-            fixed += len(fixes)
-        return fixed
+        return redate_rows(conn, _DATED, agent_id, boot_id, ref)
 
     def reset(self, conn: sa.Connection, agent_id: str, epoch: str) -> None:
         m = ledger_movements
