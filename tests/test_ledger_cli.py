@@ -64,6 +64,15 @@ def test_a_receipt_is_inspected_moved_and_counted(store: Path) -> None:
     assert rows[("county", "no1")][-3] == "60"
     assert rows[("town", "no1")][-3] == "29"
     assert rows[("town", "transit")][-3] == "10"
+    exported = store.parent / "movements.csv"
+    said = ok(store, "movements", "--out", str(exported), "--site", "town")
+    text = exported.read_bytes()
+    assert text.startswith("\ufeff".encode())
+    lines = text.decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("序号,时间（UTC）")
+    kinds = [line.split(",")[3] for line in lines[1:]]
+    assert kinds == ["调拨", "调拨", "盘点"], "the township's movements only, in order"
+    assert f"已写出 3 条流水到 {exported}" in said
     english = ok(store, "stock", "--site", "town", "--lang", "en")
     assert "qualified" in english
     assert "county" not in english, "a township's stock is its own and its villages'"
@@ -85,6 +94,7 @@ def test_a_receipt_is_inspected_moved_and_counted(store: Path) -> None:
          "发放柜要写货道"),
         (("site", "add", "v", "--name", "村", "--level", "county", "--parent", "town", *BY),
          "级别应低于"),
+        (("movements", "--out", "/nonexistent/dir/m.csv"), "无法写入 /nonexistent/dir/m.csv"),
     ],
 )  # fmt: skip
 def test_what_the_books_forbid_is_refused_in_one_line(

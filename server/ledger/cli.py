@@ -4,12 +4,14 @@ journaled in the county's stream (``book.py``), or refused with one line in thei
 
 from __future__ import annotations
 
+import csv
 import functools
 import logging
 import re
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import NoReturn, ParamSpec, TypeVar
 
 import click
@@ -540,5 +542,52 @@ def _row(line: queries.StockLine, lang: Language, today: date) -> list[str]:
     ]
 
 
+@click.command()
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
+@click.option("--site", "site_id", default=None, help="A site and every site below it.")
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), default=None)
+@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Up to the start of this day.")  # fmt: skip
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@click.pass_context
+@_guarded
+def movements(ctx: click.Context, out: Path, site_id: str | None, start: datetime | None,
+              end: datetime | None, lang: str | None) -> None:  # fmt: skip
+    """Every movement (in order of entry) as CSV: UTF-8 with a byte-order mark, times in UTC
+    and in the server's zone; days are the server's zone's."""
+    c = _Ctx(ctx)
+    shown = language(c.config, lang)
+    zone = c.config.server.zone
+    since = start.replace(tzinfo=zone) if start else None
+    until = end.replace(tzinfo=zone) if end else None
+    keys = ("id", "utc", "local", "kind", "product", "batch", "quantity", "from", "to",
+            "reason", "by", "source")  # fmt: skip
+    written = 0
+    try:
+        with out.open("w", encoding="utf-8-sig", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow([TEXTS[f"csv.{k}"][shown] for k in keys])
+            after = 0
+            while True:
+                with c.engine.connect() as conn:
+                    rows = queries.movements(conn, site=site_id, since=since, until=until,
+                                             after_id=after, limit=5000)  # fmt: skip
+                if not rows:
+                    break
+                for m in rows:
+                    writer.writerow([
+                        m.id, m.occurred_at.isoformat(),
+                        m.occurred_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S"),
+                        TEXTS[f"kind.{m.kind}"][shown], m.product, m.batch, m.quantity,
+                        m.source, m.target, m.reason or "", m.entered_by or "", m.agent_id,
+                    ])  # fmt: skip
+                written += len(rows)
+                after = rows[-1].id
+    except OSError:
+        _fail(shown, "csv.unwritable", path=out)
+    click.echo(say(shown, "csv.written", n=written, path=out))
+
+
 #: Registered at the top level of ``edge-server`` (the issue names them so).
-COMMANDS = [product, site, batch, receive, inspect, transfer, adjust, dispose, stocktake, stock]
+COMMANDS = [product, site, batch, receive, inspect, transfer, adjust, dispose, stocktake, stock,
+            movements]  # fmt: skip
