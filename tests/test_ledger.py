@@ -375,3 +375,24 @@ def test_applying_a_run_again_changes_nothing(tmp_path_factory: Any, sizes: list
         LedgerProjection().apply(conn, run)
     assert sums_of_movements(engine) == once
     engine.dispose()
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["B1", "B2", "B3", "B4"]),
+        st.tuples(st.dates(date(2026, 1, 1), date(2029, 1, 1)), st.integers(-5, 50)),
+        max_size=4,
+    ),
+    st.integers(1, 120),
+)
+def test_fefo_takes_the_earliest_expiry_first_and_never_an_expired_batch(
+    batches: dict[str, tuple[date, int]], quantity: int
+) -> None:
+    held: dict[tuple[str, date | None], int] = {(b, e): n for b, (e, n) in batches.items()}
+    picks, missing = rules.fefo(held, quantity, TODAY)
+    assert sum(n for _, n in picks) + missing == quantity
+    usable = {b: n for b, (e, n) in batches.items() if n > 0 and e >= TODAY}
+    assert missing == max(0, quantity - sum(usable.values()))
+    assert all(b in usable and n <= usable[b] for b, n in picks)
+    expiries = [batches[b][0] for b, _ in picks]
+    assert expiries == sorted(expiries)

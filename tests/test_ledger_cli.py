@@ -73,6 +73,9 @@ def test_a_receipt_is_inspected_moved_and_counted(store: Path) -> None:
     kinds = [line.split(",")[3] for line in lines[1:]]
     assert kinds == ["调拨", "调拨", "盘点"], "the township's movements only, in order"
     assert f"已写出 3 条流水到 {exported}" in said
+    suggested = ok(store, "suggest", "county:no1", "condom-a", "100")
+    assert [line.split()[0] for line in suggested.splitlines()[1:3]] == ["B7", "B5"], "FEFO"
+    assert "还缺 20 个" in suggested
     english = ok(store, "stock", "--site", "town", "--lang", "en")
     assert "qualified" in english
     assert "county" not in english, "a township's stock is its own and its villages'"

@@ -22,7 +22,7 @@ from server.clisupport import config_or_exit, engine_or_exit, language
 from server.entries import COUNTY_AGENT
 from server.i18n import Language, table
 from server.ingest.core import Ingestor
-from server.ledger import book, queries
+from server.ledger import book, queries, rules
 from server.ledger import entries as en
 from server.ledger.rules import STOREROOMS, TRANSIT, LedgerError
 from server.ledger.text import TEXTS, say
@@ -543,6 +543,35 @@ def _row(line: queries.StockLine, lang: Language, today: date) -> list[str]:
 
 
 @click.command()
+@click.argument("source", metavar="FROM")
+@click.argument("product_id")
+@_quantity
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@click.pass_context
+@_guarded
+def suggest(ctx: click.Context, source: str, product_id: str, quantity: int,
+            lang: str | None) -> None:  # fmt: skip
+    """Which batches to send QUANTITY of PRODUCT from (FROM: SITE:no1 or SITE:transit), first
+    expiry first out, never an expired one: the ``transfer`` lines to enter."""
+    c = _Ctx(ctx)
+    shown = language(c.config, lang)
+    s, p, slot, zone = _place(shown, source)
+    with c.engine.connect() as conn:
+        lines = queries.stock(conn, product=product_id, place=p, zone=zone)
+    held = {(line.batch, line.expiry): line.quantity for line in lines
+            if line.site == s and line.slot == slot}  # fmt: skip
+    picks, missing = rules.fefo(held, quantity, c.today)
+    expiry = {batch: when for batch, when in held}
+    rows = [[batch, expiry[batch].isoformat() if expiry[batch] else "-", str(n)]
+            for batch, n in picks]  # fmt: skip
+    if rows:
+        keys = ("batch", "expiry", "quantity")
+        click.echo(table([TEXTS[f"col.{k}"][shown] for k in keys], rows))
+    if missing:
+        click.echo(say(shown, "suggest.short", missing=missing))
+
+
+@click.command()
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
 @click.option("--site", "site_id", default=None, help="A site and every site below it.")
 @click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), default=None)
@@ -589,5 +618,5 @@ def movements(ctx: click.Context, out: Path, site_id: str | None, start: datetim
 
 
 #: Registered at the top level of ``edge-server`` (the issue names them so).
-COMMANDS = [product, site, batch, receive, inspect, transfer, adjust, dispose, stocktake, stock,
-            movements]  # fmt: skip
+COMMANDS = [product, site, batch, receive, inspect, transfer, suggest, adjust, dispose, stocktake,
+            stock, movements]  # fmt: skip

@@ -370,3 +370,22 @@ class Books:
             for bucket, sign in ((m.source, -1), (m.target, 1)):
                 key = (bucket, m.product, m.batch)
                 self.stock[key] = self.stock.get(key, 0) + sign * m.quantity
+
+
+def fefo(
+    held: Mapping[tuple[str, date | None], int], quantity: int, today: date
+) -> tuple[list[tuple[str, int]], int]:
+    """First expiry, first out: which batches (batch -> on hand, with its expiry) to take
+    ``quantity`` from, never an expired one; and what is still missing."""
+    picks = []
+    left = quantity
+    for (batch, expiry), have in sorted(held.items(), key=lambda kv: (kv[0][1] or date.max,
+                                                                      kv[0][0])):  # fmt: skip
+        if left <= 0:
+            break
+        if have <= 0 or (expiry is not None and expiry < today):
+            continue
+        take = min(have, left)
+        picks.append((batch, take))
+        left -= take
+    return picks, left

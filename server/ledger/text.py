@@ -93,6 +93,10 @@ TEXTS: dict[str, dict[Language, str]] = {
     "expiry.90": {"zh": "90 天内过期", "en": "expires within 90 days"},
     "expiry.180": {"zh": "180 天内过期", "en": "expires within 180 days"},
     "negative": {"zh": "账实不符", "en": "books below zero"},
+    "suggest.short": {
+        "zh": "还缺 {missing} 个：在期的合格库存不够",
+        "en": "{missing} short: not enough qualified stock in date",
+    },
     "csv.written": {"zh": "已写出 {n} 条流水到 {path}", "en": "{n} movements written to {path}"},
     "csv.unwritable": {"zh": "无法写入 {path}", "en": "cannot write {path}"},
     "csv.id": {"zh": "序号", "en": "id"},
