@@ -562,8 +562,10 @@ def suggest(ctx: click.Context, source: str, product_id: str, quantity: int,
             if line.site == s and line.slot == slot}  # fmt: skip
     picks, missing = rules.fefo(held, quantity, c.today)
     expiry = {batch: when for batch, when in held}
-    rows = [[batch, expiry[batch].isoformat() if expiry[batch] else "-", str(n)]
-            for batch, n in picks]  # fmt: skip
+    rows = []
+    for batch, n in picks:
+        when = expiry[batch]
+        rows.append([batch, when.isoformat() if when else "-", str(n)])
     if rows:
         keys = ("batch", "expiry", "quantity")
         click.echo(table([TEXTS[f"col.{k}"][shown] for k in keys], rows))
