@@ -396,3 +396,16 @@ def test_fefo_takes_the_earliest_expiry_first_and_never_an_expired_batch(
     assert all(b in usable and n <= usable[b] for b, n in picks)
     expiries = [batches[b][0] for b, _ in picks]
     assert expiries == sorted(expiries)
+
+
+@given(st.integers(-5, 200), st.floats(0, 20), st.integers(1, 60), st.integers(1, 90))
+def test_a_restock_proposal_makes_the_slot_last_its_cover_and_only_when_it_runs_short(
+    on_hand: int, per_day: float, below: int, cover: int
+) -> None:
+    q = rules.restock_quantity(on_hand, per_day, below, cover)
+    assert q >= 0
+    if per_day == 0 or max(on_hand, 0) >= below * per_day:
+        assert q == 0
+    else:
+        assert q >= 1
+        assert max(on_hand, 0) + q >= cover * per_day - 1e-9 or q == 1

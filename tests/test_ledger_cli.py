@@ -3,11 +3,19 @@ a township and a technician, a stocktake, the stock table, and every refusal in 
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from server.ingest.core import Ingestor
+from server.ledger import queries
+from server.store.db import make_engine
+from server.store.schema import commands
+from tests.test_boxes_projection import dispense, ev, restock
+from tests.test_ledger import send_at
 from tests.test_server_cli import cli
 
 BY = ("--by", "王会计")
@@ -104,3 +112,44 @@ def test_what_the_books_forbid_is_refused_in_one_line(
     store: Path, args: tuple[str, ...], said: str
 ) -> None:
     assert said in refused(store, *args)
+
+
+def test_restock_is_proposed_from_the_rate_and_approved_as_an_order(tmp_path: Path) -> None:
+    config = tmp_path / "server.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "server.db"}"\n')
+    assert cli(config, "db", "upgrade").returncode == 0
+    for args in (
+        ("product", "add", "condom-a", "--name-zh", "避孕套", "--name-en", "Condoms",
+         "--storeroom", "no1", "--group", "condoms"),
+        ("site", "add", "city", "--name", "市", "--level", "city"),
+        ("site", "add", "county", "--name", "县站", "--level", "county", "--parent", "city"),
+        ("site", "add", "town", "--name", "镇站", "--level", "township", "--parent", "county"),
+        ("site", "add", "village", "--name", "村", "--level", "village", "--parent", "town"),
+        ("receive", "town", "no1", "condom-a", "B1", "50", "--expiry", "2029-06-30"),
+        ("inspect", "town", "no1", "condom-a", "B1", "50", "--result", "qualified"),
+        ("transfer", "town:no1", "village:transit", "condom-a", "B1", "6"),
+    ):  # fmt: skip
+        ok(config, *args, *BY)
+    # The village's box loads the 6 and gives out 4 in a few days: 2 left, 0.1 a day over 30.
+    engine = make_engine(f"sqlite:///{tmp_path / 'server.db'}")
+    ingest = Ingestor(engine, "fp")
+    events = [ev(1, "cabinet.restock", restock(1, 6), agent="box-agent")]
+    events += [ev(2 + i, "cabinet.dispense", dispense(1, 5 - i), agent="box-agent")
+               for i in range(4)]  # fmt: skip
+    send_at(ingest, events, "box-agent")
+    proposed = ok(config, "restock", "propose", "--below", "30", "--cover", "60")
+    [row] = [line.split() for line in proposed.splitlines()[1:]]
+    assert row[:3] == ["village", "box-1#1", "condom-a"]
+    assert row[6:] == ["6", "town:no1", "B1×6"], "60 days at 4 in 30 days, less the 2 left"
+    assert "没有需要补货" in ok(config, "restock", "propose", "--below", "5")
+    ok(config, "restock", "approve", "village:box-1#1", "B1", "6", "--from", "town:no1", *BY)
+    with engine.connect() as conn:
+        [(kind, message)] = conn.execute(sa.select(commands.c.kind, commands.c.message)).all()
+        transit = queries.stock(conn, site="village", place="transit")
+    assert kind == "restock.order"
+    assert json.loads(message)["body"]["quantity"] == 6
+    assert [line.quantity for line in transit] == [6], "with the technician now"
+    said = refused(config, "restock", "approve", "village:box-9#1", "B1", "5", "--from",
+                   "town:no1", *BY)  # fmt: skip
+    assert "没有货道 village:box-9#1" in said
+    engine.dispose()

@@ -9,6 +9,7 @@ import functools
 import logging
 import re
 import sys
+import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -18,7 +19,9 @@ import click
 import sqlalchemy as sa
 from pydantic import ValidationError
 
+from edge_agent.wire import RestockOrderCommand
 from server.clisupport import config_or_exit, engine_or_exit, language
+from server.commands import queue_in
 from server.entries import COUNTY_AGENT
 from server.i18n import Language, table
 from server.ingest.core import Ingestor
@@ -26,7 +29,7 @@ from server.ledger import book, queries, rules
 from server.ledger import entries as en
 from server.ledger.rules import STOREROOMS, TRANSIT, LedgerError
 from server.ledger.text import TEXTS, say
-from server.store.schema import ledger_movements
+from server.store.schema import cabinet_slots, ledger_movements
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -573,6 +576,105 @@ def suggest(ctx: click.Context, source: str, product_id: str, quantity: int,
         click.echo(say(shown, "suggest.short", missing=missing))
 
 
+@click.group()
+def restock() -> None:
+    """Restocking the boxes: proposals from their dispensing rate, and approval as an order."""
+
+
+@restock.command("propose")
+@click.option("--site", "site_id", default=None, help="Only boxes at this site and below it.")
+@click.option("--days", type=click.IntRange(1, 365), default=30, show_default=True,
+              help="The dispensing rate is taken over this many days.")  # fmt: skip
+@click.option("--below", type=click.IntRange(1, 365), default=14, show_default=True,
+              help="Propose for slots that empty within this many days.")  # fmt: skip
+@click.option("--cover", type=click.IntRange(1, 365), default=30, show_default=True,
+              help="Load enough for this many days.")  # fmt: skip
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@click.pass_context
+@_guarded
+def restock_propose(ctx: click.Context, site_id: str | None, days: int, below: int, cover: int,
+                    lang: str | None) -> None:  # fmt: skip
+    """For each box slot that runs out soon at its recent rate: how much to load, and which
+    batches of its township's qualified stock, first expiry first out."""
+    c = _Ctx(ctx)
+    shown = language(c.config, lang)
+    rows = []
+    with c.engine.connect() as conn:
+        catalog = queries.catalog(conn)
+        sites = set(queries.within(conn, site_id)) if site_id else None
+        for slot in queries.box_slots(conn, datetime.now(UTC), days):
+            if sites is not None and slot.site not in sites:
+                continue
+            quantity = rules.restock_quantity(slot.on_hand, slot.per_day, below, cover)
+            if not quantity:
+                continue
+            source = queries.parent_of(conn, slot.site) or slot.site
+            product = catalog.products.get(slot.product)
+            room = product.storeroom if product else "-"
+            lines = queries.stock(conn, product=slot.product, place=room, zone="qualified")
+            held = {(x.batch, x.expiry): x.quantity for x in lines if x.site == source}
+            picks, missing = rules.fefo(held, quantity, c.today)
+            left = slot.days_left
+            rows.append([
+                slot.site, f"{slot.box}#{slot.slot}", slot.product, str(slot.on_hand),
+                f"{slot.per_day:.1f}", "-" if left is None else f"{left:.0f}", str(quantity),
+                f"{source}:{room}",
+                " ".join(f"{b}×{n}" for b, n in picks) + (f" -{missing}" if missing else ""),
+            ])  # fmt: skip
+    if not rows:
+        click.echo(say(shown, "restock.none", below=below))
+        return
+    keys = ("site", "slot", "product", "quantity", "per_day", "days_left", "propose", "from",
+            "batches")  # fmt: skip
+    click.echo(table([TEXTS[f"col.{k}"][shown] for k in keys], rows))
+
+
+@restock.command("approve")
+@click.argument("where", metavar="SITE:BOX#SLOT")
+@click.argument("batch_no")
+@_quantity
+@click.option("--from", "source", required=True, metavar="SITE:no1",
+              help="The storeroom the technician takes it from.")  # fmt: skip
+@_by
+@click.pass_context
+@_guarded
+def restock_approve(ctx: click.Context, where: str, batch_no: str, quantity: int, source: str,
+                    by: str) -> None:  # fmt: skip
+    """Approve loading QUANTITY of BATCH into a box's slot: the stock goes from the storeroom to
+    the box's site in transit (with the technician), and the box's agent gets the order, which
+    its display shows when the technician opens the door."""
+    c = _Ctx(ctx)
+    site_id, box, slot, _ = _place(c.lang, where)
+    from_site, room, _, _ = _place(c.lang, source)
+    if not slot:
+        _fail(c.lang, "place.box_needs_slot", place=box)
+
+    def build(conn: sa.Connection, catalog: rules.Catalog) -> list[en.LedgerEntry]:
+        s = cabinet_slots
+        found = conn.execute(
+            sa.select(s.c.agent_id, s.c.product).where(
+                s.c.site_id == site_id, s.c.box == box, s.c.slot == slot
+            )
+        ).first()
+        if found is None:
+            raise LedgerError("restock.no_slot", where=where)
+        batch = catalog.batches.get((found.product, batch_no))
+        if batch is None:
+            raise LedgerError("batch.unknown", product=found.product, batch=batch_no)
+        order = RestockOrderCommand(
+            order_id=uuid.uuid4().hex[:16], box=box, slot=slot, product=found.product,
+            batch=batch_no, expiry=batch.expiry, quantity=quantity,
+        )  # fmt: skip
+        queue_in(conn, c.config.mqtt.topic_prefix, found.agent_id, order, datetime.now(UTC))
+        return [
+            en.Transfer(from_site=from_site, from_place=room, to_site=site_id, to_place=TRANSIT,
+                        product=found.product, batch=batch_no, quantity=quantity,
+                        note=f"restock.order {order.order_id}", by=by)
+        ]  # fmt: skip
+
+    _enter(c, build)
+
+
 @click.command()
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True)
 @click.option("--site", "site_id", default=None, help="A site and every site below it.")
@@ -621,4 +723,4 @@ def movements(ctx: click.Context, out: Path, site_id: str | None, start: datetim
 
 #: Registered at the top level of ``edge-server`` (the issue names them so).
 COMMANDS = [product, site, batch, receive, inspect, transfer, suggest, adjust, dispose, stocktake,
-            stock, movements]  # fmt: skip
+            stock, movements, restock]  # fmt: skip

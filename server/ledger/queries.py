@@ -4,7 +4,7 @@ along the sites' levels), what is near its expiry, movements, discrepancies."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -177,3 +177,52 @@ def discrepancies(conn: sa.Connection, since: datetime | None = None) -> list[An
     if since is not None:
         query = query.where(d.c.occurred_at >= since)
     return list(conn.execute(query))
+
+
+@dataclass(frozen=True)
+class BoxSlot:
+    """A box's slot as the ledger sees it: what it holds and how fast it empties."""
+
+    site: str
+    box: str
+    slot: int
+    product: str
+    on_hand: int
+    per_day: float
+
+    @property
+    def days_left(self) -> float | None:
+        """Days until empty at the recent rate; None when nothing was taken."""
+        if self.per_day <= 0:
+            return None
+        return max(self.on_hand, 0) / self.per_day
+
+
+def box_slots(conn: sa.Connection, now: datetime, days: int = 30) -> list[BoxSlot]:
+    """Every box slot the ledger knows, with its stock and its dispensing rate over ``days``."""
+    s, m = ledger_stock, ledger_movements
+    held = conn.execute(
+        sa.select(s.c.site, s.c.place, s.c.slot, s.c.product, sa.func.sum(s.c.quantity))
+        .where(s.c.slot > 0)
+        .group_by(s.c.site, s.c.place, s.c.slot, s.c.product)
+    ).all()
+    since = now - timedelta(days=days)
+    taken = {
+        (r[0], r[1], r[2], r[3]): int(r[4])
+        for r in conn.execute(
+            sa.select(m.c.from_site, m.c.from_place, m.c.from_slot, m.c.product,
+                      sa.func.sum(m.c.quantity))
+            .where(m.c.kind == "dispense", m.c.occurred_at >= since)
+            .group_by(m.c.from_site, m.c.from_place, m.c.from_slot, m.c.product)
+        )
+    }  # fmt: skip
+    return [
+        BoxSlot(site, box, slot, product, int(n), taken.get((site, box, slot, product), 0) / days)
+        for site, box, slot, product, n in held
+    ]
+
+
+def parent_of(conn: sa.Connection, site: str) -> str | None:
+    return conn.execute(
+        sa.select(ledger_sites.c.parent).where(ledger_sites.c.site == site)
+    ).scalar_one_or_none()

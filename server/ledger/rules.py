@@ -15,6 +15,7 @@ not show is recorded as it happened, with a ``Discrepancy``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -389,3 +390,15 @@ def fefo(
         picks.append((batch, take))
         left -= take
     return picks, left
+
+
+def restock_quantity(on_hand: int, per_day: float, below_days: float, cover_days: float) -> int:
+    """How much to load into a slot that will run out within ``below_days`` at its recent rate,
+    so that it lasts ``cover_days``; 0 when it need not be restocked (nothing is taken from it,
+    or it lasts long enough)."""
+    if per_day <= 0:
+        return 0
+    have = max(on_hand, 0)
+    if have / per_day >= below_days:
+        return 0
+    return max(1, math.ceil(cover_days * per_day) - have)
