@@ -168,6 +168,13 @@ def schema() -> None:
     click.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))
 
 
+_from_start = click.option(
+    "--from-start",
+    is_flag=True,
+    help="Print what is already stored first (else only what arrives from now on).",
+)
+
+
 @main.group()
 def climate() -> None:
     """Storeroom temperature and humidity."""
@@ -221,8 +228,9 @@ def latest(ctx: click.Context, lang: str | None) -> None:
     show_default=True,
     help="Seconds between looks.",
 )
+@_from_start
 @click.pass_context
-def tail(ctx: click.Context, lang: str | None, interval: float) -> None:
+def tail(ctx: click.Context, lang: str | None, interval: float, from_start: bool) -> None:
     """Print readings, alarms and sensor faults as they arrive, until Ctrl-C."""
     from server.climate.queries import last_id, last_notice_id, notices_since, since
 
@@ -230,8 +238,8 @@ def tail(ctx: click.Context, lang: str | None, interval: float) -> None:
     language = _lang(config, lang)
     engine = _engine(config)
     zone = config.server.zone
-    cursor = last_id(engine)
-    notice_cursor = last_notice_id(engine)
+    cursor = 0 if from_start else last_id(engine)
+    notice_cursor = 0 if from_start else last_notice_id(engine)
     try:
         while True:
             for n in notices_since(engine, notice_cursor):
@@ -613,18 +621,19 @@ def boxes(ctx: click.Context, site: str | None, days: int, lang: str | None) -> 
     show_default=True,
     help="Seconds between looks.",
 )
+@_from_start
 @click.pass_context
-def boxes_tail(ctx: click.Context, lang: str | None, interval: float) -> None:
+def boxes_tail(ctx: click.Context, lang: str | None, interval: float, from_start: bool) -> None:
     """Print box events as they arrive (takes, refusals and why, failed vends, slots running
     low, the door, tamper, the board), until Ctrl-C. No card is ever shown."""
-    from server.cabinet.queries import events_since, tail_cursor
+    from server.cabinet.queries import TailCursor, events_since, tail_cursor
     from server.cabinet.text import tail_line
 
     config = _config(ctx.find_root())
     language_ = _lang(config, lang)
     engine = _engine(config)
     zone = config.server.zone
-    cursor = tail_cursor(engine)
+    cursor = TailCursor() if from_start else tail_cursor(engine)
     try:
         while True:
             found, cursor = events_since(engine, cursor)

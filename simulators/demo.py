@@ -535,6 +535,8 @@ def run_demo(seconds: float | None, workdir: Path | None, lang: str) -> int:
         print(text["stop"], flush=True)
         for name, what in (("tail", "climate"), ("boxes", "boxes")):
             tail = ["edge-server", "--config", str(server), what, "tail", "--lang", lang]
+            if fresh:  # a new store: all of it, even what arrives before the tail is up
+                tail.append("--from-start")
             procs.start(name, tail, show_output=True)
         procs.start("agent", ["edge-agent", "--config", str(files["agent"]), "run"])
         if fresh and not procs.stopping:

@@ -6,6 +6,8 @@ import asyncio
 import json
 import re
 import sqlite3
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -511,3 +513,21 @@ def test_a_domain_commits_its_state_and_its_event_together(tmp_path: Path) -> No
         .fetchone()[0]
         == 2
     ), "migrated once"
+
+
+@pytest.mark.parametrize("emptied", [False, True])
+def test_a_new_outbox_is_readable_by_another_process_at_once(tmp_path: Path, emptied: bool) -> None:
+    path = tmp_path / "outbox.db"
+    if emptied:
+        path.write_bytes(b"")
+    box = Outbox(path, "a")
+    peek = (
+        "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("
+        "\"SELECT count(*) FROM sqlite_master WHERE name = 'meta'\").fetchone()[0])"
+    )
+    # Another process, as edge-sim inject or sqlite3 in a technician's hands opens it.
+    other = subprocess.run([sys.executable, "-c", peek, str(path)], capture_output=True,
+                           text=True, check=True)  # fmt: skip
+    assert other.stdout.strip() == "1"
+    box.append("agent.started", AgentStarted(version="t"), STAMP)
+    box.close()
