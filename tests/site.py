@@ -6,6 +6,7 @@ import json
 import signal
 import sqlite3
 import subprocess
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -141,7 +142,7 @@ retry_s = 5
 
     def last_seq(self, agent: str = "station-1") -> int:
         """The outbox's last sequence number (the agent's own events included)."""
-        with sqlite3.connect(self.outbox(agent), timeout=10) as conn:
+        with closing(sqlite3.connect(self.outbox(agent), timeout=10)) as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
         return int(row[0])
 

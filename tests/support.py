@@ -14,6 +14,7 @@ import termios
 import time
 import tty
 from collections.abc import Awaitable, Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -161,7 +162,7 @@ def query_sqlite(db: Path, sql: str, *params: object) -> list[tuple[object, ...]
     tables are not created yet."""
     if not db.exists():
         return []
-    with sqlite3.connect(db, timeout=10) as conn:
+    with closing(sqlite3.connect(db, timeout=10)) as conn:
         try:
             return conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError:

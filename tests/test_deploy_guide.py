@@ -35,6 +35,7 @@ import stat
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -263,7 +264,7 @@ class Machine:
         db = self.root / "var/lib/edge-server/server.db"
         if not db.exists():
             return []
-        with sqlite3.connect(db, timeout=10) as conn:
+        with closing(sqlite3.connect(db, timeout=10)) as conn:
             try:
                 rows = conn.execute(
                     "SELECT j.kind FROM journal j JOIN streams s ON s.id = j.stream_id "

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import subprocess
+from contextlib import closing
 from pathlib import Path
 
 from tests.support import BIN, Broker, Processes, free_port, wait_for
@@ -83,7 +84,7 @@ port = {broker.port}
 def stored_readings(db: Path) -> dict[str, tuple[float, float]]:
     if not db.exists():
         return {}
-    with sqlite3.connect(db) as conn:
+    with closing(sqlite3.connect(db)) as conn:
         try:
             rows = conn.execute(
                 "SELECT sensor, temperature_c, humidity_pct FROM climate_records"
@@ -109,13 +110,13 @@ def test_reading_travels_from_transmitter_to_server_database(
     )
     assert readings == {"no1-a": (23.4, 61.2), "no1-b": (-1.5, 38.7)}
 
-    with sqlite3.connect(files["db"]) as conn:
+    with closing(sqlite3.connect(files["db"])) as conn:
         rows = conn.execute("SELECT DISTINCT site_id, agent_id, storeroom FROM climate_records")
         assert set(rows) == {("county", "station-1", "no1-condoms")}
 
     def started_event_stored() -> bool:
         # The agent may have sent it before the server subscribed; the gap is then repaired.
-        with sqlite3.connect(files["db"]) as conn:
+        with closing(sqlite3.connect(files["db"])) as conn:
             return bool(conn.execute("SELECT 1 FROM journal WHERE kind='agent.started'").fetchone())
 
     wait_for(started_event_stored, timeout=20, what="agent.started at the server")
@@ -153,7 +154,7 @@ def test_agent_buffers_while_broker_is_down_and_delivers_later(
     def backlog() -> int:
         if not outbox.exists():
             return 0
-        with sqlite3.connect(outbox) as conn:
+        with closing(sqlite3.connect(outbox)) as conn:
             try:
                 return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
             except sqlite3.OperationalError:

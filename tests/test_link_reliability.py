@@ -13,6 +13,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,7 @@ def test_an_emptied_or_deleted_outbox_is_reported_with_the_count_lost(
     last = site.wait_all_delivered()
 
     def outbox_acked() -> int:
-        with sqlite3.connect(site.outbox(), timeout=10) as conn:
+        with closing(sqlite3.connect(site.outbox(), timeout=10)) as conn:
             return int(conn.execute("SELECT value FROM meta WHERE key = 'acked_seq'").fetchone()[0])
 
     wait_for(lambda: outbox_acked() >= last, 60, what="the agent forgot what was acknowledged")
@@ -285,7 +286,7 @@ def test_an_emptied_or_deleted_outbox_is_reported_with_the_count_lost(
 def test_a_rotten_byte_loses_only_its_own_event_and_is_reported(site: Site) -> None:
     last = site.inject(20)
     outbox = site.outbox()
-    with sqlite3.connect(outbox) as conn:
+    with closing(sqlite3.connect(outbox)) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         (event_id,) = conn.execute("SELECT id FROM events WHERE seq = 7").fetchone()
     data = bytearray(outbox.read_bytes())
@@ -476,7 +477,7 @@ def test_own_malformed_event_is_refused_replaced_and_the_stream_goes_on(site: Si
     """A buggy agent's event the server refuses gets a negative acknowledgement naming it; the
     agent puts an ``agent.event_refused`` in its place instead of resending it for ever."""
     last = site.inject(10)
-    with sqlite3.connect(site.outbox()) as conn:
+    with closing(sqlite3.connect(site.outbox())) as conn:
         (body,) = conn.execute("SELECT body FROM events WHERE seq = 5").fetchone()
         event = json.loads(body)
         event["payload"]["humidity_pct"] = 250.0
@@ -484,6 +485,7 @@ def test_own_malformed_event_is_refused_replaced_and_the_stream_goes_on(site: Si
         conn.execute(
             "UPDATE events SET body = ?, crc = ? WHERE seq = 5", [text, zlib.crc32(text.encode())]
         )
+        conn.commit()
     site.start_server()
     site.start_agent()
     site.wait_acked(last, timeout=30)
