@@ -21,25 +21,34 @@ from tests.test_server_cli import cli
 BY = ("--by", "王会计")
 
 
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("ledger-cli")
+MASTER = (
+    ("product", "add", "condom-a", "--name-zh", "避孕套", "--name-en", "Condoms",
+     "--storeroom", "no1", "--group", "condoms"),
+    ("site", "add", "city", "--name", "市", "--level", "city"),
+    ("site", "add", "county", "--name", "县站", "--level", "county", "--parent", "city"),
+    ("site", "add", "town", "--name", "镇站", "--level", "township", "--parent", "county"),
+)  # fmt: skip
+
+
+def county_store(root: Path, *entries: tuple[str, ...]) -> Path:
+    """A created store with the county's master data and ``entries``, each entered by BY."""
     config = root / "server.toml"
     config.write_text(f'[database]\nurl = "sqlite:///{root / "server.db"}"\n')
     assert cli(config, "db", "upgrade").returncode == 0
-    for args in (
-        ("product", "add", "condom-a", "--name-zh", "避孕套", "--name-en", "Condoms",
-         "--storeroom", "no1", "--group", "condoms"),
-        ("site", "add", "city", "--name", "市", "--level", "city"),
-        ("site", "add", "county", "--name", "县站", "--level", "county", "--parent", "city"),
-        ("site", "add", "town", "--name", "镇站", "--level", "township", "--parent", "county"),
-        ("receive", "county", "no1", "condom-a", "B5", "20", "--expiry", "2030-01-31"),
-        ("inspect", "county", "no1", "condom-a", "B5", "20", "--result", "qualified"),
-    ):  # fmt: skip
+    for args in (*MASTER, *entries):
         done = cli(config, *args, *BY)
         assert done.returncode == 0, done.stderr
         assert "已记账" in done.stdout
     return config
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return county_store(
+        tmp_path_factory.mktemp("ledger-cli"),
+        ("receive", "county", "no1", "condom-a", "B5", "20", "--expiry", "2030-01-31"),
+        ("inspect", "county", "no1", "condom-a", "B5", "20", "--result", "qualified"),
+    )
 
 
 def ok(config: Path, *args: str) -> str:
@@ -115,21 +124,13 @@ def test_what_the_books_forbid_is_refused_in_one_line(
 
 
 def test_restock_is_proposed_from_the_rate_and_approved_as_an_order(tmp_path: Path) -> None:
-    config = tmp_path / "server.toml"
-    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "server.db"}"\n')
-    assert cli(config, "db", "upgrade").returncode == 0
-    for args in (
-        ("product", "add", "condom-a", "--name-zh", "避孕套", "--name-en", "Condoms",
-         "--storeroom", "no1", "--group", "condoms"),
-        ("site", "add", "city", "--name", "市", "--level", "city"),
-        ("site", "add", "county", "--name", "县站", "--level", "county", "--parent", "city"),
-        ("site", "add", "town", "--name", "镇站", "--level", "township", "--parent", "county"),
+    config = county_store(
+        tmp_path,
         ("site", "add", "village", "--name", "村", "--level", "village", "--parent", "town"),
         ("receive", "town", "no1", "condom-a", "B1", "50", "--expiry", "2029-06-30"),
         ("inspect", "town", "no1", "condom-a", "B1", "50", "--result", "qualified"),
         ("transfer", "town:no1", "village:transit", "condom-a", "B1", "6"),
-    ):  # fmt: skip
-        ok(config, *args, *BY)
+    )
     # The village's box loads the 6 and gives out 4 in a few days: 2 left, 0.1 a day over 30.
     engine = make_engine(f"sqlite:///{tmp_path / 'server.db'}")
     ingest = Ingestor(engine, "fp")
