@@ -288,7 +288,8 @@ class SlotState(_Model):
     slot: SlotNumber
     product: Ident
     state: Literal["ok", "low", "empty", "faulty", "expired", "count_needed"]
-    previous: Literal["ok", "low", "empty", "faulty", "expired", "count_needed"]
+    #: ``None``: the slot's first report (it is new to its agent).
+    previous: Literal["ok", "low", "empty", "faulty", "expired", "count_needed"] | None = None
     count: int = Field(ge=0, le=100_000)
     batch: Batch | None = None
     expiry: date | None = None

@@ -113,6 +113,7 @@ door open|close|force open (only while unlocked), close, or force the door
 jam SLOT              the next vend of SLOT jams
 empty SLOT            SLOT has nothing left
 refill SLOT [N]       put N units (default: to capacity) in SLOT
+take SLOT N           N units leave SLOT by hand, unrecorded (a count will find it)
 motor SLOT on|off     a motor fault on SLOT
 blind on|off          the drop sensor is blind
 power off|on|cut      power; cut: lose power in the middle of the next vend
@@ -320,6 +321,9 @@ class Console:
         if command == "refill":
             added = board.refill(int(args[0]), int(args[1]) if len(args) > 1 else None)
             return f"slot {args[0]}: {added} unit(s) put in"
+        if command == "take":
+            taken = board.take_out(int(args[0]), int(args[1]))
+            return f"slot {args[0]}: {taken} unit(s) taken out by hand"
         if command == "motor":
             board.motor_fault(int(args[0]), self._on(args[1]))
             return f"slot {args[0]}: motor fault {args[1]}"

@@ -209,6 +209,16 @@ class BoardSim:
         self._save()
         return added
 
+    def take_out(self, slot: int, count: int) -> int:
+        """Units leave a slot by hand, unrecorded (lost, taken, spoiled): the shelf now holds
+        less than the books, as a count will find; returns the units taken."""
+        s = self._slot(slot)
+        taken = min(max(count, 0), s.count)
+        s.count -= taken
+        self.truth.taken_out[slot] += taken
+        self._save()
+        return taken
+
     def jam(self, slot: int) -> None:
         """The next vend of this slot jams: the spiral stops, the unit stays."""
         self._slot(slot)

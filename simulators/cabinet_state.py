@@ -61,6 +61,8 @@ class GroundTruth:
     #: Units that physically fell, and units a technician put in, per slot.
     dropped: Counter[int] = field(default_factory=Counter)
     refilled: Counter[int] = field(default_factory=Counter)
+    #: Units taken out by hand (lost, stolen, spoiled), per slot: no vend, no event.
+    taken_out: Counter[int] = field(default_factory=Counter)
     #: (time, forced) of each door opening.
     door_openings: list[tuple[float, bool]] = field(default_factory=list)
 

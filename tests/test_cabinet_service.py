@@ -257,7 +257,8 @@ async def test_a_vend_refused_for_an_open_door_faults_no_slot_and_costs_nothing(
         (failed,) = await rig.wait_event("cabinet.vend_failed")
         assert (failed.payload.reason, failed.payload.next_slot) == ("door_open", None)
         await eventually(lambda: rig.board.display[0] == "设备维护中", what="door message")
-        assert [e.payload.state for e in await rig.events("cabinet.slot")] == ["ok"]
+        reports = [(e.payload.previous, e.payload.state) for e in await rig.events("cabinet.slot")]
+        assert reports == [(None, "empty"), ("empty", "ok")], "new, then loaded; never faulty"
         rig.board.door_is_open = False
         rig.later()
         rig.reader.swipe(VILLAGER)
@@ -300,3 +301,18 @@ async def test_a_result_the_board_does_not_answer_is_not_given_up(
         assert dispense.payload.slot == 1
         assert await rig.events("cabinet.vend_unknown") == []
         assert rig.board.truth.total_dropped() == 1
+
+
+async def test_a_new_slot_is_reported_once_so_the_county_can_order_it_filled(
+    tmp_path: Path,
+) -> None:
+    async with box_rig(tmp_path, slots=[("condom", 0), ("condom", 0)], stock=False) as rig:
+        reports = [e.payload for e in await rig.wait_event("cabinet.slot", 2)]
+        assert [(r.slot, r.previous, r.state, r.count) for r in reports] == [
+            (1, None, "empty", 0),
+            (2, None, "empty", 0),
+        ]
+        await rig.restart_agent()
+        await rig.restock(1, 3)
+        states = [(e.payload.slot, e.payload.state) for e in await rig.events("cabinet.slot")]
+        assert states == [(1, "empty"), (2, "empty"), (1, "ok")], "reported once, not per start"

@@ -73,6 +73,13 @@ class Books:
         store.save_slot(unit, slot)
         return slot
 
+    def first_reports(self, unit: Unit, today: date, stamp: Stamp) -> None:
+        """Report each slot never reported (new in the configuration) as it is, usually empty:
+        the county learns of a box's slots before anything is loaded, so it can order them
+        filled."""
+        new = [s for s in self.slots.values() if s.reported is None]
+        self.commit([self.save(unit, slot, today, stamp) for slot in new])
+
     def commit(self, slots: Sequence[stock.Slot]) -> None:
         for slot in slots:
             self.slots[slot.number] = slot

@@ -135,21 +135,24 @@ class BoxService:
             group.create_task(self._handler(), name=f"{self.box.id}-take")
 
     async def _load(self) -> None:
-        since = self._clock.stamp().occurred_at - timedelta(hours=1)
+        stamp = self._clock.stamp()
+        since = stamp.occurred_at - timedelta(hours=1)
 
         def load(
             unit: Unit,
-        ) -> tuple[list[Any], list[store.Intent], list[datetime], int, list[Any]]:
+        ) -> tuple[records.Books, list[store.Intent], list[datetime], int, list[Any]]:
+            books = records.Books(self.box, self.cabinet, store.load_slots(unit, self.box))
+            books.first_reports(unit, self._today(), stamp)
             return (
-                store.load_slots(unit, self.box),
+                books,
                 store.vends_under_way(unit, self.box.id),
                 store.open_vends(unit, self.box.id, since),
                 store.saved_seq(unit, self.box.id),
                 store.pending_orders(unit, self.box.id),
             )
 
-        slots, under_way, opened, seq, orders = await self._outbox.transact(load, what="cabinet")
-        self.books = records.Books(self.box, self.cabinet, slots)
+        books, under_way, opened, seq, orders = await self._outbox.transact(load, what="cabinet")
+        self.books = books
         self.take = Take(self.box, open_vends=opened, pending_orders=self._has_orders)
         self._orders = orders
         self._under_way = under_way

@@ -38,8 +38,9 @@ class Slot:
     fault: str | None = None
     #: A vend's outcome is unknown: the books may be one off until the slot is counted.
     count_needed: bool = False
-    #: The state last reported, so that each change is reported once.
-    reported: SlotHealth = field(default="ok", compare=False)
+    #: The state last reported, so that each change is reported once; ``None``: never reported
+    #: (a slot the configuration just added), so the county learns of it.
+    reported: SlotHealth | None = field(default="ok", compare=False)
 
     @property
     def count(self) -> int:

@@ -72,8 +72,8 @@ SCHEMA = DomainSchema("cabinet", [_cabinet_v1])
 
 
 def load_slots(unit: Unit, box: BoxConfig) -> list[stock.Slot]:
-    """The box's slots as stored, with any slot the configuration adds (empty) and the product
-    the configuration gives each."""
+    """The box's slots as stored, with any slot the configuration adds (empty, never reported:
+    see ``records.Books.first_reports``) and the product the configuration gives each."""
     rows = {
         r[0]: r
         for r in unit.execute(
@@ -98,11 +98,9 @@ def load_slots(unit: Unit, box: BoxConfig) -> list[stock.Slot]:
             tuple(lots.get(config.number, ())),
             fault=row[2] if row else None,
             count_needed=bool(row[3]) if row else False,
-            reported=row[4] if row else "empty",
+            reported=(row[4] or None) if row else None,
         )
         slots.append(slot)
-        if row is None:
-            save_slot(unit, slot)
     return slots
 
 
@@ -110,7 +108,14 @@ def save_slot(unit: Unit, slot: stock.Slot) -> None:
     unit.execute(
         "INSERT OR REPLACE INTO cabinet_slots (box, slot, product, fault, count_needed, reported) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        [slot.box, slot.number, slot.product, slot.fault, int(slot.count_needed), slot.reported],
+        [
+            slot.box,
+            slot.number,
+            slot.product,
+            slot.fault,
+            int(slot.count_needed),
+            slot.reported or "",
+        ],
     )
     unit.execute("DELETE FROM cabinet_lots WHERE box = ? AND slot = ?", [slot.box, slot.number])
     for position, lot in enumerate(slot.lots):
