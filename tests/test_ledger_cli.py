@@ -93,6 +93,11 @@ def test_a_receipt_is_inspected_moved_and_counted(store: Path) -> None:
     suggested = ok(store, "suggest", "county:no1", "condom-a", "100")
     assert [line.split()[0] for line in suggested.splitlines()[1:3]] == ["B7", "B5"], "FEFO"
     assert "还缺 20 个" in suggested
+    report = [line.split() for line in ok(store, "stock", "--by-batch").splitlines()]
+    assert report[0][:3] == ["品种", "批号", "有效期"]
+    assert [r[1] for r in report[1:]] == ["B7", "B5"], "the soonest expiry first"
+    assert report[1][2:6] == [soon, "60", "99", "3"], "one lost at the count; three places"
+    assert report[1][6] == "90"
     english = ok(store, "stock", "--site", "town", "--lang", "en")
     assert "qualified" in english
     assert "county" not in english, "a township's stock is its own and its villages'"

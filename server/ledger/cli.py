@@ -489,6 +489,11 @@ def stocktake(
     metavar="DAYS",
     help="Only batches expiring within DAYS (0: expired).",
 )
+@click.option(
+    "--by-batch",
+    is_flag=True,
+    help="One line per batch (all its places together), soonest expiry first: the expiry report.",
+)
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
 @click.pass_context
 @_guarded
@@ -500,9 +505,11 @@ def stock(
     batch_no: str | None,
     zone: str | None,
     expiring: int | None,
+    by_batch: bool,
     lang: str | None,
 ) -> None:
-    """Stock on hand by place, zone, product and batch, with expiry warnings (180/90/30 days)."""
+    """Stock on hand by place, zone, product and batch, with expiry warnings (180/90/30 days);
+    with --by-batch, each batch's total, soonest expiry first."""
     c = _Ctx(ctx)
     shown = language(c.config, lang)
     before = None if expiring is None else c.today + timedelta(days=expiring or 0)
@@ -521,9 +528,30 @@ def stock(
     if not lines:
         click.echo(say(shown, "stock.none"))
         return
-    keys = ("site", "place", "zone", "product", "batch", "expiry", "quantity", "warning")
-    rows = [_row(line, shown, c.today) for line in lines]
+    keys: tuple[str, ...]
+    if by_batch:
+        keys = ("product", "batch", "expiry", "days_to_expiry", "quantity", "places", "warning")
+        rows = [_batch_row(total, shown, c.today) for total in queries.by_batch(lines)]
+    else:
+        keys = ("site", "place", "zone", "product", "batch", "expiry", "quantity", "warning")
+        rows = [_row(line, shown, c.today) for line in lines]
     click.echo(table([TEXTS[f"col.{k}"][shown] for k in keys], rows))
+
+
+def _batch_row(total: queries.BatchTotal, lang: Language, today: date) -> list[str]:
+    band = queries.expiry_band(total.expiry, today)
+    notes = [TEXTS[f"expiry.{band}"][lang]] if band is not None else []
+    if total.negative:
+        notes.append(TEXTS["negative"][lang])
+    return [
+        total.product,
+        total.batch,
+        total.expiry.isoformat() if total.expiry else "-",
+        str((total.expiry - today).days) if total.expiry else "-",
+        str(total.quantity),
+        str(total.places),
+        " ".join(notes),
+    ]
 
 
 def _row(line: queries.StockLine, lang: Language, today: date) -> list[str]:

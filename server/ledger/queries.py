@@ -3,6 +3,7 @@ along the sites' levels), what is near its expiry, movements, discrepancies."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -106,6 +107,37 @@ def stock(
         StockLine(r.site, r.place, r.slot, r.zone, r.product, r.batch, r.expiry, int(r.quantity))
         for r in conn.execute(query)
     ]
+
+
+@dataclass(frozen=True)
+class BatchTotal:
+    product: str
+    batch: str
+    expiry: date | None
+    quantity: int
+    #: Places (storerooms, transit, box slots) holding some of it.
+    places: int
+    #: Some place's books are below zero (a discrepancy to settle).
+    negative: bool
+
+
+def by_batch(lines: Sequence[StockLine]) -> list[BatchTotal]:
+    """Each batch's stock over ``lines`` together, soonest expiry first (unknown expiry last)."""
+    totals: dict[tuple[str, str], list[StockLine]] = {}
+    for line in lines:
+        totals.setdefault((line.product, line.batch), []).append(line)
+    out = [
+        BatchTotal(
+            product,
+            batch,
+            held[0].expiry,
+            sum(x.quantity for x in held),
+            len({(x.site, x.place, x.slot) for x in held}),
+            any(x.quantity < 0 for x in held),
+        )
+        for (product, batch), held in totals.items()
+    ]
+    return sorted(out, key=lambda t: (t.expiry is None, t.expiry or date.min, t.product, t.batch))
 
 
 def expiry_band(expiry: date | None, today: date) -> int | None:

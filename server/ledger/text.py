@@ -83,6 +83,8 @@ TEXTS: dict[str, dict[Language, str]] = {
     "col.expiry": {"zh": "有效期", "en": "expiry"},
     "col.quantity": {"zh": "数量", "en": "quantity"},
     "col.warning": {"zh": "提示", "en": "note"},
+    "col.days_to_expiry": {"zh": "距过期天数", "en": "days to expiry"},
+    "col.places": {"zh": "存放位置数", "en": "places"},
     "zone.awaiting": {"zh": "待验", "en": "awaiting inspection"},
     "zone.qualified": {"zh": "合格", "en": "qualified"},
     "zone.dispatch": {"zh": "发货", "en": "dispatch"},
