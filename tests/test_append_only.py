@@ -199,6 +199,7 @@ def runs(config: Path) -> dict[str, list[str]]:
             *BY,
         ],
         "restock propose": ["restock", "propose", "--below", "30"],
+        "return": ["return", "village:transit/qualified", "county:no1", "condom-a", "B5", "1", *BY],
         "schema": ["schema"],
         "site add": [
             "site",

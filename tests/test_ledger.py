@@ -156,14 +156,37 @@ def test_only_qualified_stock_moves_and_only_unqualified_is_disposed_of() -> Non
          "zone.storerooms_only"),
         (en.Adjustment(site="village", place="box-1", product="condom-a", batch="B1",
                        quantity=1, reason="found", by=BY), "place.box_needs_slot"),
+        (en.Return(from_site="village", from_place="box-1", to_site="town", to_storeroom="no1",
+                   product="condom-a", batch="B1", quantity=1, by=BY), "place.box_needs_slot"),
+        (en.Return(from_site="village", from_place="transit", to_site="town", to_storeroom="no2",
+                   product="condom-a", batch="B1", quantity=1, by=BY), "product.storeroom"),
+        (en.Return(from_site="town", from_place="no1", to_site="town", to_storeroom="no1",
+                   product="condom-a", batch="B1", quantity=1, by=BY), "transfer.same_place"),
     ],
 )  # fmt: skip
 def test_entries_the_books_forbid_are_refused_with_a_reason(
-    entry: book.MovementEntry, key: str
+    entry: en.MovementEntry, key: str
 ) -> None:
     with pytest.raises(LedgerError) as refused:
         rules.plan(entry, catalog(), Books().held, TODAY)
     assert refused.value.key == key
+
+
+def test_what_a_box_gave_back_returns_to_a_storeroom_to_be_inspected_again() -> None:
+    books = Books()
+    books.apply([Movement("removal", "condom-a", "B1", 2, Bucket("village", "box-1", 1),
+                          Bucket("village", "transit", 0, "returned"))])  # fmt: skip
+    back = en.Return(from_site="village", from_place="transit", to_site="town",
+                     to_storeroom="no1", product="condom-a", batch="B1", quantity=2,
+                     reason="卡货", by=BY)  # fmt: skip
+    books.apply(rules.plan(back, catalog(), books.held, TODAY))
+    assert books.held(Bucket("town", "no1", 0, "returned"), "condom-a", "B1") == 2
+    with pytest.raises(LedgerError, match=r"stock\.short"):
+        rules.plan(back, catalog(), books.held, TODAY)
+    again = en.Inspection(site="town", storeroom="no1", product="condom-a", batch="B1",
+                          quantity=2, zone="returned", result="qualified", by=BY)  # fmt: skip
+    books.apply(rules.plan(again, catalog(), books.held, TODAY))
+    assert books.held(Bucket("town", "no1"), "condom-a", "B1") == 2
 
 
 def test_an_expired_batch_is_neither_received_nor_transferred() -> None:

@@ -120,6 +120,13 @@ def test_a_receipt_is_inspected_moved_and_counted(store: Path) -> None:
         (("site", "add", "v", "--name", "村", "--level", "county", "--parent", "town", *BY),
          "级别应低于"),
         (("movements", "--out", "/nonexistent/dir/m.csv"), "无法写入 /nonexistent/dir/m.csv"),
+        (("return", "town:box-1#1", "county:no1", "condom-a", "B5", "1", *BY), "退回只能从"),
+        (("return", "town:no1/awaiting", "county:no1", "condom-a", "B5", "1", *BY),
+         "退回只能从"),
+        (("return", "town:transit", "county:transit", "condom-a", "B5", "1", *BY),
+         "退回要进库房的退货区"),
+        (("return", "town:transit", "county:no1", "condom-a", "B5", "1", *BY),
+         "town:transit 的退货区只有批号 B5 0 个"),
     ],
 )  # fmt: skip
 def test_what_the_books_forbid_is_refused_in_one_line(

@@ -224,6 +224,13 @@ async def test_a_month_at_one_box_leaves_the_books_equal_to_the_shelves(month: M
         lambda: m.held(AGENT, "transit", zone="returned") == 1, within_s=30, what="the removal"
     )
 
+    # Day 22: the damaged unit goes back to the township, is found unqualified and destroyed.
+    await m.enter("return", f"{AGENT}:transit", "town:no1", "condom-10", "B-A", "1",
+                  "--reason", "卡货损坏")  # fmt: skip
+    await m.enter("inspect", "town", "no1", "condom-10", "B-A", "1", "--returned",
+                  "--result", "unqualified")  # fmt: skip
+    await m.enter("dispose", "town", "no1", "condom-10", "B-A", "1", "--reason", "损坏")
+
     # Day 28: the township's quarterly stocktake counts two fewer than its books.
     counted = await m.enter("stocktake", "town:no1", "--line", "condom-10:B-A:78")
     assert "1 个批号有差异" in counted
@@ -234,7 +241,8 @@ async def test_a_month_at_one_box_leaves_the_books_equal_to_the_shelves(month: M
     assert m.held("town", "no1") == 78
     assert m.held("county", "no1", zone="qualified") == 90
     assert m.held("county", "no1", zone="unqualified") == 0
-    assert m.held("", "disposed") == 10
+    assert m.held("", "disposed") == 11
+    assert m.held(AGENT, "transit") == 0
     assert m.held("", "dispensed") == m.board.truth.total_dropped() == len(VILLAGERS)
     assert m.held("", "variance") == 3, "one unit lost at the box, two at the township"
     assert sum(m.books().values()) == 0, "every unit came from somewhere"

@@ -17,9 +17,6 @@ from server.ledger import queries, rules
 from server.ledger.projection import held, lots
 from server.ledger.rules import Books, Bucket, Catalog, LedgerError
 
-MovementEntry = (
-    en.Receipt | en.Inspection | en.Transfer | en.Adjustment | en.Disposal | en.Stocktake
-)
 Build = Callable[[sa.Connection, Catalog], Sequence[en.LedgerEntry]]
 
 

@@ -65,6 +65,9 @@ def _guarded(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except LedgerError as exc:
+            zone = exc.fields.get("zone")
+            if f"zone.{zone}" in TEXTS:
+                exc.fields["zone"] = TEXTS[f"zone.{zone}"][lang]
             _fail(lang, exc.key, **exc.fields)
         except ValidationError as exc:
             click.echo(_invalid(exc), err=True)
@@ -417,6 +420,37 @@ def dispose(
     _enter(c, book.one(entry))
 
 
+@click.command("return")
+@click.argument("source", metavar="FROM")
+@click.argument("target", metavar="SITE:STOREROOM")
+@click.argument("product_id")
+@click.argument("batch_no")
+@_quantity
+@click.option("--reason", default=None, help="Why it comes back (damaged, recalled, unused).")
+@_by
+@click.pass_context
+@_guarded
+def return_(ctx: click.Context, source: str, target: str, product_id: str, batch_no: str,
+            quantity: int, reason: str | None, by: str) -> None:  # fmt: skip
+    """Stock coming back into a storeroom's returned zone (yellow) to wait for an inspection
+    (inspect --returned): FROM is SITE:transit (what a technician took out of a box; its
+    returned zone unless FROM ends in /qualified) or a storeroom, SITE:no1[/ZONE]."""
+    c = _Ctx(ctx)
+    fs, fp, slot, fz = _place(c.lang, source)
+    if "/" not in source:
+        fz = "returned" if fp == TRANSIT else "qualified"
+    if slot or fz not in ("qualified", "returned"):
+        _fail(c.lang, "return.from", value=source)
+    ts, tp, tslot, _ = _place(c.lang, target)
+    if tp not in STOREROOMS or tslot or "/" in target:
+        _fail(c.lang, "return.to", value=target)
+    entry = en.Return(
+        from_site=fs, from_place=fp, from_zone=fz, to_site=ts, to_storeroom=tp,
+        product=product_id, batch=batch_no, quantity=quantity, reason=reason, by=by,
+    )  # fmt: skip
+    _enter(c, book.one(entry))
+
+
 @click.command()
 @click.argument("where", metavar="PLACE")
 @click.option(
@@ -750,5 +784,5 @@ def movements(ctx: click.Context, out: Path, site_id: str | None, start: datetim
 
 
 #: Registered at the top level of ``edge-server`` (the issue names them so).
-COMMANDS = [product, site, batch, receive, inspect, transfer, suggest, adjust, dispose, stocktake,
-            stock, movements, restock]  # fmt: skip
+COMMANDS = [product, site, batch, receive, inspect, transfer, return_, suggest, adjust, dispose,
+            stocktake, stock, movements, restock]  # fmt: skip

@@ -115,6 +115,23 @@ class Transfer(_Entry):
     by: Person
 
 
+class Return(_Entry):
+    """Stock coming back into a storeroom's returned zone (yellow), where it waits for an
+    inspection: what a technician took out of a box (in transit, returned) or what a station
+    below sends back. Never from a box slot: the box's own removal does that."""
+
+    from_site: Ident
+    from_place: Place
+    from_zone: Literal["qualified", "returned"] = "returned"
+    to_site: Ident
+    to_storeroom: Storeroom
+    product: Ident
+    batch: Batch
+    quantity: Quantity
+    reason: Text | None = None
+    by: Person
+
+
 class Adjustment(_Entry):
     """A correction of what a place holds, with its reason: never an edit of a movement."""
 
@@ -169,17 +186,9 @@ class Stocktake(_Entry):
     by: Person
 
 
-LedgerEntry = (
-    ProductEntry
-    | BatchEntry
-    | SiteEntry
-    | Receipt
-    | Inspection
-    | Transfer
-    | Adjustment
-    | Disposal
-    | Stocktake
-)
+#: What moves stock (the rest is master data).
+MovementEntry = Receipt | Inspection | Transfer | Return | Adjustment | Disposal | Stocktake
+LedgerEntry = ProductEntry | BatchEntry | SiteEntry | MovementEntry
 
 #: Entry kinds, as journaled.
 KINDS: dict[str, type[_Entry]] = {
@@ -189,6 +198,7 @@ KINDS: dict[str, type[_Entry]] = {
     "ledger.receipt": Receipt,
     "ledger.inspection": Inspection,
     "ledger.transfer": Transfer,
+    "ledger.return": Return,
     "ledger.adjustment": Adjustment,
     "ledger.disposal": Disposal,
     "ledger.stocktake": Stocktake,

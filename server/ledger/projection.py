@@ -69,8 +69,7 @@ class LedgerProjection:
                     lambda b: lots(conn, b),
                 )  # fmt: skip
                 by = None
-            elif isinstance(payload, en.Receipt | en.Inspection | en.Transfer | en.Adjustment
-                            | en.Disposal | en.Stocktake):  # fmt: skip
+            elif isinstance(payload, en.MovementEntry):
                 moves, short, by = rules.movements(payload), [], payload.by
             else:
                 continue

@@ -26,8 +26,10 @@ from server.ledger.entries import (
     BatchEntry,
     Disposal,
     Inspection,
+    MovementEntry,
     ProductEntry,
     Receipt,
+    Return,
     SiteEntry,
     Stocktake,
     Transfer,
@@ -132,7 +134,7 @@ def check_master(entry: ProductEntry | BatchEntry | SiteEntry, catalog: Catalog)
 
 
 def plan(
-    entry: Receipt | Inspection | Transfer | Adjustment | Disposal | Stocktake,
+    entry: MovementEntry,
     catalog: Catalog,
     held: Held,
     today: date,
@@ -143,7 +145,7 @@ def plan(
 
 
 def check(
-    entry: Receipt | Inspection | Transfer | Adjustment | Disposal | Stocktake,
+    entry: MovementEntry,
     catalog: Catalog,
     held: Held,
     today: date,
@@ -169,6 +171,13 @@ def check(
             raise LedgerError("transfer.same_place")
         _in_date(catalog, entry.product, entry.batch, today)
         _take(held, move.source, entry.product, entry.batch, entry.quantity)
+    elif isinstance(entry, Return):
+        _place(catalog, entry.from_site, entry.from_place, 0, entry.product)
+        _storeroom_product(catalog, entry.to_site, entry.to_storeroom, entry.product)
+        moves = movements(entry)
+        if not moves:
+            raise LedgerError("transfer.same_place")
+        _take(held, moves[0].source, entry.product, entry.batch, entry.quantity)
     elif isinstance(entry, Adjustment):
         _place(catalog, entry.site, entry.place, entry.slot, entry.product)
         _zone_at(entry.place, entry.zone)
@@ -186,7 +195,7 @@ def check(
 
 
 def movements(
-    entry: Receipt | Inspection | Transfer | Adjustment | Disposal | Stocktake,
+    entry: MovementEntry,
 ) -> list[Movement]:
     """What an entry moves: a function of the entry alone, so a replay moves the same."""
     if isinstance(entry, Receipt):
@@ -202,6 +211,13 @@ def movements(
         if source == target:
             return []
         return [Movement("transfer", entry.product, entry.batch, entry.quantity, source, target)]
+    if isinstance(entry, Return):
+        source = Bucket(entry.from_site, entry.from_place, 0, entry.from_zone)
+        target = Bucket(entry.to_site, entry.to_storeroom, 0, "returned")
+        if source == target:
+            return []
+        return [Movement("return", entry.product, entry.batch, entry.quantity, source, target,
+                         entry.reason)]  # fmt: skip
     if isinstance(entry, Adjustment):
         bucket = Bucket(entry.site, entry.place, entry.slot, entry.zone)
         ends = (VARIANCE, bucket) if entry.quantity > 0 else (bucket, VARIANCE)

@@ -48,6 +48,14 @@ TEXTS: dict[str, dict[Language, str]] = {
         "zh": "发放柜要写货道，如 {place}#1",
         "en": "a box needs its slot, e.g. {place}#1",
     },
+    "return.from": {
+        "zh": "退回只能从库房或在途的合格区、退货区调出，不是“{value}”",
+        "en": "a return comes from a storeroom or transit, qualified or returned: not '{value}'",
+    },
+    "return.to": {
+        "zh": "退回要进库房的退货区，如 站点:no1，不是“{value}”",
+        "en": "a return goes into a storeroom's returned zone, e.g. site:no1: not '{value}'",
+    },
     "place.bad": {
         "zh": "无法识别的位置“{value}”（应为 站点:no1、站点:transit 或 站点:柜号#货道）",
         "en": "not a place: '{value}' (site:no1, site:transit or site:box#slot)",
@@ -130,6 +138,7 @@ TEXTS: dict[str, dict[Language, str]] = {
     "kind.receipt": {"zh": "入库", "en": "receipt"},
     "kind.inspection": {"zh": "验收", "en": "inspection"},
     "kind.transfer": {"zh": "调拨", "en": "transfer"},
+    "kind.return": {"zh": "退回", "en": "return"},
     "kind.restock": {"zh": "补货", "en": "restock"},
     "kind.dispense": {"zh": "发放", "en": "dispense"},
     "kind.removal": {"zh": "取出", "en": "removal"},
