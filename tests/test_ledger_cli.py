@@ -166,3 +166,14 @@ def test_restock_is_proposed_from_the_rate_and_approved_as_an_order(tmp_path: Pa
                    "town:no1", *BY)  # fmt: skip
     assert "没有货道 village:box-9#1" in said
     engine.dispose()
+
+
+def test_stock_at_a_site_outside_the_levels_is_pointed_out(tmp_path: Path) -> None:
+    config = county_store(tmp_path)
+    engine = make_engine(f"sqlite:///{tmp_path / 'server.db'}")
+    send_at(Ingestor(engine, "fp"), [ev(1, "cabinet.dispense", dispense(1, 3), agent="box-x")],
+            "box-x", site="hamlet")  # fmt: skip
+    engine.dispose()
+    done = cli(config, "stock", "--site", "city")
+    assert done.returncode == 0, done.stderr
+    assert "站点 hamlet 有库存，但不在站点层级中" in done.stderr

@@ -559,6 +559,9 @@ def stock(
             zone=zone,
             expiring_before=before,
         )
+        unplaced = queries.unplaced_sites(conn)
+    if unplaced:
+        click.echo(say(shown, "stock.unplaced", sites=", ".join(unplaced)), err=True)
     if not lines:
         click.echo(say(shown, "stock.none"))
         return

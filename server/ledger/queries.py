@@ -140,6 +140,19 @@ def by_batch(lines: Sequence[StockLine]) -> list[BatchTotal]:
     return sorted(out, key=lambda t: (t.expiry is None, t.expiry or date.min, t.product, t.batch))
 
 
+def unplaced_sites(conn: sa.Connection) -> list[str]:
+    """Sites holding stock that the county has not placed in its levels (``site add``): a box
+    whose agent's site was never entered. Their stock rolls up nowhere."""
+    s, known = ledger_stock, sa.select(ledger_sites.c.site)
+    query = (
+        sa.select(s.c.site)
+        .where(s.c.site != OUTSIDE, s.c.quantity != 0, s.c.site.not_in(known))
+        .distinct()
+        .order_by(s.c.site)
+    )
+    return list(conn.execute(query).scalars())
+
+
 def expiry_band(expiry: date | None, today: date) -> int | None:
     """0 when expired, else the tightest warning (180/90/30 days) the batch is within."""
     if expiry is None:

@@ -48,6 +48,11 @@ TEXTS: dict[str, dict[Language, str]] = {
         "zh": "发放柜要写货道，如 {place}#1",
         "en": "a box needs its slot, e.g. {place}#1",
     },
+    "stock.unplaced": {
+        "zh": "注意：站点 {sites} 有库存，但不在站点层级中（用 site add 登记），不计入上级汇总",
+        "en": "note: sites {sites} hold stock but are not in the levels (site add): they roll up "
+        "nowhere",
+    },
     "return.from": {
         "zh": "退回只能从库房或在途的合格区、退货区调出，不是“{value}”",
         "en": "a return comes from a storeroom or transit, qualified or returned: not '{value}'",
