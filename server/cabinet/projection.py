@@ -191,8 +191,8 @@ class _Applying:
         ):
             if rows:
                 conn.execute(table.insert(), rows)
-        for row in self.usage:
-            conn.execute(insert_ignore(conn, cabinet_usage).values(**row))
+        if self.usage:
+            conn.execute(insert_ignore(conn, cabinet_usage), self.usage)
         newest: dict[tuple[str, int], dict[str, Any]] = {}
         for row in self.slot_rows:
             newest[(row["box"], row["slot"])] = row

@@ -15,8 +15,10 @@ of the movements; only how the variance is split between the events differs.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -51,30 +53,35 @@ class LedgerProjection:
     kinds = KINDS
 
     def apply(self, conn: sa.Connection, run: Run) -> None:
+        """The run's movements are collected with what they change (``overlay``: each event sees
+        the ones before it) and written at the end, one statement per table."""
         stream_id = conn.execute(
             sa.select(streams.c.id).where(
                 streams.c.agent_id == run.agent_id, streams.c.epoch == run.epoch
             )
         ).scalar_one()
-        for event in run.events:
-            if not _first_time(conn, stream_id, run, event):
-                continue
+        overlay = rules.Books()
+        written = _Rows()
+        for event in _first_times(conn, stream_id, run):
             payload: Any = getattr(event, "payload", None)
             if isinstance(payload, en.ProductEntry | en.BatchEntry | en.SiteEntry):
                 _master(conn, payload)
                 continue
             if isinstance(payload, Dispense | Restocked | Removed | Counted):
                 moves, short = rules.from_box(
-                    run.site_id, payload, lambda b, p, n: held(conn, b, p, n),
-                    lambda b: lots(conn, b),
+                    run.site_id, payload,
+                    lambda b, p, n: held(conn, b, p, n) + overlay.held(b, p, n),
+                    lambda b: _merged(lots(conn, b), overlay.lots(b)),
                 )  # fmt: skip
                 by = None
             elif isinstance(payload, en.MovementEntry):
                 moves, short, by = rules.movements(payload), [], payload.by
             else:
                 continue
-            at = run.when(event)
-            _write(conn, stream_id, run, event, at, moves, short, by)
+            overlay.apply(moves)
+            written.add(stream_id, run, event, run.when(event), moves, short, by)
+        written.flush(conn)
+        _add_stock(conn, ((k, v) for k, v in overlay.stock.items() if v))
 
     def redate(self, conn: sa.Connection, agent_id: str, boot_id: str, ref: BootRef) -> int:
         return redate_rows(conn, _DATED, agent_id, boot_id, ref)
@@ -104,14 +111,39 @@ def _county_agent() -> str:
     return COUNTY_AGENT
 
 
-def _first_time(conn: sa.Connection, stream_id: int, run: Run, event: Event) -> bool:
-    done = conn.execute(
-        insert_ignore(conn, ledger_events).values(
-            stream_id=stream_id, seq=event.seq, agent_id=run.agent_id, epoch=run.epoch,
-            kind=event.kind,
-        )
-    )  # fmt: skip
-    return bool(done.rowcount)
+def _first_times(conn: sa.Connection, stream_id: int, run: Run) -> list[Event]:
+    """The run's events not applied before, now marked applied. Under the agent's lock (ingest
+    and replay hold it), so what the select finds is what the insert would."""
+    if not run.events:
+        return []
+    e = ledger_events
+    seqs = [event.seq for event in run.events]
+    seen = set(
+        conn.execute(
+            sa.select(e.c.seq).where(
+                e.c.stream_id == stream_id, e.c.seq.between(min(seqs), max(seqs))
+            )
+        ).scalars()
+    )
+    fresh = {event.seq: event for event in run.events if event.seq not in seen}
+    if fresh:
+        conn.execute(
+            insert_ignore(conn, e),
+            [
+                {"stream_id": stream_id, "seq": seq, "agent_id": run.agent_id,
+                 "epoch": run.epoch, "kind": event.kind}
+                for seq, event in fresh.items()
+            ],
+        )  # fmt: skip
+    return list(fresh.values())
+
+
+def _merged(*parts: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
+    out: dict[tuple[str, str], int] = defaultdict(int)
+    for part in parts:
+        for key, quantity in part.items():
+            out[key] += quantity
+    return {k: v for k, v in out.items() if v}
 
 
 def _master(conn: sa.Connection, entry: en.ProductEntry | en.BatchEntry | en.SiteEntry) -> None:
@@ -144,47 +176,46 @@ def _upsert(conn: sa.Connection, table: sa.Table, values: dict[str, Any], keys: 
     conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=rest))
 
 
-def _write(
-    conn: sa.Connection,
-    stream_id: int,
-    run: Run,
-    event: Event,
-    at: tuple[datetime, bool],
-    moves: list[Movement],
-    short: list[Discrepancy],
-    by: str | None,
-) -> None:
-    occurred_at, corrected = at
-    dating = {
-        "occurred_at": occurred_at, "agent_occurred_at": event.occurred_at,
-        "clock_synced": event.clock_synced, "time_corrected": corrected,
-        "boot_id": event.boot_id, "mono_s": event.mono_s,
-    }  # fmt: skip
-    place = {"stream_id": stream_id, "seq": event.seq, "agent_id": run.agent_id,
-             "epoch": run.epoch}  # fmt: skip
-    if moves:
-        conn.execute(
-            ledger_movements.insert(),
-            [
-                {**place, **dating, **_columns(m), "line": line, "entered_by": by}
-                for line, m in enumerate(moves)
-            ],
-        )
-        delta: dict[tuple[Bucket, str, str], int] = defaultdict(int)
-        for m in moves:
-            delta[(m.source, m.product, m.batch)] -= m.quantity
-            delta[(m.target, m.product, m.batch)] += m.quantity
-        _add_stock(conn, ((k, v) for k, v in delta.items() if v))
-    if short:
-        conn.execute(
-            ledger_discrepancies.insert(),
-            [
-                {**place, **dating, "what": d.what, "site": d.bucket.site,
-                 "place": d.bucket.place, "slot": d.bucket.slot, "product": d.product,
-                 "batch": d.batch, "books": d.books, "needed": d.needed}
-                for d in short
-            ],
-        )  # fmt: skip
+@dataclass
+class _Rows:
+    """A run's movement and discrepancy rows, written together."""
+
+    movements: list[dict[str, Any]] = field(default_factory=list)
+    discrepancies: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self,
+        stream_id: int,
+        run: Run,
+        event: Event,
+        at: tuple[datetime, bool],
+        moves: list[Movement],
+        short: list[Discrepancy],
+        by: str | None,
+    ) -> None:
+        occurred_at, corrected = at
+        common = {
+            "stream_id": stream_id, "seq": event.seq, "agent_id": run.agent_id,
+            "epoch": run.epoch, "occurred_at": occurred_at,
+            "agent_occurred_at": event.occurred_at, "clock_synced": event.clock_synced,
+            "time_corrected": corrected, "boot_id": event.boot_id, "mono_s": event.mono_s,
+        }  # fmt: skip
+        self.movements += [
+            {**common, **_columns(m), "line": line, "entered_by": by}
+            for line, m in enumerate(moves)
+        ]
+        self.discrepancies += [
+            {**common, "what": d.what, "site": d.bucket.site, "place": d.bucket.place,
+             "slot": d.bucket.slot, "product": d.product, "batch": d.batch, "books": d.books,
+             "needed": d.needed}
+            for d in short
+        ]  # fmt: skip
+
+    def flush(self, conn: sa.Connection) -> None:
+        if self.movements:
+            conn.execute(ledger_movements.insert(), self.movements)
+        if self.discrepancies:
+            conn.execute(ledger_discrepancies.insert(), self.discrepancies)
 
 
 def _columns(m: Movement) -> dict[str, Any]:
@@ -207,38 +238,51 @@ def _movement(row: Any) -> Movement:
 
 
 def _add_stock(conn: sa.Connection, changes: Iterable[tuple[tuple[Bucket, str, str], int]]) -> None:
+    """Add to what buckets hold, in one statement; in key order, so two transactions that
+    touch the same buckets take their row locks in the same order."""
+    rows = [
+        {"site": bucket.site, "place": bucket.place, "slot": bucket.slot, "zone": bucket.zone,
+         "product": product, "batch": batch, "quantity": quantity}
+        for (bucket, product, batch), quantity in sorted(changes)
+    ]  # fmt: skip
+    if rows:
+        conn.execute(_stock_upsert(conn.dialect.name), rows)
+
+
+@functools.cache
+def _stock_upsert(dialect_name: str) -> Any:
     s = ledger_stock
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    for (bucket, product, batch), quantity in sorted(changes):
-        stmt = dialect.insert(s).values(
-            site=bucket.site, place=bucket.place, slot=bucket.slot, zone=bucket.zone,
-            product=product, batch=batch, quantity=quantity,
-        )  # fmt: skip
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["site", "place", "slot", "zone", "product", "batch"],
-                set_={"quantity": s.c.quantity + stmt.excluded.quantity},
-            )
-        )
+    stmt = (postgresql if dialect_name == "postgresql" else sqlite).insert(s)
+    return stmt.on_conflict_do_update(
+        index_elements=["site", "place", "slot", "zone", "product", "batch"],
+        set_={"quantity": s.c.quantity + stmt.excluded.quantity},
+    )
+
+
+def _in_bucket() -> sa.ColumnElement[bool]:
+    s = ledger_stock
+    return sa.and_(*(getattr(s.c, k) == sa.bindparam(k) for k in ("site", "place", "slot", "zone")))
+
+
+#: Built once: per event, building a statement cost more than running it.
+_HELD = sa.select(ledger_stock.c.quantity).where(
+    _in_bucket(), ledger_stock.c.product == sa.bindparam("product"),
+    ledger_stock.c.batch == sa.bindparam("batch"),
+)  # fmt: skip
+_LOTS = sa.select(ledger_stock.c.product, ledger_stock.c.batch, ledger_stock.c.quantity).where(
+    _in_bucket(), ledger_stock.c.quantity != 0
+)
+
+
+def _bucket_params(bucket: Bucket) -> dict[str, Any]:
+    return {"site": bucket.site, "place": bucket.place, "slot": bucket.slot, "zone": bucket.zone}
 
 
 def held(conn: sa.Connection, bucket: Bucket, product: str, batch: str) -> int:
-    s = ledger_stock
-    found = conn.execute(
-        sa.select(s.c.quantity).where(
-            s.c.site == bucket.site, s.c.place == bucket.place, s.c.slot == bucket.slot,
-            s.c.zone == bucket.zone, s.c.product == product, s.c.batch == batch,
-        )
-    ).scalar()  # fmt: skip
-    return int(found or 0)
+    found = conn.execute(_HELD, {**_bucket_params(bucket), "product": product, "batch": batch})
+    return int(found.scalar() or 0)
 
 
 def lots(conn: sa.Connection, bucket: Bucket) -> dict[tuple[str, str], int]:
-    s = ledger_stock
-    rows = conn.execute(
-        sa.select(s.c.product, s.c.batch, s.c.quantity).where(
-            s.c.site == bucket.site, s.c.place == bucket.place, s.c.slot == bucket.slot,
-            s.c.zone == bucket.zone, s.c.quantity != 0,
-        )
-    )  # fmt: skip
+    rows = conn.execute(_LOTS, _bucket_params(bucket))
     return {(p, b): int(q) for p, b, q in rows}
