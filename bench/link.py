@@ -514,7 +514,7 @@ def postgres_rate(
 
 def postgres_figures(work: Path, broker: Mosquitto, events: int, batch: int) -> None:
     pg_dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))  # the postgres user must reach it
-    pg = Postgres(pg_dir)
+    pg = Postgres(pg_dir, durable=True)
     try:
         pg.start()
     except PostgresError as exc:

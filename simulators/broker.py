@@ -105,6 +105,9 @@ class Postgres:
     workdir: Path
     port: int = field(default_factory=free_port)
     started: bool = False
+    #: Commits reach the disk (PostgreSQL's defaults), as benchmarks of durable commits need;
+    #: tests run with ``fsync=off``, for speed.
+    durable: bool = False
 
     def _run(self, *args: str) -> None:
         cmd = list(args)
@@ -123,7 +126,9 @@ class Postgres:
             shutil.chown(self.workdir, "postgres")
         data = self.workdir / "data"
         self._run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-        options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1"
+        if not self.durable:
+            options += " -c fsync=off"
         self._run(
             str(bindir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(self.workdir / "log"),
             "-w", "start",
