@@ -3,8 +3,13 @@ each failing with one clear line and an exit status instead of a traceback."""
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import sqlalchemy as sa
@@ -42,3 +47,20 @@ def engine_or_exit(config: ServerConfig, migrate: bool = False) -> sa.Engine:
 def language(config: ServerConfig, lang: str | None = None) -> Language:
     """``--lang`` when given, else ``server.language``: Simplified Chinese unless English."""
     return "en" if (lang or config.server.language) == "en" else "zh"
+
+
+@contextlib.contextmanager
+def csv_file(path: Path) -> Iterator[Any]:
+    """A ``csv.writer`` onto ``path`` for people's spreadsheets (UTF-8 with a byte-order mark,
+    which Excel needs to read Chinese), written through a temporary file beside it, so a failure
+    leaves no half-written file. Raises OSError when it cannot be written."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory")
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        with partial.open("w", encoding="utf-8-sig", newline="") as out:
+            yield csv.writer(out)
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise

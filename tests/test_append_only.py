@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import sqlite3
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
@@ -77,10 +79,12 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "county.key").chmod(0o600)
     with config.open("a") as f:
         f.write(f'[cards]\nkey_file = "{root / "county.key"}"\n')
-    issued = CliRunner().invoke(
-        main, ["--config", str(config), "cards", "issue", "--uid", HOLDER, "--name", "李四"]
-    )
-    assert issued.exit_code == 0, issued.output
+    # Each command below works on the store as the fixture left it, in any order or alone.
+    for uid, name in ((HOLDER, "李四"), ("04A1B2C3", "王五"), ("04A1B2C4", "赵六")):
+        issued = CliRunner().invoke(
+            main, ["--config", str(config), "cards", "issue", "--uid", uid, "--name", name]
+        )
+        assert issued.exit_code == 0, issued.output
     engine = make_engine(f"sqlite:///{root / 'server.db'}")
     ingest = Ingestor(engine, "fp")
     climate = [
@@ -136,11 +140,11 @@ def runs(config: Path) -> dict[str, list[str]]:
         "cards guest refuse": ["cards", "guest", "refuse"],
         "cards holder": ["cards", "holder", of_uid(CardKey(bytes.fromhex("11" * 32)), HOLDER)],
         "cards import": ["cards", "import", str(root / "cards.csv")],
-        "cards issue": ["cards", "issue", "--uid", "04A1B2C3"],
+        "cards issue": ["cards", "issue", "--uid", "04A1B2C5"],
         "cards list": ["cards", "list"],
         "cards lost": ["cards", "lost", "--uid", "04A1B2C3"],
         "cards make-key": ["cards", "make-key", "--out", str(root / "other.key")],
-        "cards revoke": ["cards", "revoke", "--uid", "04A1B2C3"],
+        "cards revoke": ["cards", "revoke", "--uid", "04A1B2C4"],
         "cards rule list": ["cards", "rule", "list"],
         "cards rule set": ["cards", "rule", "set", "default", "condoms", "2", "30"],
         "check": ["check"],
@@ -199,7 +203,7 @@ def runs(config: Path) -> dict[str, list[str]]:
             *BY,
         ],
         "restock propose": ["restock", "propose", "--below", "30"],
-        "return": ["return", "village:transit/qualified", "county:no1", "condom-a", "B5", "1", *BY],
+        "return": ["return", "town:no1", "county:no1", "condom-a", "B5", "1", *BY],
         "schema": ["schema"],
         "site add": [
             "site",
@@ -239,19 +243,24 @@ def test_a_command_leaves_what_was_recorded_alone(guarded: Path, name: str) -> N
 
 @pytest.mark.parametrize("name", sorted(FOLLOWERS))
 def test_a_follower_leaves_what_was_recorded_alone(guarded: Path, name: str) -> None:
-    follower = subprocess.Popen(
-        [str(BIN / "edge-server"), "--config", str(guarded), *name.split(), "--from-start",
-         "--interval", "0.1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-    )  # fmt: skip
-    assert follower.stdout is not None
+    err = guarded.parent / f"{name.replace(' ', '-')}.err"
+    with err.open("w") as stderr:
+        follower = subprocess.Popen(
+            [str(BIN / "edge-server"), "--config", str(guarded), *name.split(), "--from-start",
+             "--interval", "0.1"],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True,
+        )  # fmt: skip
+    printed: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: printed.put(follower.stdout.readline()), daemon=True).start()  # type: ignore[union-attr]
     try:
-        wait_for(lambda: follower.stdout.readline().strip(), what=f"{name} printing")  # type: ignore[union-attr]
+        wait_for(lambda: not printed.empty(), what=f"{name} printing")
     finally:
         os.killpg(follower.pid, signal.SIGTERM)
-        _, err = follower.communicate(timeout=10)
-    assert REFUSED not in err, err
-    assert "Traceback" not in err, err
+        follower.communicate(timeout=10)
+    assert printed.get().strip()
+    said = err.read_text()
+    assert REFUSED not in said, said
+    assert "Traceback" not in said, said
 
 
 def test_the_guard_catches_a_command_that_deletes(guarded: Path) -> None:

@@ -316,3 +316,25 @@ async def test_a_new_slot_is_reported_once_so_the_county_can_order_it_filled(
         await rig.restock(1, 3)
         states = [(e.payload.slot, e.payload.state) for e in await rig.events("cabinet.slot")]
         assert states == [(1, "empty"), (2, "empty"), (1, "ok")], "reported once, not per start"
+
+
+async def test_slots_an_older_agent_stored_unreported_are_reported_after_the_upgrade(
+    tmp_path: Path,
+) -> None:
+    from edge_agent.cabinet import stock
+    from edge_agent.outbox import AsyncOutbox, DomainSchema
+
+    path = tmp_path / "outbox.db"
+    old = AsyncOutbox(
+        path, "agent-1", schemas=[DomainSchema("cabinet", store.SCHEMA.migrations[:1])]
+    )
+    await old.open()
+    await old.transact(
+        lambda u: store.save_slot(u, stock.Slot("box-1", 1, "condom", 20, reported="empty"))
+    )
+    await old.close()
+    new = AsyncOutbox(path, "agent-1", schemas=[store.SCHEMA])
+    await new.open()
+    rows = await new.transact(lambda u: list(u.execute("SELECT slot, reported FROM cabinet_slots")))
+    await new.close()
+    assert rows == [(1, "")], "to be reported at the next start (Books.first_reports)"

@@ -4,8 +4,9 @@ a township and a technician, a stocktake, the stock table, and every refusal in 
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -66,7 +67,8 @@ def refused(config: Path, *args: str) -> str:
 
 
 def test_a_receipt_is_inspected_moved_and_counted(store: Path) -> None:
-    soon = (date.today() + timedelta(days=60)).isoformat()
+    # The server's today is its zone's (Asia/Shanghai by default), not this machine's.
+    soon = (datetime.now(ZoneInfo("Asia/Shanghai")).date() + timedelta(days=60)).isoformat()
     ok(store, "receive", "county", "no1", "condom-a", "B7", "100", "--expiry", soon, *BY)
     assert "待验" in ok(store, "stock", "--site", "county")
     ok(store, "inspect", "county", "no1", "condom-a", "B7", "100", "--result", "qualified", *BY)
@@ -121,6 +123,10 @@ def test_a_receipt_is_inspected_moved_and_counted(store: Path) -> None:
          "级别应低于"),
         (("movements", "--out", "/nonexistent/dir/m.csv"), "无法写入 /nonexistent/dir/m.csv"),
         (("return", "town:box-1#1", "county:no1", "condom-a", "B5", "1", *BY), "退回只能从"),
+        (("return", "town:box-1", "county:no1", "condom-a", "B5", "1", *BY), "退回只能从"),
+        (("return", "county:no1", "county:no1", "condom-a", "B5", "1", *BY), "同一处"),
+        (("restock", "approve", "town:box-1#1", "B5", "1", "--from", "county:transit", *BY),
+         "补货要从库房的合格区调出"),
         (("return", "town:no1/awaiting", "county:no1", "condom-a", "B5", "1", *BY),
          "退回只能从"),
         (("return", "town:transit", "county:transit", "condom-a", "B5", "1", *BY),
@@ -146,9 +152,11 @@ def test_restock_is_proposed_from_the_rate_and_approved_as_an_order(tmp_path: Pa
     # The village's box loads the 6 and gives out 4 in a few days: 2 left, 0.1 a day over 30.
     engine = make_engine(f"sqlite:///{tmp_path / 'server.db'}")
     ingest = Ingestor(engine, "fp")
-    events = [ev(1, "cabinet.restock", restock(1, 6), agent="box-agent")]
-    events += [ev(2 + i, "cabinet.dispense", dispense(1, 5 - i), agent="box-agent")
-               for i in range(4)]  # fmt: skip
+    # Within the rate's window, whenever the test runs.
+    days_ago = (datetime.now(UTC) - timedelta(days=3)).isoformat()
+    events = [ev(1, "cabinet.restock", restock(1, 6), agent="box-agent", occurred_at=days_ago)]
+    events += [ev(2 + i, "cabinet.dispense", dispense(1, 5 - i), agent="box-agent",
+                  occurred_at=days_ago) for i in range(4)]  # fmt: skip
     send_at(ingest, events, "box-agent")
     proposed = ok(config, "restock", "propose", "--below", "30", "--cover", "60")
     [row] = [line.split() for line in proposed.splitlines()[1:]]

@@ -64,8 +64,14 @@ _V1 = """
         """
 
 
+def _report_every_slot(db: sqlite3.Connection) -> None:
+    """Before slots new to an agent were reported (``Books.first_reports``), they were stored as
+    reported ``empty`` without a word: report every slot once more, so the county knows them."""
+    db.execute("UPDATE cabinet_slots SET reported = ''")
+
+
 #: The cabinet domain's tables in the outbox file.
-SCHEMA = DomainSchema("cabinet", [_cabinet_v1])
+SCHEMA = DomainSchema("cabinet", [_cabinet_v1, _report_every_slot])
 
 
 # --- slots ----------------------------------------------------------------------------------

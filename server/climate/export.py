@@ -9,10 +9,8 @@ five years of a site never sit in memory.
 
 from __future__ import annotations
 
-import csv
 import heapq
 import itertools
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
@@ -21,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from server.clisupport import csv_file
 from server.i18n import Language, t
 from server.store.db import utc
 from server.store.schema import climate_records, climate_summaries
@@ -128,9 +127,6 @@ def write_csv(
     """Write the window's records and summaries to ``path`` (through a temporary file beside
     it, so a failure leaves no half-written file); an empty window writes nothing and returns
     zero counts. Raises OSError when the file cannot be written."""
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a directory")
-    partial = path.with_name(f".{path.name}.partial")
     counts = [0, 0]
     with bind.connect() as conn:
         rows = heapq.merge(
@@ -141,15 +137,9 @@ def write_csv(
         first = next(rows, None)
         if first is None:
             return Written(records=0, summaries=0)
-        try:
-            with partial.open("w", encoding="utf-8-sig", newline="") as out:
-                writer = csv.writer(out)
-                writer.writerow(header(lang, zone_name))
-                for row in itertools.chain([first], rows):
-                    counts[row[2]] += 1
-                    writer.writerow(_cells(site, row, zone, lang))
-            os.replace(partial, path)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+        with csv_file(path) as writer:
+            writer.writerow(header(lang, zone_name))
+            for row in itertools.chain([first], rows):
+                counts[row[2]] += 1
+                writer.writerow(_cells(site, row, zone, lang))
     return Written(records=counts[0], summaries=counts[1])

@@ -4,7 +4,6 @@ journaled in the county's stream (``book.py``), or refused with one line in thei
 
 from __future__ import annotations
 
-import csv
 import functools
 import logging
 import re
@@ -20,8 +19,8 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 
 from edge_agent.wire import RestockOrderCommand
-from server.clisupport import config_or_exit, engine_or_exit, language
-from server.commands import queue_in
+from server.clisupport import config_or_exit, csv_file, engine_or_exit, language
+from server.commands import CommandError, queue_in
 from server.entries import COUNTY_AGENT
 from server.i18n import Language, table
 from server.ingest.core import Ingestor
@@ -439,7 +438,7 @@ def return_(ctx: click.Context, source: str, target: str, product_id: str, batch
     fs, fp, slot, fz = _place(c.lang, source)
     if "/" not in source:
         fz = "returned" if fp == TRANSIT else "qualified"
-    if slot or fz not in ("qualified", "returned"):
+    if slot or fp not in (*STOREROOMS, TRANSIT) or fz not in ("qualified", "returned"):
         _fail(c.lang, "return.from", value=source)
     ts, tp, tslot, _ = _place(c.lang, target)
     if tp not in STOREROOMS or tslot or "/" in target:
@@ -710,9 +709,11 @@ def restock_approve(ctx: click.Context, where: str, batch_no: str, quantity: int
     its display shows when the technician opens the door."""
     c = _Ctx(ctx)
     site_id, box, slot, _ = _place(c.lang, where)
-    from_site, room, _, _ = _place(c.lang, source)
+    from_site, room, from_slot, _ = _place(c.lang, source)
     if not slot:
         _fail(c.lang, "place.box_needs_slot", place=box)
+    if room not in STOREROOMS or from_slot or "/" in source:
+        _fail(c.lang, "restock.from", value=source)
 
     def build(conn: sa.Connection, catalog: rules.Catalog) -> list[en.LedgerEntry]:
         s = cabinet_slots
@@ -730,7 +731,11 @@ def restock_approve(ctx: click.Context, where: str, batch_no: str, quantity: int
             order_id=uuid.uuid4().hex[:16], box=box, slot=slot, product=found.product,
             batch=batch_no, expiry=batch.expiry, quantity=quantity,
         )  # fmt: skip
-        queue_in(conn, c.config.mqtt.topic_prefix, found.agent_id, order, datetime.now(UTC))
+        try:
+            queue_in(conn, c.config.mqtt.topic_prefix, found.agent_id, order, datetime.now(UTC))
+        except CommandError as exc:
+            log.error("ledger: restock order to %s not queued: %s", found.agent_id, exc)
+            raise LedgerError("restock.no_agent", agent=found.agent_id) from exc
         return [
             en.Transfer(from_site=from_site, from_place=room, to_site=site_id, to_place=TRANSIT,
                         product=found.product, batch=batch_no, quantity=quantity,
@@ -762,8 +767,7 @@ def movements(ctx: click.Context, out: Path, site_id: str | None, start: datetim
             "reason", "by", "source")  # fmt: skip
     written = 0
     try:
-        with out.open("w", encoding="utf-8-sig", newline="") as f:
-            writer = csv.writer(f)
+        with csv_file(out) as writer:
             writer.writerow([TEXTS[f"csv.{k}"][shown] for k in keys])
             after = 0
             while True:

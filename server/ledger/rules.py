@@ -214,8 +214,8 @@ def movements(
     if isinstance(entry, Return):
         source = Bucket(entry.from_site, entry.from_place, 0, entry.from_zone)
         target = Bucket(entry.to_site, entry.to_storeroom, 0, "returned")
-        if source == target:
-            return []
+        if (source.site, source.place) == (target.site, target.place):
+            return []  # a storeroom's own stock is set aside by an inspection, not a return
         return [Movement("return", entry.product, entry.batch, entry.quantity, source, target,
                          entry.reason)]  # fmt: skip
     if isinstance(entry, Adjustment):

@@ -53,6 +53,14 @@ TEXTS: dict[str, dict[Language, str]] = {
         "en": "note: sites {sites} hold stock but are not in the levels (site add): they roll up "
         "nowhere",
     },
+    "restock.no_agent": {
+        "zh": "发放柜的终端 {agent} 未登记，补货单无法下发",
+        "en": "the box's agent {agent} is not registered: the order cannot be sent",
+    },
+    "restock.from": {
+        "zh": "补货要从库房的合格区调出，如 站点:no1，不是“{value}”",
+        "en": "a restock comes from a storeroom's qualified zone, e.g. site:no1: not '{value}'",
+    },
     "return.from": {
         "zh": "退回只能从库房或在途的合格区、退货区调出，不是“{value}”",
         "en": "a return comes from a storeroom or transit, qualified or returned: not '{value}'",
