@@ -48,6 +48,7 @@ from edge_agent.wire import (
 )
 from server import __version__, commands
 from server.cards.sync import CardSync
+from server.climate.partitions import ensure_partitions
 from server.config import ServerConfig
 from server.inbox import FairInbox
 from server.ingest import journal
@@ -64,6 +65,10 @@ CHORES_EVERY_S = 2.0
 #: Maximum): enough that a flood from one agent is taken off the broker and dropped here
 #: (``FairInbox``) instead of queueing every other agent's messages behind it at the broker.
 RECEIVE_MAXIMUM = 2000
+#: How often the monthly partitions of ``climate_records`` are made twelve months ahead
+#: (PostgreSQL; nothing to do on SQLite); an hour after a failure.
+PARTITIONS_EVERY_S = 86400.0
+PARTITIONS_RETRY_S = 3600.0
 
 
 class BrokerClient(mqtt.Client):
@@ -330,6 +335,17 @@ class IngestService:
         report = self.card_sync.run(datetime.now(UTC))
         return len(report.sent)
 
+    def keep_partitions(self) -> float:
+        """Create the months of ``climate_records`` due within a year (``ensure_partitions``:
+        idempotent, and safe with several ingest processes); return the seconds until the
+        next time."""
+        try:
+            ensure_partitions(self.ingestor.engine, datetime.now(UTC))
+        except (sa.exc.SQLAlchemyError, ValueError) as exc:
+            log.error("cannot create the partitions of climate_records: %s", exc)
+            return PARTITIONS_RETRY_S
+        return PARTITIONS_EVERY_S
+
     def run(self) -> None:
         def stop(_sig: int, _frame: FrameType | None) -> None:
             log.info("server stopping")
@@ -349,9 +365,11 @@ class IngestService:
         )
         self.client.loop_start()
         sd_notify("READY=1")
-        next_sync = time.monotonic()
+        next_sync = next_partitions = time.monotonic()
         try:
             while not self._stopping.wait(self.config.commands.poll_s):
+                if time.monotonic() >= next_partitions:
+                    next_partitions = time.monotonic() + self.keep_partitions()
                 if self.client.is_connected():
                     if time.monotonic() >= next_sync:
                         next_sync = time.monotonic() + self.config.cards.sync_interval_s

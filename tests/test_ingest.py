@@ -56,7 +56,13 @@ def count(engine: sa.Engine, table: sa.Table) -> int:
 
 def test_migrations_match_the_schema(engine: sa.Engine) -> None:
     with engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        found = compare_metadata(MigrationContext.configure(conn), metadata)
+    if engine.dialect.name == "postgresql":
+        # 0008: on a partitioned table a unique key includes the partition key (occurred_at).
+        found = [
+            d for d in found if getattr(d[1], "name", "") != "uq_climate_records_agent_epoch_seq"
+        ]
+    assert found == []
 
 
 def test_batch_is_stored_and_acknowledged(engine: sa.Engine) -> None:

@@ -205,6 +205,11 @@ climate_records = sa.Table(
     sa.Column("quality", sa.Text, nullable=False),
     sa.Column("occurred_at", Time, nullable=False),
     *_dating("climate_records"),
+    #: On PostgreSQL the table is partitioned by month of ``occurred_at`` (migration 0008,
+    #: ``server/climate/partitions.py``), and PostgreSQL requires the partition key in every
+    #: unique key: there this is (agent_id, epoch, seq, occurred_at) and the primary key is
+    #: (id, occurred_at). The migration's docstring says why that still refuses a record
+    #: stored twice.
     sa.UniqueConstraint("agent_id", "epoch", "seq", name="uq_climate_records_agent_epoch_seq"),
     sa.Index("ix_climate_records_sensor_time", "site_id", "sensor", "occurred_at"),
     #: A storeroom's records over a window (climate history: series, MKT, export).
