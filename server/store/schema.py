@@ -617,8 +617,10 @@ ledger_movements = sa.Table(
     *_dating("ledger_movements"),
     sa.UniqueConstraint("stream_id", "seq", "line", name="uq_ledger_movements_place"),
     sa.Index("ix_ledger_movements_stream", "agent_id", "epoch"),
-    sa.Index("ix_ledger_movements_from", "from_site", "from_place", "from_slot", "stream_id"),
-    sa.Index("ix_ledger_movements_to", "to_site", "to_place", "to_slot", "stream_id"),
+    #: A site's movements over a window (the CSV export), and the last days' dispenses (restock).
+    sa.Index("ix_ledger_movements_from_time", "from_site", "occurred_at"),
+    sa.Index("ix_ledger_movements_to_time", "to_site", "occurred_at"),
+    sa.Index("ix_ledger_movements_kind_time", "kind", "occurred_at"),
     sa.Index("ix_ledger_movements_time", "occurred_at"),
 )
 
