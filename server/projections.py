@@ -82,11 +82,13 @@ def redate_rows(
 ) -> int:
     """Re-date the rows of ``tables`` (each with the ``_dating`` columns and ``occurred_at``)
     that an agent's boot recorded before its clock was set, now that the boot's reference is
-    known; return how many. What most projections' ``redate`` is."""
+    known; return how many. What most projections' ``redate`` is. A row is found by its id and
+    its old time, so a table partitioned by time (climate records on PostgreSQL) looks in one
+    partition, not in all of them."""
     fixed = 0
     for table in tables:
         rows = conn.execute(
-            sa.select(table.c.id, table.c.mono_s).where(
+            sa.select(table.c.id, table.c.mono_s, table.c.occurred_at).where(
                 table.c.agent_id == agent_id,
                 table.c.boot_id == boot_id,
                 table.c.clock_synced == sa.false(),
@@ -94,12 +96,16 @@ def redate_rows(
             )
         ).all()
         fixes = [
-            {"b_id": rid, "b_at": at} for rid, mono in rows if (at := ref.date(mono)) is not None
+            {"b_id": rid, "b_was": was, "b_at": at}
+            for rid, mono, was in rows
+            if (at := ref.date(mono)) is not None
         ]
         if fixes:
             conn.execute(
                 table.update()
-                .where(table.c.id == sa.bindparam("b_id"))
+                .where(
+                    table.c.id == sa.bindparam("b_id"), table.c.occurred_at == sa.bindparam("b_was")
+                )
                 .values(time_corrected=True, occurred_at=sa.bindparam("b_at")),
                 fixes,
             )

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from edge_agent.wire import ClimateRecordEvent, ClimateSummaryEvent
 from server.ingest.timefix import BootRef
-from server.projections import Run
+from server.projections import Run, redate_rows
 from server.store.db import bulk_insert, db_time, utc
 from server.store.schema import climate_notices, climate_records, climate_summaries
 
@@ -91,17 +91,7 @@ class ClimateProjection:
         bulk_insert(conn, climate_notices, NOTICE_COLUMNS, notices)
 
     def redate(self, conn: sa.Connection, agent_id: str, boot_id: str, ref: BootRef) -> int:
-        fixed = 0
-        for table in (climate_records, climate_notices):
-            rows = conn.execute(_undated(table, agent_id, boot_id, table.c.mono_s)).all()
-            fixes = [
-                {"b_id": rid, "b_at": at}
-                for rid, mono in rows
-                if (at := ref.date(mono)) is not None
-            ]
-            if fixes:
-                conn.execute(_fix(table, occurred_at=sa.bindparam("b_at")), fixes)
-            fixed += len(fixes)
+        fixed = redate_rows(conn, (climate_records, climate_notices), agent_id, boot_id, ref)
         s = climate_summaries
         rows = conn.execute(
             _undated(
