@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+from benchsupport import figure
+
 from edge_agent.drivers.modbus import PymodbusBus, RtuSettings
 from edge_agent.drivers.registers import PROFILES, plan_reads
 from simulators.broker import Mosquitto
@@ -40,10 +42,6 @@ from simulators.sensors import RtuEndpoint, SensorsConfig, SensorSimulator, Tran
 
 BIN = Path(sys.executable).parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def figure(name: str, value: float, unit: str) -> None:
-    print(f"figure: {name} {value:.4g} {unit}", flush=True)
 
 
 def six(link: Path, baudrate: int) -> SensorsConfig:

@@ -72,7 +72,6 @@ import argparse
 import itertools
 import json
 import random
-import shutil
 import sqlite3
 import statistics
 import tempfile
@@ -83,11 +82,10 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from benchsupport import END, ROOMS, climate_query_figures, figure, private_postgres, timed_ms
 
-from server.climate import history
 from server.entries import COUNTY_AGENT, COUNTY_EPOCH
 from server.ingest.core import Ingestor
 from server.ledger import book, queries
@@ -95,23 +93,6 @@ from server.ledger import entries as en
 from server.ledger.rules import OUTSIDE, Catalog
 from server.store.db import make_engine, migrate
 from server.store.schema import ledger_discrepancies, ledger_stock
-from simulators.broker import Postgres, PostgresError
-
-ROOMS = ("no1", "no2", "no3")
-END = datetime(2026, 11, 1, tzinfo=UTC)
-ZONE = ZoneInfo("Asia/Shanghai")
-
-
-def figure(name: str, value: float, unit: str) -> None:
-    shown = str(value) if isinstance(value, int) else f"{value:.4g}"
-    print(f"figure: {name} {shown} {unit}", flush=True)
-
-
-def timed_ms(call: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    call()
-    return (time.perf_counter() - started) * 1000
-
 
 # --- climate history ---------------------------------------------------------------------------
 
@@ -188,41 +169,13 @@ def climate_figures(work: Path, sites: int, years: int) -> None:
     figure("climate_rows", rows, "rows")
     figure("climate_build_s", time.perf_counter() - started, "s")
     engine = make_engine(f"sqlite:///{path}", create=False)
-    picks = random.Random(11)
-
-    def somewhere(days: int) -> tuple[str, str, datetime, datetime]:
-        site = f"site-{picks.randrange(sites):02d}"
-        end = END - timedelta(hours=picks.randrange(24 * 365))
-        return site, picks.choice(ROOMS), end - timedelta(days=days), end
-
-    def series(days: int) -> Callable[[], object]:
-        site, room, start, end = somewhere(days)
-
-        def run() -> object:
-            found = history.series(engine, site, room, start, end, zone=ZONE)
-            assert found.points, (site, room, start, end)
-            return found
-
-        return run
-
-    def mkt_year() -> Callable[[], object]:
-        site, room, start, end = somewhere(365)
-        return lambda: history.mkt(engine, site, room, start, end)
-
-    timed_ms(series(30))  # the first connection
-    month = [timed_ms(series(30)) for _ in range(20)]
-    figure("climate_series_ms", statistics.median(month), "ms")
-    figure("climate_series_max_ms", max(month), "ms")
-    five_years = (END - timedelta(days=round(365.25 * years)), END)
-    timed_ms(lambda: history.series(engine, "site-00", "no2", *five_years, zone=ZONE))
-    figure(
-        "climate_series_5y_ms",
-        timed_ms(
-            lambda: history.series(engine, f"site-{sites - 1:02d}", "no2", *five_years, zone=ZONE)
-        ),
-        "ms",
-    )
-    figure("mkt_year_ms", statistics.median(timed_ms(mkt_year()) for _ in range(10)), "ms")
+    climate_query_figures(
+        engine,
+        sites,
+        years,
+        {"series": "climate_series_ms", "series_max": "climate_series_max_ms",
+         "series_5y": "climate_series_5y_ms", "mkt_year": "mkt_year_ms"},
+    )  # fmt: skip
     engine.dispose()
 
 
@@ -606,15 +559,9 @@ def sqlite_apply_figures(work: Path, sites: int, batched: int, single: int, batc
 
 
 def postgres_apply_figures(sites: int, batched: int, single: int, batch: int) -> None:
-    pg_dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))  # the postgres user must reach it
-    pg = Postgres(pg_dir, durable=True)
-    try:
-        pg.start()
-    except PostgresError as exc:
-        shutil.rmtree(pg_dir, ignore_errors=True)
-        print(f"# PostgreSQL figures skipped: {exc}", flush=True)
-        return
-    try:
+    with private_postgres() as pg:
+        if pg is None:
+            return
         admin = sa.create_engine(pg.url(), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(sa.text("CREATE DATABASE bench_ledger"))
@@ -630,9 +577,6 @@ def postgres_apply_figures(sites: int, batched: int, single: int, batch: int) ->
         migrate(engine)
         apply_figures(engine, "postgres", sites, batched, single, batch)
         engine.dispose()
-    finally:
-        pg.stop()
-        shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 def main() -> None:

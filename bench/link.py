@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -55,19 +54,16 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from benchsupport import figure, private_postgres
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.clock import Stamp
 from edge_agent.outbox import Outbox
 from edge_agent.wire import TypedEventBatch, encode_batch
 from simulators import synthetic
-from simulators.broker import Mosquitto, Postgres, PostgresError
+from simulators.broker import Mosquitto, Postgres
 
 BIN = Path(sys.executable).parent
-
-
-def figure(name: str, value: float, unit: str) -> None:
-    print(f"figure: {name} {value:.4g} {unit}", flush=True)
 
 
 def fill_week(outbox: Outbox, days: int) -> int:
@@ -513,15 +509,9 @@ def postgres_rate(
 
 
 def postgres_figures(work: Path, broker: Mosquitto, events: int, batch: int) -> None:
-    pg_dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))  # the postgres user must reach it
-    pg = Postgres(pg_dir, durable=True)
-    try:
-        pg.start()
-    except PostgresError as exc:
-        shutil.rmtree(pg_dir, ignore_errors=True)
-        print(f"# PostgreSQL figures skipped: {exc}", flush=True)
-        return
-    try:
+    with private_postgres() as pg:
+        if pg is None:
+            return
         agents = {f"bench-pg-{k}": uuid.uuid4().hex for k in range(4)}
         per_agent = events // len(agents)
         for procs, name in (
@@ -534,9 +524,6 @@ def postgres_figures(work: Path, broker: Mosquitto, events: int, batch: int) -> 
             }
             figure(name, postgres_rate(work, broker, pg, batches, procs), "events/s")
             agents = {a: uuid.uuid4().hex for a in agents}  # a fresh epoch for the next round
-    finally:
-        pg.stop()
-        shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 def main() -> None:

@@ -43,21 +43,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
-import shutil
-import statistics
-import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from alembic import command
+from benchsupport import END, ROOMS, ZONE, climate_query_figures, figure, private_postgres, span
 
 from server.climate import history
 from server.climate.partitions import (
@@ -68,27 +63,12 @@ from server.climate.partitions import (
     partitions,
 )
 from server.store.db import alembic_config, make_engine, migrate
-from simulators.broker import Postgres, PostgresError
-
-ROOMS = ("no1", "no2", "no3")
-END = datetime(2026, 11, 1, tzinfo=UTC)
-ZONE = ZoneInfo("Asia/Shanghai")
-
-
-def figure(name: str, value: float, unit: str) -> None:
-    shown = str(value) if isinstance(value, int) else f"{value:.4g}"
-    print(f"figure: {name} {shown} {unit}", flush=True)
+from simulators.broker import Postgres
 
 
 def note(text: str) -> None:
     for line in text.splitlines():
         print(f"# {line}".rstrip(), flush=True)
-
-
-def timed_ms(call: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    call()
-    return (time.perf_counter() - started) * 1000
 
 
 # --- filling -----------------------------------------------------------------------------------
@@ -126,10 +106,6 @@ FROM bench_times CROSS JOIN generate_series(0, :sites - 1) AS s
 WHERE at >= :start AND at < :end
 ORDER BY at, s, n
 """
-
-
-def span(years: int) -> tuple[datetime, datetime]:
-    return END - timedelta(days=round(365.25 * years)), END
 
 
 def fill(engine: sa.Engine, sites: int, years: int) -> int:
@@ -200,40 +176,14 @@ def plans(engine: sa.Engine, site: str, room: str, start: datetime, end: datetim
 
 
 def query_figures(engine: sa.Engine, prefix: str, sites: int, years: int) -> None:
-    picks = random.Random(11)
-
-    def somewhere(days: int) -> tuple[str, str, datetime, datetime]:
-        site = f"site-{picks.randrange(sites):02d}"
-        end = END - timedelta(hours=picks.randrange(24 * 365))
-        return site, picks.choice(ROOMS), end - timedelta(days=days), end
-
-    def series(days: int) -> Callable[[], object]:
-        site, room, start, end = somewhere(days)
-
-        def run() -> object:
-            found = history.series(engine, site, room, start, end, zone=ZONE)
-            assert found.points, (site, room, start, end)
-            return found
-
-        return run
-
-    def mkt_year() -> Callable[[], object]:
-        site, room, start, end = somewhere(365)
-        return lambda: history.mkt(engine, site, room, start, end)
-
-    timed_ms(series(30))  # the first connection
-    month = [timed_ms(series(30)) for _ in range(20)]
-    figure(f"pg_{prefix}series_ms", statistics.median(month), "ms")
-    figure(f"pg_{prefix}series_max_ms", max(month), "ms")
-    whole = span(years)
-    timed_ms(lambda: history.series(engine, "site-00", "no2", *whole, zone=ZONE))
-    figure(
-        f"pg_{prefix}series_5y_ms",
-        timed_ms(lambda: history.series(engine, f"site-{sites - 1:02d}", "no2", *whole, zone=ZONE)),
-        "ms",
-    )
     mkt = "pg_mkt_year_ms" if prefix == "climate_" else f"pg_{prefix}mkt_year_ms"
-    figure(mkt, statistics.median(timed_ms(mkt_year()) for _ in range(10)), "ms")
+    climate_query_figures(
+        engine,
+        sites,
+        years,
+        {"series": f"pg_{prefix}series_ms", "series_max": f"pg_{prefix}series_max_ms",
+         "series_5y": f"pg_{prefix}series_5y_ms", "mkt_year": mkt},
+    )  # fmt: skip
     end = END - timedelta(days=100)
     first, again = plans(engine, "site-00", "no1", end - timedelta(days=30), end)
     note(f"EXPLAIN (ANALYZE, BUFFERS): a 30-day series of site-00 no1 to {end:%Y-%m-%d}, first")
@@ -276,14 +226,12 @@ def database(pg: Postgres, admin: sa.Engine) -> sa.Engine:
 
 
 def postgres_figures(sites: int, years: int, compare: bool) -> None:
-    pg_dir = Path(tempfile.mkdtemp(prefix="bench-pg-"))  # the postgres user must reach it
-    pg = Postgres(pg_dir, durable=True)  # PostgreSQL's defaults: fsync on
-    try:
-        pg.start()
-    except PostgresError as exc:
-        shutil.rmtree(pg_dir, ignore_errors=True)
-        print(f"# PostgreSQL figures skipped: {exc}", flush=True)
-        return
+    with private_postgres() as pg:
+        if pg is not None:
+            postgres_run(pg, sites, years, compare)
+
+
+def postgres_run(pg: Postgres, sites: int, years: int, compare: bool) -> None:
     admin = sa.create_engine(pg.url(), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -312,8 +260,6 @@ def postgres_figures(sites: int, years: int, compare: bool) -> None:
             plain.dispose()
     finally:
         admin.dispose()
-        pg.stop()
-        shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 def main() -> None:

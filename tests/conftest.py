@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -73,14 +74,22 @@ def blank_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sa.
     if request.param == "sqlite":
         yield make_engine(f"sqlite:///{tmp_path / 'server.db'}")
         return
-    pg: Postgres = request.getfixturevalue("postgres")
+    with fresh_database(request.getfixturevalue("postgres")) as engine:
+        yield engine
+
+
+@contextlib.contextmanager
+def fresh_database(pg: Postgres) -> Iterator[sa.Engine]:
+    """A new, empty database in ``pg``, dropped afterwards."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(pg.url(), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f"CREATE DATABASE {name}"))
     engine = make_engine(pg.url(name))
-    yield engine
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE {name}"))
-    admin.dispose()
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
+        admin.dispose()

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -37,6 +36,7 @@ from server.ingest.core import Ingestor
 from server.store.db import alembic_config, make_engine, migrate, utc
 from server.store.schema import climate_records, metadata
 from simulators.broker import Postgres
+from tests.conftest import fresh_database
 from tests.test_ingest import EPOCH, NOW, TOPIC, batch
 
 MARCH = datetime(2026, 3, 1, tzinfo=UTC)
@@ -45,16 +45,8 @@ MARCH = datetime(2026, 3, 1, tzinfo=UTC)
 @pytest.fixture
 def pg(postgres: Postgres) -> Iterator[sa.Engine]:
     """A fresh PostgreSQL database, not migrated."""
-    name = f"p_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(postgres.url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    engine = make_engine(postgres.url(name))
-    yield engine
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE {name} WITH (FORCE)"))
-    admin.dispose()
+    with fresh_database(postgres) as engine:
+        yield engine
 
 
 @pytest.fixture
