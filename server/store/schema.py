@@ -659,3 +659,32 @@ ledger_discrepancies = sa.Table(
     sa.Index("ix_ledger_discrepancies_stream", "agent_id", "epoch"),
     sa.Index("ix_ledger_discrepancies_site", "site", "occurred_at"),
 )
+
+#: Alerts (``server/alerts/``): one row per alert; the newest row of a key is its live alert.
+alerts = sa.Table(
+    "alerts",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("rule", sa.String(64), nullable=False),
+    sa.Column("site", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(128), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    #: The condition as last seen: the timer goes on observing it (holds and clear times).
+    sa.Column("condition", sa.Boolean, nullable=False),
+    sa.Column("since", Time, nullable=False),
+    sa.Column("fired_at", Time, nullable=True),
+    sa.Column("acked_at", Time, nullable=True),
+    sa.Column("acked_by", sa.String(64), nullable=True),
+    sa.Column("action", sa.String(200), nullable=True),
+    sa.Column("resolved_at", Time, nullable=True),
+    sa.Column("clear_since", Time, nullable=True),
+    #: JSON: when the key fired again soon after resolving (flapping).
+    sa.Column("refires", sa.Text, nullable=False),
+    #: JSON: the values of the last signal, for the message people read.
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("seen_at", Time, nullable=False),
+    sa.Index("ix_alerts_key", "key", "id"),
+    sa.Index("ix_alerts_state", "state"),
+)

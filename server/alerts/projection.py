@@ -1,0 +1,181 @@
+"""Alerts as a projection: the agents' events, in the ingest transaction that stores them,
+become signals (``signals.py``) and move their keys' alerts (``lifecycle.py``); ``tick``, run by
+a timer, goes on observing each live alert's last known condition, so a hold ends in a firing
+and a clear time in a resolution even when no event comes.
+
+Alerts are live state, not history to rebuild: an event older than ``max_age`` (a backfill of
+the whole journal, a replay) moves nothing, and a replay's reset forgets nothing, so nobody is
+told again of what was settled long ago. An agent's backlog after an outage is recent enough to
+count: what happened while it was offline still raises its alert.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from server.alerts.lifecycle import OPEN, Alert, Policy, State, observe
+from server.alerts.signals import Range, Severity, Signal, of_event
+from server.ingest.timefix import BootRef
+from server.projections import Run
+from server.store.db import utc
+from server.store.schema import alerts
+
+KINDS = frozenset({
+    "climate.record", "climate.state", "climate.sensor_fault", "climate.sensor_recovered",
+    "climate.calibration", "cabinet.slot", "cabinet.vend_failed", "cabinet.tamper",
+    "cabinet.board", "agent.storage_alarm",
+})  # fmt: skip
+
+#: How each rule holds and clears, unless configured otherwise.
+POLICIES: dict[str, Policy] = {
+    "climate.range": Policy(for_s=0, clear_s=600),
+    "climate.room": Policy(for_s=0, clear_s=600),
+    "climate.sensor": Policy(for_s=120, clear_s=300),
+    "climate.calibration": Policy(clear_s=0),
+    "box.slot": Policy(clear_s=0),
+    "box.jam": Policy(clear_s=3600),
+    "box.tamper": Policy(clear_s=1800),
+    "box.offline": Policy(for_s=300, clear_s=300),
+    "agent.storage": Policy(clear_s=600),
+}
+
+
+@dataclass
+class Live:
+    """A key's newest alert as stored (``id`` None: not stored yet)."""
+
+    id: int | None
+    alert: Alert
+    signal: Signal
+    condition: bool
+    seen_at: datetime
+    changed: bool = False
+    #: A pending alert that never fired, no longer pending: its row goes.
+    gone: bool = False
+
+
+@dataclass
+class AlertsProjection:
+    name: str = "alerts"
+    kinds: frozenset[str] = KINDS
+    ranges: Callable[[str, str], Range] = field(default=lambda site, room: Range())
+    policies: dict[str, Policy] = field(default_factory=lambda: dict(POLICIES))
+    max_age: timedelta = timedelta(days=7)
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def apply(self, conn: sa.Connection, run: Run) -> None:
+        oldest = self.now() - self.max_age
+        live: dict[str, Live | None] = {}
+        for event in run.events:
+            at, _ = run.when(event)
+            if at < oldest:
+                continue
+            for signal in of_event(run.site_id, event, self.ranges):
+                if signal.key not in live:
+                    live[signal.key] = load(conn, signal.key)
+                live[signal.key] = self._seen(live[signal.key], signal, at)
+        # A key whose pending alert was forgotten in this run: its stored row goes too.
+        save(conn, (x for x in live.values() if x is not None and x.changed))
+
+    def _seen(self, found: Live | None, signal: Signal, at: datetime) -> Live | None:
+        policy = self.policies.get(signal.rule, Policy())
+        before = None if found is None or found.gone else found.alert
+        alert, _ = observe(before, signal.key, signal.active, at, policy)
+        condition = signal.active
+        if signal.instant and signal.active and alert is not None:
+            alert, _ = observe(alert, signal.key, False, at, policy)
+            condition = False
+        row_id = None if found is None else found.id
+        if alert is None:
+            # A pending alert that never fired is forgotten, and so is its row.
+            return None if found is None or row_id is None else _dropped(found)
+        if (
+            before is not None
+            and before.state is State.RESOLVED
+            and alert.state is not State.RESOLVED
+        ):
+            row_id = None  # the key's next alert: a row of its own
+        # The latest values are kept (one write per key and message, not per event).
+        changed = (
+            found is None or found.changed or alert != before or condition != found.condition
+            or signal.detail != found.signal.detail
+        )  # fmt: skip
+        return Live(row_id, alert, signal, condition, at, changed)
+
+    def redate(self, conn: sa.Connection, agent_id: str, boot_id: str, ref: BootRef) -> int:
+        return 0
+
+    def reset(self, conn: sa.Connection, agent_id: str, epoch: str) -> None:
+        """Nothing is forgotten (see the module's docstring)."""
+
+
+def _dropped(found: Live) -> Live:
+    return Live(found.id, found.alert, found.signal, False, found.seen_at, changed=True,
+                gone=True)  # fmt: skip
+
+
+def tick(conn: sa.Connection, now: datetime, policies: dict[str, Policy] | None = None) -> int:
+    """Observe every live alert's last known condition at ``now``; return how many changed."""
+    policies = policies if policies is not None else POLICIES
+    rows = conn.execute(sa.select(alerts).where(alerts.c.state.in_([State.PENDING, *OPEN]))).all()
+    changed = []
+    for row in rows:
+        found = _live(row)
+        alert, _ = observe(found.alert, found.alert.key, found.condition, now,
+                           policies.get(row.rule, Policy()))  # fmt: skip
+        if alert is None:
+            changed.append(_dropped(found))
+        elif alert != found.alert:
+            changed.append(Live(row.id, alert, found.signal, found.condition, found.seen_at, True))
+    save(conn, (x for x in changed if x.changed))
+    return len(changed)
+
+
+def load(conn: sa.Connection, key: str) -> Live | None:
+    row = conn.execute(
+        sa.select(alerts).where(alerts.c.key == key).order_by(alerts.c.id.desc()).limit(1)
+    ).first()
+    return None if row is None else _live(row)
+
+
+def save(conn: sa.Connection, changed: Iterable[Live]) -> None:
+    for x in changed:
+        if x.gone:
+            if x.id is not None:
+                conn.execute(alerts.delete().where(alerts.c.id == x.id))
+            continue
+        a, s = x.alert, x.signal
+        values: dict[str, Any] = {
+            "key": a.key, "rule": s.rule, "site": s.site, "subject": s.subject,
+            "severity": str(s.severity), "state": str(a.state), "condition": x.condition,
+            "since": a.since, "fired_at": a.fired_at, "acked_at": a.acked_at,
+            "acked_by": a.acked_by, "action": a.action, "resolved_at": a.resolved_at,
+            "clear_since": a.clear_since,
+            "refires": json.dumps([t.isoformat() for t in a.refires]),
+            "detail": json.dumps(s.detail, ensure_ascii=False), "seen_at": x.seen_at,
+        }  # fmt: skip
+        if x.id is None:
+            conn.execute(alerts.insert().values(**values))
+        else:
+            conn.execute(alerts.update().where(alerts.c.id == x.id).values(**values))
+
+
+def _live(row: Any) -> Live:
+    def t(value: Any) -> datetime | None:
+        return None if value is None else utc(value)
+
+    alert = Alert(
+        row.key, State(row.state), since=utc(row.since), fired_at=t(row.fired_at),
+        acked_at=t(row.acked_at), acked_by=row.acked_by, action=row.action,
+        resolved_at=t(row.resolved_at), clear_since=t(row.clear_since),
+        refires=tuple(datetime.fromisoformat(x) for x in json.loads(row.refires)),
+    )  # fmt: skip
+    signal = Signal(row.rule, row.key, row.site, row.subject, row.condition,
+                    Severity(row.severity), json.loads(row.detail))  # fmt: skip
+    return Live(row.id, alert, signal, bool(row.condition), utc(row.seen_at))
