@@ -29,10 +29,11 @@ COUNTY_BOOT = "server"
 @cache
 def entry_models() -> dict[str, type[BaseModel]]:
     """Event models of every entry kind: the envelope with the domain's payload."""
-    from server.ledger.entries import KINDS
+    from server.alerts.entries import KINDS as ALERT_KINDS
+    from server.ledger.entries import KINDS as LEDGER_KINDS
 
     models: dict[str, type[BaseModel]] = {}
-    for kind, payload in KINDS.items():
+    for kind, payload in {**LEDGER_KINDS, **ALERT_KINDS}.items():
         name = "".join(part.title() for part in kind.replace(".", "_").split("_")) + "Event"
         models[kind] = create_model(
             name,

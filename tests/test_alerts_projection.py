@@ -9,6 +9,7 @@ import json
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from server.alerts.projection import AlertsProjection, tick
@@ -93,3 +94,42 @@ def test_a_brief_sensor_fault_leaves_nothing(engine: sa.Engine) -> None:
 def test_events_too_old_to_matter_move_nothing(engine: sa.Engine) -> None:
     ingest(engine).handle(TOPIC, events(1, record(35.0, NOW - timedelta(days=30))), NOW)
     assert rows(engine) == []
+
+
+def test_an_acknowledgement_is_a_journaled_entry_that_records_the_action(engine: sa.Engine) -> None:
+    from server.alerts.entries import Acknowledgement
+    from server.alerts.lifecycle import AlertError
+    from server.alerts.projection import check_ack
+
+    feed = ingest(engine)
+    feed.handle(TOPIC, events(1, record(32.0, NOW)), NOW)
+    ack = Acknowledgement(key="climate.range:county:no2", by="李保管", action="开启空调")
+
+    def make(conn: sa.Connection) -> list[tuple[str, Acknowledgement]]:
+        check_ack(conn, ack)
+        return [("alerts.ack", ack)]
+
+    feed.enter(make, NOW + timedelta(minutes=5))
+    [alert] = rows(engine)
+    assert (alert.state, alert.acked_by, alert.action) == ("acknowledged", "李保管", "开启空调")
+    with engine.connect() as conn:
+        entered = conn.execute(sa.text("SELECT count(*) FROM journal WHERE kind = 'alerts.ack'"))
+        assert entered.scalar() == 1
+    stranger = ack.model_copy(update={"key": "climate.range:county:no9"})
+    with engine.connect() as conn, pytest.raises(AlertError) as refused:
+        check_ack(conn, stranger)
+    assert refused.value.key == "alert.unknown"
+
+
+def test_a_replay_tells_nothing_again(engine: sa.Engine) -> None:
+    from server.projections import replay
+
+    feed = ingest(engine)
+    feed.handle(TOPIC, events(1, record(31.5, minutes(0))), NOW)
+    feed.handle(TOPIC, events(2, record(24.0, minutes(1))), NOW)
+    with engine.begin() as conn:
+        tick(conn, minutes(20))
+    before = [(a.id, a.state) for a in rows(engine)]
+    assert before == [(before[0][0], "resolved")]
+    replay(engine, [AlertsProjection(now=lambda: NOW)])
+    assert [(a.id, a.state) for a in rows(engine)] == before

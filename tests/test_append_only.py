@@ -51,7 +51,9 @@ REFUSED = "recorded-rows-guard"
 
 HOLDER = "04C0FFEE"
 
-DAY = datetime(2026, 11, 20, 2, tzinfo=UTC)
+#: Recent, so that alerts are raised from what happened (older events raise none).
+DAY = (datetime.now(UTC) - timedelta(days=1)).replace(hour=2, minute=0, second=0, microsecond=0)
+SINCE = (DAY - timedelta(days=5)).date().isoformat()
 
 
 def commands(group: click.Command, path: tuple[str, ...] = ()) -> Iterator[str]:
@@ -95,11 +97,17 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ev(7, "cabinet.restock", {**restock(1, 5, "B5"), "source": "door"}),
         ev(8, "cabinet.slot", slot_state(1, "ok", "empty", 5, "B5")),
         ev(9, "cabinet.dispense", {**dispense(1, 4), "batch": "B5"}),
+        ev(
+            10,
+            "cabinet.tamper",
+            {"box": "box-1", "reason": "door_without_card", "open_s": 5.0},
+            occurred_at=DAY.isoformat(),
+        ),
     ]
     body = {"v": 1, "agent_id": "station-1", "epoch": EPOCH, "sent_at": DAY.isoformat(),
             "events": climate + box}  # fmt: skip
     result = ingest.handle("fp/v1/village/station-1/events", json.dumps(body).encode(), DAY)
-    assert (result.stored, result.refused) == (9, ()), result
+    assert (result.stored, result.refused) == (10, ()), result
     engine.dispose()
     with closing(sqlite3.connect(root / "server.db")) as db, db:
         for table in GUARDED:
@@ -153,13 +161,13 @@ def runs(config: Path) -> dict[str, list[str]]:
             "export",
             "village",
             "--from",
-            "2026-11-01",
+            SINCE,
             "--out",
             str(root / "climate.csv"),
         ],
         "climate latest": ["climate", "latest"],
-        "climate mkt": ["climate", "mkt", "village", "no1", "--from", "2026-11-01"],
-        "climate series": ["climate", "series", "village", "no1", "--from", "2026-11-01"],
+        "climate mkt": ["climate", "mkt", "village", "no1", "--from", SINCE],
+        "climate series": ["climate", "series", "village", "no1", "--from", SINCE],
         "command list": ["command", "list"],
         "command send": ["command", "send", "station-1", "ping"],
         "db upgrade": ["db", "upgrade"],

@@ -19,6 +19,7 @@ from server.store.copy import COPIED_TABLES, REBUILT_TABLES
 from server.store.db import alembic_config, make_engine, migrate, utc
 from server.store.schema import (
     agents,
+    alerts,
     boot_refs,
     cabinet_box_log,
     cabinet_faults,
@@ -147,6 +148,7 @@ COPIED = (
     card_changes,
     card_sync_clock,
     card_sync_agents,
+    alerts,
 )
 DERIVED = (
     climate_records,
@@ -199,6 +201,12 @@ def fill_store(url: str) -> sa.Engine:
     newer["events"][0]["payload"]["unknown_field"] = 1
     ingest.handle(other, json.dumps(newer).encode(), NOW)  # journaled, not understood
     fill_cards_and_boxes(engine, ingest)
+    # Alerts (not yet among the default projections) are live state the copy carries.
+    from server.alerts.projection import AlertsProjection
+
+    Ingestor(engine, "fp", projections=[AlertsProjection(now=lambda: NOW)]).catch_up()
+    with engine.begin() as conn:  # its bookkeeping is not the default projections'
+        conn.execute(sa.text("DELETE FROM projection_checkpoints WHERE projection = 'alerts'"))
     with engine.begin() as conn:
         conn.execute(
             commands.insert().values(

@@ -19,7 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from server.alerts.lifecycle import OPEN, Alert, Policy, State, observe
+from server.alerts.entries import Acknowledgement
+from server.alerts.lifecycle import OPEN, Alert, AlertError, Policy, State, acknowledge, observe
 from server.alerts.signals import Range, Severity, Signal, of_event
 from server.ingest.timefix import BootRef
 from server.projections import Run
@@ -29,7 +30,7 @@ from server.store.schema import alerts
 KINDS = frozenset({
     "climate.record", "climate.state", "climate.sensor_fault", "climate.sensor_recovered",
     "climate.calibration", "cabinet.slot", "cabinet.vend_failed", "cabinet.tamper",
-    "cabinet.board", "agent.storage_alarm",
+    "cabinet.board", "agent.storage_alarm", "alerts.ack",
 })  # fmt: skip
 
 #: How each rule holds and clears, unless configured otherwise.
@@ -72,13 +73,25 @@ class AlertsProjection:
     def apply(self, conn: sa.Connection, run: Run) -> None:
         oldest = self.now() - self.max_age
         live: dict[str, Live | None] = {}
+        #: What each key's stored alert has already seen: a replay moves nothing again.
+        seen: dict[str, datetime] = {}
         for event in run.events:
             at, _ = run.when(event)
             if at < oldest:
                 continue
+            payload = getattr(event, "payload", None)
+            if isinstance(payload, Acknowledgement):
+                if payload.key not in live:
+                    live[payload.key] = load(conn, payload.key)
+                live[payload.key] = _acknowledged(live[payload.key], payload, at)
+                continue
             for signal in of_event(run.site_id, event, self.ranges):
                 if signal.key not in live:
-                    live[signal.key] = load(conn, signal.key)
+                    live[signal.key] = found = load(conn, signal.key)
+                    if found is not None:
+                        seen[signal.key] = found.seen_at
+                if signal.key in seen and at <= seen[signal.key]:
+                    continue
                 live[signal.key] = self._seen(live[signal.key], signal, at)
         # A key whose pending alert was forgotten in this run: its stored row goes too.
         save(conn, (x for x in live.values() if x is not None and x.changed))
@@ -101,11 +114,9 @@ class AlertsProjection:
             and alert.state is not State.RESOLVED
         ):
             row_id = None  # the key's next alert: a row of its own
-        # The latest values are kept (one write per key and message, not per event).
-        changed = (
-            found is None or found.changed or alert != before or condition != found.condition
-            or signal.detail != found.signal.detail
-        )  # fmt: skip
+        # The latest values and the time seen are kept, one write per key and message, so a
+        # replay knows what the alert has already seen.
+        changed = found is None or found.changed or at > found.seen_at or alert != before
         return Live(row_id, alert, signal, condition, at, changed)
 
     def redate(self, conn: sa.Connection, agent_id: str, boot_id: str, ref: BootRef) -> int:
@@ -113,6 +124,23 @@ class AlertsProjection:
 
     def reset(self, conn: sa.Connection, agent_id: str, epoch: str) -> None:
         """Nothing is forgotten (see the module's docstring)."""
+
+
+def _acknowledged(found: Live | None, ack: Acknowledgement, at: datetime) -> Live | None:
+    """Checked when entered (``check_ack``); one that finds its alert no longer open (settled
+    meanwhile, or on a copy where it never fired) changes nothing."""
+    if found is None or found.gone or found.alert.state not in OPEN:
+        return found
+    alert, _ = acknowledge(found.alert, ack.by, ack.action, at)
+    return Live(found.id, alert, found.signal, found.condition, found.seen_at, True)
+
+
+def check_ack(conn: sa.Connection, ack: Acknowledgement) -> None:
+    """``AlertError`` unless the key has an open alert to acknowledge."""
+    found = load(conn, ack.key)
+    if found is None:
+        raise AlertError("alert.unknown", alert=ack.key)
+    acknowledge(found.alert, ack.by, ack.action, found.seen_at)
 
 
 def _dropped(found: Live) -> Live:

@@ -64,9 +64,6 @@ def _guarded(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except LedgerError as exc:
-            zone = exc.fields.get("zone")
-            if f"zone.{zone}" in TEXTS:
-                exc.fields["zone"] = TEXTS[f"zone.{zone}"][lang]
             _fail(lang, exc.key, **exc.fields)
         except ValidationError as exc:
             click.echo(_invalid(exc), err=True)

@@ -39,6 +39,8 @@ COPIED_TABLES = (
     "card_changes",
     "card_sync_clock",
     "card_sync_agents",
+    # Alerts are live state (what people were told, what they acknowledged), not rebuilt.
+    "alerts",
 )
 #: Rebuilt on the target by ``rebuild_projections`` (with ``projection_checkpoints``).
 REBUILT_TABLES = (
