@@ -613,3 +613,19 @@ def table(header: list[str], rows: list[list[str]]) -> str:
         return "  ".join(pad(c, w) for c, w in zip(cells, widths, strict=True))
 
     return "\n".join(line(r).rstrip() for r in [header, *rows])
+
+
+def render(
+    texts: dict[str, dict[Language, str]],
+    lang: Language,
+    key: str,
+    fields: dict[str, object],
+    named: tuple[str, ...] = (),
+) -> str:
+    """A domain's text for ``key`` with ``fields``; a field listed in ``named`` whose value has
+    a text of its own (``zone`` → ``zone.returned``) is shown as that text."""
+    shown = {
+        k: texts[f"{k}.{v}"][lang] if k in named and f"{k}.{v}" in texts else v
+        for k, v in fields.items()
+    }
+    return texts[key][lang].format(**shown)

@@ -3,7 +3,7 @@ one SMS."""
 
 from __future__ import annotations
 
-from server.i18n import Language
+from server.i18n import Language, render
 
 TEXTS: dict[str, dict[Language, str]] = {
     "rule.climate.range": {"zh": "温湿度超限", "en": "out of range"},
@@ -43,8 +43,5 @@ TEXTS: dict[str, dict[Language, str]] = {
 
 
 def say(lang: Language, key: str, /, **fields: object) -> str:
-    shown = {
-        k: TEXTS[f"state.{v}"][lang] if k == "state" and f"state.{v}" in TEXTS else v
-        for k, v in fields.items()
-    }
-    return TEXTS[key][lang].format(**shown)
+    """The text for ``key``; a field that is itself a state is shown as the state's name."""
+    return render(TEXTS, lang, key, fields, named=("state",))

@@ -3,7 +3,7 @@ default and English; codes (zones, reasons) become words, never a library's text
 
 from __future__ import annotations
 
-from server.i18n import Language
+from server.i18n import Language, render
 
 TEXTS: dict[str, dict[Language, str]] = {
     "stock.short": {
@@ -163,8 +163,4 @@ TEXTS: dict[str, dict[Language, str]] = {
 
 def say(lang: Language, key: str, /, **fields: object) -> str:
     """The text for ``key``; a field that is itself a zone is shown as the zone's name."""
-    shown = {
-        k: TEXTS[f"zone.{v}"][lang] if k == "zone" and f"zone.{v}" in TEXTS else v
-        for k, v in fields.items()
-    }
-    return TEXTS[key][lang].format(**shown)
+    return render(TEXTS, lang, key, fields, named=("zone",))
