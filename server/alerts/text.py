@@ -35,7 +35,7 @@ TEXTS: dict[str, dict[Language, str]] = {
     },
     "alert.unknown": {"zh": "没有告警 {alert}", "en": "no alert {alert}"},
     "alert.not_open": {
-        "zh": "告警 {alert} 已{state}，无需确认",
+        "zh": "告警 {alert} {state}，无需确认",
         "en": "alert {alert} is {state}: nothing to acknowledge",
     },
     "db.failed": {"zh": "数据库出错，详见日志", "en": "database error: see the log"},
