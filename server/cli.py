@@ -17,6 +17,7 @@ from typing import NoReturn
 import click
 import sqlalchemy as sa
 
+from server.alerts.cli import alerts
 from server.cards.cli import cards
 from server.climate.cli import COMMANDS as CLIMATE_HISTORY_COMMANDS
 from server.climate.queries import Notice
@@ -645,6 +646,7 @@ def boxes_tail(ctx: click.Context, lang: str | None, interval: float, from_start
         pass
 
 
+main.add_command(alerts)
 main.add_command(cards)
 for _ledger_command in LEDGER_COMMANDS:  # stock, receive, inspect, transfer, …
     main.add_command(_ledger_command)

@@ -113,6 +113,7 @@ class CommandsProjection:
     """Closes each command with the result its agent reported (``command.result``)."""
 
     name = "commands"
+    rebuilt = True
     kinds = frozenset({"command.result"})
 
     def apply(self, conn: sa.Connection, run: Run) -> None:

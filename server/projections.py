@@ -8,6 +8,9 @@ A projection names itself, says which event kinds it consumes, and implements th
   known (events recorded before an agent's clock was set);
 - ``reset``: remove what it derived from one stream, before a replay rebuilds it.
 
+A projection of live state rather than history (``rebuilt = False``) is left alone by a replay:
+its checkpoints move past what the replay would apply again.
+
 Each projection has a checkpoint per stream (``projection_checkpoints``): every journaled
 event of that stream up to there has been applied, in order. Live ingest applies new events to
 a projection only when it is caught up; one that lags (added in a later version, or being
@@ -59,6 +62,9 @@ class Run:
 class Projection(Protocol):
     name: str
     kinds: frozenset[str]
+    #: False for live state that a replay must not rebuild (alerts: what people were told and
+    #: what they acknowledged): a replay moves its checkpoints to the end of each stream instead.
+    rebuilt: bool
 
     def apply(self, conn: sa.Connection, run: Run) -> None: ...
 
@@ -69,12 +75,19 @@ class Projection(Protocol):
 
 def default_projections() -> list[Projection]:
     """Every domain's projection, in the order they are applied."""
+    from server.alerts.projection import AlertsProjection
     from server.cabinet.projection import CabinetProjection
     from server.climate.projection import ClimateProjection
     from server.commands import CommandsProjection
     from server.ledger.projection import LedgerProjection
 
-    return [ClimateProjection(), CommandsProjection(), CabinetProjection(), LedgerProjection()]
+    return [
+        ClimateProjection(),
+        CommandsProjection(),
+        CabinetProjection(),
+        LedgerProjection(),
+        AlertsProjection(),
+    ]
 
 
 def redate_rows(
@@ -245,9 +258,12 @@ def replay(
             now_understood = _mark_understood(conn, journal.stream_by_id(conn, stream_id), models)
             stream = journal.stream_by_id(conn, stream_id)
             for projection in projections:
-                projection.reset(conn, stream.agent_id, stream.epoch)
-                set_checkpoint(conn, projection.name, stream.id, 0)
-        for projection in projections:
+                if projection.rebuilt:
+                    projection.reset(conn, stream.agent_id, stream.epoch)
+                    set_checkpoint(conn, projection.name, stream.id, 0)
+                else:
+                    set_checkpoint(conn, projection.name, stream.id, stream.acked)
+        for projection in (p for p in projections if p.rebuilt):
             moved = 0
             while True:
                 with engine.begin() as conn:

@@ -395,6 +395,7 @@ class Gate:
 
     name = "gate"
     kinds = frozenset({"climate.record"})
+    rebuilt = True
 
     def __init__(self) -> None:
         self.inside = threading.Event()

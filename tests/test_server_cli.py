@@ -14,7 +14,9 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from server.alerts.projection import AlertsProjection
 from server.ingest.core import Ingestor
+from server.projections import default_projections
 from server.store.copy import COPIED_TABLES, REBUILT_TABLES
 from server.store.db import alembic_config, make_engine, migrate, utc
 from server.store.schema import (
@@ -184,7 +186,12 @@ def fill_store(url: str) -> sa.Engine:
     """A store with everything a county's may hold, through the real ingest."""
     engine = make_engine(url)
     migrate(engine)
-    ingest = Ingestor(engine, "fp")
+    # Alerts, live state the copy carries, are raised as of the events' day.
+    projections = [
+        AlertsProjection(now=lambda: NOW) if p.name == "alerts" else p
+        for p in default_projections()
+    ]
+    ingest = Ingestor(engine, "fp", projections=projections)
     varied_stream(ingest, engine)  # records, summary, notice, command result, late gap, re-dating
     ingest.handle(TOPIC, batch(*range(11, 41)), NOW)  # held back behind the gap at 10
     ingest.handle(TOPIC, batch(10), NOW)
@@ -201,12 +208,6 @@ def fill_store(url: str) -> sa.Engine:
     newer["events"][0]["payload"]["unknown_field"] = 1
     ingest.handle(other, json.dumps(newer).encode(), NOW)  # journaled, not understood
     fill_cards_and_boxes(engine, ingest)
-    # Alerts (not yet among the default projections) are live state the copy carries.
-    from server.alerts.projection import AlertsProjection
-
-    Ingestor(engine, "fp", projections=[AlertsProjection(now=lambda: NOW)]).catch_up()
-    with engine.begin() as conn:  # its bookkeeping is not the default projections'
-        conn.execute(sa.text("DELETE FROM projection_checkpoints WHERE projection = 'alerts'"))
     with engine.begin() as conn:
         conn.execute(
             commands.insert().values(

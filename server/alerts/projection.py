@@ -65,6 +65,7 @@ class Live:
 class AlertsProjection:
     name: str = "alerts"
     kinds: frozenset[str] = KINDS
+    rebuilt: bool = False
     ranges: Callable[[str, str], Range] = field(default=lambda site, room: Range())
     policies: dict[str, Policy] = field(default_factory=lambda: dict(POLICIES))
     max_age: timedelta = timedelta(days=7)

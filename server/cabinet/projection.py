@@ -96,6 +96,7 @@ class _Place:
 
 class CabinetProjection:
     name = "cabinet"
+    rebuilt = True
     kinds = KINDS
 
     def apply(self, conn: sa.Connection, run: Run) -> None:

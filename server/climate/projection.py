@@ -44,6 +44,7 @@ NOTICE_COLUMNS = (
 
 class ClimateProjection:
     name = "climate"
+    rebuilt = True
     kinds = frozenset({"climate.record", "climate.summary", *NOTICE_KINDS})
 
     def apply(self, conn: sa.Connection, run: Run) -> None:

@@ -50,6 +50,7 @@ _DATED = (ledger_movements, ledger_discrepancies)
 
 class LedgerProjection:
     name = "ledger"
+    rebuilt = True
     kinds = KINDS
 
     def apply(self, conn: sa.Connection, run: Run) -> None:
