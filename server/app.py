@@ -47,6 +47,8 @@ from edge_agent.wire import (
     topic_filter,
 )
 from server import __version__, commands
+from server.alerts.notify import Notifier, contacts_warnings, known_sites
+from server.alerts.projection import AlertsProjection
 from server.cards.sync import CardSync
 from server.climate.partitions import ensure_partitions
 from server.config import ServerConfig
@@ -54,6 +56,7 @@ from server.inbox import FairInbox
 from server.ingest import journal
 from server.ingest.core import Ingestor, IngestResult, Settings
 from server.integrity.backup import start_schedule
+from server.projections import default_projections
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +115,16 @@ def settings(config: ServerConfig) -> Settings:
 class IngestService:
     def __init__(self, config: ServerConfig, engine: sa.Engine) -> None:
         self.config = config
-        self.ingestor = Ingestor(engine, config.mqtt.topic_prefix, settings=settings(config))
+        projections = default_projections(config)
+        self._alerts = next(p for p in projections if isinstance(p, AlertsProjection))
+        self.notifier = Notifier(engine, config.alerts, config.server.zone, config.server.language)
+        self.ingestor = Ingestor(
+            engine,
+            config.mqtt.topic_prefix,
+            settings=settings(config),
+            projections=projections,
+            committed=self._committed,
+        )
         m = config.mqtt
         self.started_at = datetime.now(UTC)
         self.client = BrokerClient(
@@ -138,6 +150,23 @@ class IngestService:
         self.card_sync = CardSync(
             engine, m.topic_prefix, timedelta(seconds=config.ingest.offline_after_s)
         )
+
+    def _committed(self) -> None:
+        if self._alerts.moved:
+            self._alerts.moved = False
+            self.notifier.wake.set()
+
+    def warn_contacts(self) -> None:
+        """The monitoring rules ask for at least three people per site: say at start where the
+        configuration reaches fewer."""
+        try:
+            with self.ingestor.engine.connect() as conn:
+                sites, parents = known_sites(conn, self.config.alerts.home_site)
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("cannot read the sites to check their alert contacts: %s", exc)
+            return
+        for warning in contacts_warnings(self.config.alerts, sites, parents):
+            log.warning("alerts: %s", warning)
 
     def _subscriptions(self) -> list[tuple[str, int]]:
         """Events are shared between ingest processes; status is not: a broker gives retained
@@ -355,6 +384,11 @@ class IngestService:
         signal.signal(signal.SIGINT, stop)
         writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
         writer.start()
+        self.warn_contacts()
+        notifier = threading.Thread(
+            target=self.notifier.run, args=(self._stopping,), name="alerts", daemon=True
+        )
+        notifier.start()
         backups = start_schedule(self.config)  # the daily backup, in its own thread
         m = self.config.mqtt
         session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
@@ -394,5 +428,7 @@ class IngestService:
             self.client.disconnect()
             self.client.loop_stop()
             writer.join(timeout=10)
+            self.notifier.wake.set()
+            notifier.join(timeout=10)
             if backups is not None:
                 backups.stop()

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from edge_agent.configfile import Strict, TlsSection, between, load
 from edge_agent.wire import Ident
+from server.alerts.config import AlertsSection
 
 
 class ServerSection(Strict):
@@ -155,6 +156,7 @@ class ServerConfig(Strict):
     cards: CardsSection = Field(default_factory=CardsSection)
     backup: BackupSection = Field(default_factory=BackupSection)
     climate: ClimateSection = Field(default_factory=ClimateSection)
+    alerts: AlertsSection = Field(default_factory=AlertsSection)
 
 
 def load_config(path: Path | str) -> ServerConfig:

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ValidationError
@@ -36,6 +36,9 @@ from server.ingest import journal
 from server.ingest.sequence import StreamState
 from server.ingest.timefix import BootRef, BootRefs
 from server.store.schema import projection_checkpoints, streams
+
+if TYPE_CHECKING:
+    from server.config import ServerConfig
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +76,8 @@ class Projection(Protocol):
     def reset(self, conn: sa.Connection, agent_id: str, epoch: str) -> None: ...
 
 
-def default_projections() -> list[Projection]:
-    """Every domain's projection, in the order they are applied."""
+def default_projections(config: ServerConfig | None = None) -> list[Projection]:
+    """Every domain's projection, in the order they are applied, as ``config`` sets them."""
     from server.alerts.projection import AlertsProjection
     from server.cabinet.projection import CabinetProjection
     from server.climate.projection import ClimateProjection
@@ -86,7 +89,7 @@ def default_projections() -> list[Projection]:
         CommandsProjection(),
         CabinetProjection(),
         LedgerProjection(),
-        AlertsProjection(),
+        AlertsProjection() if config is None else AlertsProjection.configured(config.alerts),
     ]
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from server.alerts.config import AlertsSection
 from server.alerts.entries import Acknowledgement
 from server.alerts.lifecycle import OPEN, Alert, AlertError, Policy, State, acknowledge, observe
 from server.alerts.signals import Range, Severity, Signal, of_event
@@ -44,6 +45,14 @@ POLICIES: dict[str, Policy] = {
     "box.tamper": Policy(clear_s=1800),
     "box.offline": Policy(for_s=300, clear_s=300),
     "agent.storage": Policy(clear_s=600),
+    "agent.offline": Policy(for_s=300, clear_s=300),
+    "agent.gap": Policy(clear_s=0),
+    "agent.messages": Policy(clear_s=0),
+    "climate.exposure": Policy(clear_s=3600),
+    "stock.expiry": Policy(clear_s=0),
+    "ledger.discrepancy": Policy(clear_s=0),
+    "ledger.variance": Policy(clear_s=0),
+    "alerts.channel": Policy(clear_s=300),
 }
 
 
@@ -70,12 +79,20 @@ class AlertsProjection:
     policies: dict[str, Policy] = field(default_factory=lambda: dict(POLICIES))
     max_age: timedelta = timedelta(days=7)
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    #: Set when an alert's state moved (someone may have to be told); the server's notifier
+    #: takes it once the transaction has committed.
+    moved: bool = False
+
+    @classmethod
+    def configured(cls, section: AlertsSection) -> AlertsProjection:
+        return cls(ranges=section.range_for, policies=section.policies(POLICIES))
 
     def apply(self, conn: sa.Connection, run: Run) -> None:
         oldest = self.now() - self.max_age
         live: dict[str, Live | None] = {}
         #: What each key's stored alert has already seen: a replay moves nothing again.
         seen: dict[str, datetime] = {}
+        states: dict[str, State] = {}
         for event in run.events:
             at, _ = run.when(event)
             if at < oldest:
@@ -83,48 +100,73 @@ class AlertsProjection:
             payload = getattr(event, "payload", None)
             if isinstance(payload, Acknowledgement):
                 if payload.key not in live:
-                    live[payload.key] = load(conn, payload.key)
+                    live[payload.key] = load(conn, payload.key, lock=True)
                 live[payload.key] = _acknowledged(live[payload.key], payload, at)
                 continue
             for signal in of_event(run.site_id, event, self.ranges):
                 if signal.key not in live:
-                    live[signal.key] = found = load(conn, signal.key)
+                    live[signal.key] = found = load(conn, signal.key, lock=True)
                     if found is not None:
                         seen[signal.key] = found.seen_at
+                        states[signal.key] = found.alert.state
                 if signal.key in seen and at <= seen[signal.key]:
                     continue
-                live[signal.key] = self._seen(live[signal.key], signal, at)
+                live[signal.key] = seen_signal(live[signal.key], signal, at, self.policies)
         # A key whose pending alert was forgotten in this run: its stored row goes too.
-        save(conn, (x for x in live.values() if x is not None and x.changed))
-
-    def _seen(self, found: Live | None, signal: Signal, at: datetime) -> Live | None:
-        policy = self.policies.get(signal.rule, Policy())
-        before = None if found is None or found.gone else found.alert
-        alert, _ = observe(before, signal.key, signal.active, at, policy)
-        condition = signal.active
-        if signal.instant and signal.active and alert is not None:
-            alert, _ = observe(alert, signal.key, False, at, policy)
-            condition = False
-        row_id = None if found is None else found.id
-        if alert is None:
-            # A pending alert that never fired is forgotten, and so is its row.
-            return None if found is None or row_id is None else _dropped(found)
-        if (
-            before is not None
-            and before.state is State.RESOLVED
-            and alert.state is not State.RESOLVED
-        ):
-            row_id = None  # the key's next alert: a row of its own
-        # The latest values and the time seen are kept, one write per key and message, so a
-        # replay knows what the alert has already seen.
-        changed = found is None or found.changed or at > found.seen_at or alert != before
-        return Live(row_id, alert, signal, condition, at, changed)
+        changed = [x for x in live.values() if x is not None and x.changed]
+        save(conn, changed)
+        if any(x.id is None or x.alert.state != states.get(x.alert.key) for x in changed):
+            self.moved = True
 
     def redate(self, conn: sa.Connection, agent_id: str, boot_id: str, ref: BootRef) -> int:
         return 0
 
     def reset(self, conn: sa.Connection, agent_id: str, epoch: str) -> None:
         """Nothing is forgotten (see the module's docstring)."""
+
+
+def seen_signal(
+    found: Live | None, signal: Signal, at: datetime, policies: dict[str, Policy]
+) -> Live | None:
+    """What ``signal`` seen at ``at`` makes of its key's alert as stored (``found``)."""
+    policy = policies.get(signal.rule, Policy())
+    before = None if found is None or found.gone else found.alert
+    alert, _ = observe(before, signal.key, signal.active, at, policy)
+    condition = signal.active
+    if signal.instant and signal.active and alert is not None:
+        alert, _ = observe(alert, signal.key, False, at, policy)
+        condition = False
+    row_id = None if found is None else found.id
+    if alert is None:
+        # A pending alert that never fired is forgotten, and so is its row.
+        return None if found is None or row_id is None else _dropped(found)
+    if before is not None and before.state is State.RESOLVED and alert.state is not State.RESOLVED:
+        row_id = None  # the key's next alert: a row of its own
+    # The latest values and the time seen are kept, one write per key and message, so a
+    # replay knows what the alert has already seen.
+    changed = found is None or found.changed or at > found.seen_at or alert != before
+    return Live(row_id, alert, signal, condition, at, changed)
+
+
+def observe_signals(
+    conn: sa.Connection, signals: Iterable[tuple[Signal, datetime]], policies: dict[str, Policy]
+) -> int:
+    """Signals the server finds itself (an agent gone quiet, a failing channel, stock near
+    expiry) move their keys' alerts as an agent's events do; one seen before its key's stored
+    alert last saw anything moves nothing. Return how many alerts changed."""
+    live: dict[str, Live | None] = {}
+    for signal, at in signals:
+        if signal.key not in live:
+            live[signal.key] = load(conn, signal.key, lock=True)
+        found = live[signal.key]
+        if found is not None and not found.changed and at <= found.seen_at:
+            continue
+        if found is not None and found.alert.state is State.RESOLVED and not signal.active:
+            continue  # still clear: nothing to write
+        live[signal.key] = seen_signal(found, signal, at, policies)
+    changed = [x for x in live.values() if x is not None and x.changed]
+    save(conn, changed)
+    return len(changed)
 
 
 def _acknowledged(found: Live | None, ack: Acknowledgement, at: datetime) -> Live | None:
@@ -152,10 +194,12 @@ def _dropped(found: Live) -> Live:
 def tick(conn: sa.Connection, now: datetime, policies: dict[str, Policy] | None = None) -> int:
     """Observe every live alert's last known condition at ``now``; return how many changed."""
     policies = policies if policies is not None else POLICIES
-    rows = conn.execute(sa.select(alerts).where(alerts.c.state.in_([State.PENDING, *OPEN]))).all()
+    live = sa.select(alerts).where(alerts.c.state.in_([State.PENDING, *OPEN]))
+    # Rows ingest is moving now are left to the next tick.
+    rows = conn.execute(live.with_for_update(skip_locked=True)).all()
     changed = []
     for row in rows:
-        found = _live(row)
+        found = live_of(row)
         alert, _ = observe(found.alert, found.alert.key, found.condition, now,
                            policies.get(row.rule, Policy()))  # fmt: skip
         if alert is None:
@@ -166,11 +210,12 @@ def tick(conn: sa.Connection, now: datetime, policies: dict[str, Policy] | None 
     return len(changed)
 
 
-def load(conn: sa.Connection, key: str) -> Live | None:
-    row = conn.execute(
-        sa.select(alerts).where(alerts.c.key == key).order_by(alerts.c.id.desc()).limit(1)
-    ).first()
-    return None if row is None else _live(row)
+def load(conn: sa.Connection, key: str, lock: bool = False) -> Live | None:
+    """The key's newest alert; ``lock``: held until the transaction ends (PostgreSQL), so the
+    timer and ingest do not both move it at once."""
+    query = sa.select(alerts).where(alerts.c.key == key).order_by(alerts.c.id.desc()).limit(1)
+    row = conn.execute(query.with_for_update() if lock else query).first()
+    return None if row is None else live_of(row)
 
 
 def save(conn: sa.Connection, changed: Iterable[Live]) -> None:
@@ -195,7 +240,7 @@ def save(conn: sa.Connection, changed: Iterable[Live]) -> None:
             conn.execute(alerts.update().where(alerts.c.id == x.id).values(**values))
 
 
-def _live(row: Any) -> Live:
+def live_of(row: Any) -> Live:
     def t(value: Any) -> datetime | None:
         return None if value is None else utc(value)
 

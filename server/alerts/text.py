@@ -3,6 +3,8 @@ one SMS."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from server.i18n import Language, render
 
 TEXTS: dict[str, dict[Language, str]] = {
@@ -15,6 +17,28 @@ TEXTS: dict[str, dict[Language, str]] = {
     "rule.box.tamper": {"zh": "箱门异常", "en": "door tampered"},
     "rule.box.offline": {"zh": "主板离线", "en": "board offline"},
     "rule.agent.storage": {"zh": "终端存储告警", "en": "agent storage"},
+    "rule.agent.offline": {"zh": "终端离线", "en": "agent offline"},
+    "rule.agent.gap": {"zh": "数据缺失", "en": "data missing"},
+    "rule.agent.messages": {"zh": "消息无法处理", "en": "messages not usable"},
+    "rule.climate.exposure": {"zh": "累计高温", "en": "heat exposure"},
+    "rule.stock.expiry": {"zh": "近效期或过期", "en": "expiring or expired"},
+    "rule.ledger.discrepancy": {"zh": "账实不符", "en": "books short"},
+    "rule.ledger.variance": {"zh": "盘点差异", "en": "count variance"},
+    "rule.alerts.channel": {"zh": "通知渠道故障", "en": "channel failing"},
+    "reason.fired": {"zh": "【告警】", "en": "[ALERT] "},
+    "reason.fired.critical": {"zh": "【紧急】", "en": "[URGENT] "},
+    "reason.renotify": {"zh": "【仍未处理】", "en": "[STILL OPEN] "},
+    "reason.escalated": {"zh": "【升级】", "en": "[ESCALATED] "},
+    "reason.acknowledged": {"zh": "【已确认】", "en": "[ACKED] "},
+    "reason.resolved": {"zh": "【已解除】", "en": "[RESOLVED] "},
+    "notice": {
+        "zh": "{prefix}{site} {subject} {rule}{detail}（编号{id}）",
+        "en": "{prefix}{site} {subject} {rule}{detail} (#{id})",
+    },
+    "notice.acked": {"zh": "，{by}：{action}", "en": ", {by}: {action}"},
+    "room.no1": {"zh": "1号库", "en": "store 1"},
+    "room.no2": {"zh": "2号库", "en": "store 2"},
+    "room.no3": {"zh": "3号库", "en": "store 3"},
     "state.pending": {"zh": "待定", "en": "pending"},
     "state.firing": {"zh": "告警中", "en": "firing"},
     "state.acknowledged": {"zh": "已确认", "en": "acknowledged"},
@@ -40,6 +64,64 @@ TEXTS: dict[str, dict[Language, str]] = {
     },
     "db.failed": {"zh": "数据库出错，详见日志", "en": "database error: see the log"},
 }
+
+
+#: One SMS of Chinese text.
+SMS_CHARS = 70
+
+
+def notice_text(lang: Language, live: Any, reason: str, site_name: str | None, alert_id: int
+                ) -> str:  # fmt: skip
+    """What a person is told of an alert, in one SMS: what, where, the values, the alert's
+    number (``alerts ack`` takes it)."""
+    alert, sig = live.alert, live.signal
+    critical = reason == "fired" and sig.severity == "critical"
+    prefix = TEXTS[f"reason.{reason}.critical" if critical else f"reason.{reason}"][lang]
+    room, _, rest = sig.subject.partition("/")
+    subject = (
+        TEXTS[f"room.{room}"][lang] + (f"/{rest}" if rest else "")
+        if (f"room.{room}" in TEXTS)
+        else sig.subject
+    )
+    detail = _values(sig.detail)
+    if reason == "acknowledged" and alert.acked_by:
+        detail += TEXTS["notice.acked"][lang].format(by=alert.acked_by, action=alert.action or "-")
+    rule = TEXTS.get(f"rule.{sig.rule}", {}).get(lang, sig.rule)
+    text = TEXTS["notice"][lang].format(
+        prefix=prefix,
+        site=(site_name or sig.site)[:12],
+        subject=subject[:24],
+        rule=rule,
+        detail=detail,
+        id=alert_id,
+    )
+    if len(text) > SMS_CHARS:
+        cut = len(text) - SMS_CHARS + 1
+        text = TEXTS["notice"][lang].format(
+            prefix=prefix,
+            site=(site_name or sig.site)[:12],
+            subject=subject[:24],
+            rule=rule,
+            detail=detail[: max(0, len(detail) - cut)] + "…",
+            id=alert_id,
+        )
+    return text[:SMS_CHARS]
+
+
+def _values(detail: dict[str, Any]) -> str:
+    if "temperature_c" in detail:
+        return f" {detail['temperature_c']:.1f}°C/{detail.get('humidity_pct', 0):.0f}%"
+    if "hours" in detail:
+        return f" ≥{detail['threshold_c']:g}°C {detail['hours']:g}h/{detail['days']}d"
+    if "expiry" in detail:
+        return f" {detail['expiry']} ×{detail['quantity']}"
+    if "state" in detail:
+        return f" {detail['state']}"
+    if "difference" in detail:
+        return f" {detail['difference']:+d}"
+    if "short" in detail:
+        return f" -{detail['short']}"
+    return ""
 
 
 def say(lang: Language, key: str, /, **fields: object) -> str:

@@ -120,9 +120,13 @@ class Ingestor:
         settings: Settings | None = None,
         projections: Sequence[proj.Projection] | None = None,
         models: dict[str, type[BaseModel]] | None = None,
+        committed: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
         self.prefix = topic_prefix
+        #: Called after each group of messages is committed (the server wakes what waits on the
+        #: projections' new rows); ingest does not know who listens.
+        self.committed = committed
         self.settings = settings or Settings()
         self.projections = list(proj.default_projections() if projections is None else projections)
         self.models = models if models is not None else server_models()
@@ -143,7 +147,7 @@ class Ingestor:
         prepared = [prepare(self.prefix, t, p, self.models) for t, p in messages]
         try:
             with self.engine.begin() as conn:
-                return self._commit(conn, prepared, now)
+                results = self._commit(conn, prepared, now)
         except sa.exc.SQLAlchemyError:
             raise
         except Exception as exc:  # a bug meeting odd input must cost one message, not ingest
@@ -155,6 +159,9 @@ class Ingestor:
             with self.engine.begin() as conn:
                 journal.dead_letter(conn, topic, None, payload, f"processing failed: {exc!r}", now)
             return [IngestResult(dead_lettered=True, reason="processing failed")]
+        if self.committed is not None:
+            self.committed()
+        return results
 
     def enter(
         self, make: Callable[[sa.Connection], Sequence[tuple[str, BaseModel]]], now: datetime

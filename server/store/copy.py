@@ -41,6 +41,8 @@ COPIED_TABLES = (
     "card_sync_agents",
     # Alerts are live state (what people were told, what they acknowledged), not rebuilt.
     "alerts",
+    "alert_notices",
+    "alert_silences",
 )
 #: Rebuilt on the target by ``rebuild_projections`` (with ``projection_checkpoints``).
 REBUILT_TABLES = (

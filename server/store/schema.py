@@ -688,3 +688,42 @@ alerts = sa.Table(
     sa.Index("ix_alerts_key", "key", "id"),
     sa.Index("ix_alerts_state", "state"),
 )
+
+#: One row per person (or hook) told of an alert over one channel: the key is the delivery's
+#: idempotency key, so two server processes cannot tell the same thing twice, and a receiver
+#: that gets a retry can tell it is one.
+alert_notices = sa.Table(
+    "alert_notices",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("key", sa.String(400), nullable=False),
+    sa.Column("alert_id", Id, nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("reason", sa.String(16), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("recipient", sa.String(128), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    #: pending (to send, at ``next_at``), sent, or failed (given up).
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("told_at", Time, nullable=False),
+    sa.Column("next_at", Time, nullable=False),
+    sa.Column("sent_at", Time, nullable=True),
+    sa.Column("error", sa.String(300), nullable=True),
+    sa.UniqueConstraint("key", name="uq_alert_notices_key"),
+    sa.Index("ix_alert_notices_alert", "alert_id"),
+    sa.Index("ix_alert_notices_due", "status", "next_at"),
+)
+
+#: Alerts whose key starts with ``match`` are told to nobody until ``until`` (they still fire,
+#: resolve and are listed).
+alert_silences = sa.Table(
+    "alert_silences",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("match", sa.String(200), nullable=False),
+    sa.Column("until", Time, nullable=False),
+    sa.Column("by", sa.String(64), nullable=False),
+    sa.Column("reason", sa.String(200), nullable=True),
+    sa.Column("at", Time, nullable=False),
+)

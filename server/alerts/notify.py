@@ -1,0 +1,359 @@
+"""Telling people: the alerts' timer and their deliveries.
+
+Each round (``Notifier.step``), woken by ingest's commits and by a timer:
+
+1. **observe**: the live alerts' holds and clear times (``projection.tick``), and what only the
+   server can see (``watch``: an agent gone quiet, a gap not filled, messages it could not use,
+   cumulative heat, stock near expiry, a ledger discrepancy);
+2. **plan**: for each fired alert, what is due now (``escalation.due``) to which level's
+   contacts, over each channel, unless silenced: one ``alert_notices`` row per recipient and
+   channel, its key the delivery's idempotency key, inserted once whichever server process
+   plans it;
+3. **deliver**: the due rows are leased (``next_at`` moved on, so another process leaves them)
+   and sent, each channel in its own thread so a dead one does not hold the others up; a
+   failure is retried later with a growing wait, up to ``attempts`` times; a channel that
+   keeps failing is an alert of its own, told over the others.
+
+Told before sent: a restart never tells twice what it already planned, and a lease that runs
+out (a process killed mid-send) is sent again under the same key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from server.alerts import watch
+from server.alerts.channels import Channel, ChannelError, Delivery, make
+from server.alerts.config import AlertsSection, Contact
+from server.alerts.escalation import Escalation, Reason, Told, due
+from server.alerts.lifecycle import OPEN, Policy, State
+from server.alerts.projection import POLICIES, Live, live_of, observe_signals, tick
+from server.alerts.signals import Severity, Signal
+from server.alerts.text import notice_text
+from server.entries import COUNTY_AGENT
+from server.i18n import Language
+from server.store.db import utc
+from server.store.schema import agents, alert_notices, alert_silences, alerts, ledger_sites
+
+log = logging.getLogger(__name__)
+
+#: How long a leased delivery is left to the process sending it.
+LEASE = timedelta(seconds=120)
+#: How long after resolving an alert its resolution may still be told.
+TELL_RESOLVED_WITHIN = timedelta(days=1)
+#: Deliveries leased per round.
+BATCH = 200
+
+
+@dataclass(frozen=True)
+class Step:
+    changed: int
+    planned: int
+    sent: int
+    failed: int
+
+
+class Notifier:
+    """One per server process; several processes share the work through the database."""
+
+    def __init__(
+        self,
+        engine: sa.Engine,
+        section: AlertsSection,
+        zone: ZoneInfo,
+        language: Language = "zh",
+        channels: Sequence[Channel] | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        policies: dict[str, Policy] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.section = section
+        self.language = language
+        self.channels = {c.name: c for c in (channels or [make(c) for c in section.channels])}
+        self.now = now
+        self.policies = policies if policies is not None else section.policies(POLICIES)
+        self.escalation: Escalation = section.escalation(zone)
+        self.watch = watch.Watch(section)
+        self._pool = ThreadPoolExecutor(max(1, len(self.channels)), "alerts-channel")
+        #: Failures in a row per channel, as this process has seen them.
+        self._failures: dict[str, int] = defaultdict(int)
+        self.wake = threading.Event()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- one round ----------------------------------------------------------------------------
+
+    def step(self, observe: bool = True) -> Step:
+        """One round; ``observe`` False (woken by ingest): only plan and deliver."""
+        now = self.now()
+        changed = 0
+        if observe:
+            with self.engine.begin() as conn:
+                changed = tick(conn, now, self.policies)
+                changed += observe_signals(conn, self.watch.signals(conn, now), self.policies)
+        with self.engine.begin() as conn:
+            planned = self.plan(conn, now)
+        sent, failed = self.deliver()
+        return Step(changed, planned, sent, failed)
+
+    def run(self, stopping: threading.Event) -> None:
+        """Rounds until ``stopping``: a whole one every ``tick_s``, and a plan and delivery as
+        soon as woken (ingest committed a change people are told of)."""
+        next_round = time.monotonic()
+        while not stopping.is_set():
+            self.wake.wait(max(0.0, next_round - time.monotonic()))
+            self.wake.clear()
+            observe = time.monotonic() >= next_round
+            if observe:
+                next_round = time.monotonic() + self.section.tick_s
+            try:
+                self.step(observe)
+            except sa.exc.SQLAlchemyError as exc:
+                log.error("alerts: a round failed, tried again at the next: %s", exc)
+                stopping.wait(1.0)
+        self.close()
+
+    # --- plan ---------------------------------------------------------------------------------
+
+    def plan(self, conn: sa.Connection, now: datetime) -> int:
+        """Insert the notices due now; return how many rows were new."""
+        a = alerts
+        rows = conn.execute(
+            sa.select(a).where(
+                a.c.fired_at.is_not(None),
+                sa.or_(
+                    a.c.state.in_([str(s) for s in OPEN]),
+                    sa.and_(a.c.state == str(State.RESOLVED),
+                            a.c.resolved_at >= now - TELL_RESOLVED_WITHIN),
+                ),
+            )
+        ).all()  # fmt: skip
+        if not rows:
+            return 0
+        told = self._told(conn, [r.id for r in rows])
+        silences = self._silences(conn, now)
+        parents, names = self._sites(conn)
+        new = []
+        for row in rows:
+            live = live_of(row)
+            if any(row.key.startswith(m) for m in silences):
+                continue
+            # With nobody configured, the log and the hooks are still told.
+            contacts = self.section.contacts_of(_chain(row.site, parents)) or {1: []}
+            notices = due(live.alert, row.severity == str(Severity.CRITICAL), told[row.id],
+                          list(contacts), now, self.escalation)  # fmt: skip
+            for notice in notices:
+                n = sum(
+                    1 for t in told[row.id] if (t.level, t.reason) == (notice.level, notice.reason)
+                )
+                text = notice_text(self.language, live, notice.reason, names.get(row.site),
+                                   row.id)  # fmt: skip
+                new += self._rows(row, live, notice.level, notice.reason, n, text,
+                                  contacts[notice.level], now)  # fmt: skip
+        if not new:
+            return 0
+        conn.execute(_insert_ignoring_twins(conn), new)
+        return len(new)
+
+    def _rows(self, row: Any, live: Live, level: int, reason: Reason, n: int, text: str,
+              people: list[Contact], now: datetime) -> list[dict[str, Any]]:  # fmt: skip
+        out = []
+        for channel in self.channels.values():
+            if row.rule == "alerts.channel" and row.subject == channel.name:
+                continue  # a channel's own failure is told over the others
+            for recipient in channel.recipients(people):
+                out.append({
+                    "key": f"{row.id}:{level}:{reason}:{n}:{channel.name}:{recipient}",
+                    "alert_id": row.id, "level": level, "reason": str(reason),
+                    "channel": channel.name, "recipient": recipient, "text": text,
+                    "status": "pending", "attempts": 0, "told_at": now, "next_at": now,
+                })  # fmt: skip
+        return out
+
+    def _told(self, conn: sa.Connection, ids: list[int]) -> dict[int, list[Told]]:
+        n = alert_notices
+        query = (
+            sa.select(n.c.alert_id, n.c.level, n.c.reason, n.c.told_at)
+            .where(n.c.alert_id.in_(ids))
+            .distinct()
+        )
+        out: dict[int, list[Told]] = defaultdict(list)
+        for alert_id, level, reason, at in conn.execute(query):
+            out[alert_id].append(Told(level, Reason(reason), utc(at)))
+        return out
+
+    def _silences(self, conn: sa.Connection, now: datetime) -> list[str]:
+        s = alert_silences
+        return list(conn.execute(sa.select(s.c.match).where(s.c.until > now)).scalars())
+
+    def _sites(self, conn: sa.Connection) -> tuple[dict[str, str | None], dict[str, str]]:
+        rows = conn.execute(sa.select(ledger_sites.c.site, ledger_sites.c.parent,
+                                      ledger_sites.c.name)).all()  # fmt: skip
+        return {r.site: r.parent for r in rows}, {r.site: r.name for r in rows}
+
+    # --- deliver ------------------------------------------------------------------------------
+
+    def deliver(self) -> tuple[int, int]:
+        """Lease what is due and send it; return (sent, failed attempts)."""
+        now = self.now()
+        n = alert_notices
+        with self.engine.begin() as conn:
+            query = (
+                sa.select(n.c.id, n.c.key, n.c.channel, n.c.recipient, n.c.text, n.c.attempts,
+                          n.c.alert_id, n.c.level, n.c.reason)
+                .where(n.c.status == "pending", n.c.next_at <= now)
+                .order_by(n.c.next_at, n.c.id)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )  # fmt: skip
+            leased = conn.execute(query).all()
+            if not leased:
+                return 0, 0
+            conn.execute(
+                n.update()
+                .where(n.c.id.in_([r.id for r in leased]))
+                .values(next_at=now + LEASE, attempts=n.c.attempts + 1)
+            )
+            data = self._data(conn, {r.alert_id for r in leased})
+        by_channel: dict[str, list[Any]] = defaultdict(list)
+        for row in leased:
+            by_channel[row.channel].append(row)
+        futures = {
+            name: self._pool.submit(self._send_all, name, rows, data)
+            for name, rows in by_channel.items()
+        }
+        results = [(row, error) for f in futures.values() for row, error in f.result()]
+        self._record(results)
+        return sum(e is None for _, e in results), sum(e is not None for _, e in results)
+
+    def _send_all(self, name: str, rows: list[Any], data: dict[int, dict[str, Any]]
+                  ) -> list[tuple[Any, str | None]]:  # fmt: skip
+        channel = self.channels.get(name)
+        out: list[tuple[Any, str | None]] = []
+        for row in rows:
+            if channel is None:
+                out.append((row, f"no channel {name} in this configuration"))
+                continue
+            delivery = Delivery(row.key, name, row.recipient, row.text,
+                                {**data.get(row.alert_id, {}), "level": row.level,
+                                 "reason": row.reason})  # fmt: skip
+            try:
+                channel.send(delivery)
+            except ChannelError as exc:
+                out.append((row, str(exc)))
+                continue
+            out.append((row, None))
+        return out
+
+    def _record(self, results: list[tuple[Any, str | None]]) -> None:
+        now = self.now()
+        n = alert_notices
+        health: dict[str, bool] = {}
+        with self.engine.begin() as conn:
+            for row, error in results:
+                if error is None:
+                    conn.execute(n.update().where(n.c.id == row.id)
+                                 .values(status="sent", sent_at=now, error=None))  # fmt: skip
+                    self._failures[row.channel] = 0
+                    health[row.channel] = True
+                    continue
+                attempts = row.attempts + 1
+                log.warning("alerts: %s over %s failed (try %d): %s", row.key, row.channel,
+                            attempts, error)  # fmt: skip
+                gave_up = attempts >= self.section.attempts
+                wait = min(self.section.retry_s * 2 ** (attempts - 1), 3600.0)
+                conn.execute(
+                    n.update().where(n.c.id == row.id).values(
+                        status="failed" if gave_up else "pending", error=error[:300],
+                        next_at=now + timedelta(seconds=wait),
+                    )
+                )  # fmt: skip
+                if gave_up:
+                    log.error("alerts: gave up telling %s over %s", row.key, row.channel)
+                self._failures[row.channel] += 1
+                if self._failures[row.channel] >= self.section.channel_failures:
+                    health[row.channel] = False
+            signals = [(self._channel_signal(name, ok), now) for name, ok in health.items()]
+            if signals and observe_signals(conn, signals, self.policies):
+                self.wake.set()  # a channel's alert to tell at once
+
+    def _channel_signal(self, name: str, ok: bool) -> Signal:
+        site = self.section.home_site
+        return Signal("alerts.channel", f"alerts.channel:{site}:{name}", site, name, not ok,
+                      Severity.CRITICAL, {"channel": name})  # fmt: skip
+
+    def _data(self, conn: sa.Connection, ids: set[int]) -> dict[int, dict[str, Any]]:
+        a = alerts
+        rows = conn.execute(
+            sa.select(a.c.id, a.c.key, a.c.rule, a.c.site, a.c.subject, a.c.severity,
+                      a.c.state, a.c.detail).where(a.c.id.in_(ids))
+        ).all()  # fmt: skip
+        return {
+            r.id: {"alert": r.id, "alert_key": r.key, "rule": r.rule, "site": r.site,
+                   "subject": r.subject, "severity": r.severity, "state": r.state,
+                   "detail": json.loads(r.detail)}
+            for r in rows
+        }  # fmt: skip
+
+
+def _chain(site: str, parents: dict[str, str | None]) -> list[str]:
+    """The site and its parents up the levels (a loop in the sites stops the climb)."""
+    out = [site]
+    while (parent := parents.get(out[-1])) and parent not in out:
+        out.append(parent)
+    return out
+
+
+def _insert_ignoring_twins(conn: sa.Connection) -> Any:
+    """An insert that skips a key another process inserted first."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(alert_notices).on_conflict_do_nothing(index_elements=["key"])
+    return sqlite.insert(alert_notices).on_conflict_do_nothing(index_elements=["key"])
+
+
+def contacts_warnings(section: AlertsSection, sites: Sequence[str],
+                      parents: dict[str, str | None]) -> list[str]:  # fmt: skip
+    """Sites whose alerts reach fewer than ``MIN_CONTACTS`` people (warned of at start)."""
+    from server.alerts.config import MIN_CONTACTS
+
+    out = []
+    for site in sites:
+        people = {(c.name, c.phone, c.email) for level in
+                  section.contacts_of(_chain(site, parents)).values() for c in level}  # fmt: skip
+        if len(people) < MIN_CONTACTS:
+            out.append(f"site {site}: alerts reach {len(people)} people, "
+                       f"the rules ask for at least {MIN_CONTACTS}")  # fmt: skip
+    return out
+
+
+def known_sites(conn: sa.Connection, home: str) -> tuple[list[str], dict[str, str | None]]:
+    """The sites alerts can be about (those in the levels, those agents report from, the home
+    site) and each one's parent."""
+    rows = conn.execute(sa.select(ledger_sites.c.site, ledger_sites.c.parent)).all()
+    parents = {r.site: r.parent for r in rows}
+    reporting = conn.execute(
+        sa.select(agents.c.site_id).where(agents.c.agent_id != COUNTY_AGENT).distinct()
+    ).scalars()
+    return sorted({home, *parents, *reporting}), parents
+
+
+def silence(conn: sa.Connection, match: str, until: datetime, by: str, reason: str | None,
+            at: datetime) -> None:  # fmt: skip
+    """Tell nobody of alerts whose key starts with ``match`` until ``until`` (they still fire,
+    resolve and are listed); who and why are kept."""
+    conn.execute(alert_silences.insert().values(match=match, until=until, by=by, reason=reason,
+                                                at=at))  # fmt: skip

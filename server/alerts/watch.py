@@ -1,0 +1,222 @@
+"""Conditions only the server can see, looked at by the alerts' timer: no event says them.
+
+- ``agent.offline``: nothing heard from an agent for ``offline_after_s`` (or its last will);
+- ``agent.gap``: a gap in an agent's sequence not filled for ``gap_after_s``;
+- ``agent.messages``: messages from an agent dead-lettered in the last hour, or journaled as
+  not understood by this version;
+- ``climate.exposure``: a storeroom at or above ``exposure_c`` for ``exposure_hours`` within
+  ``exposure_days`` (each record counts for its share of the time the storeroom's records span);
+- ``stock.expiry``: stock on hand in a storeroom or box that has expired or expires within 30
+  days;
+- ``ledger.discrepancy`` and ``ledger.variance``: a box took stock the books did not show, or a
+  count or stocktake found a difference, in the last day.
+
+Each round gives every key whose condition holds a signal that holds, and every open alert of a
+rule looked at whose condition no longer holds one that does not. The slower looks (records,
+stock) run every ``SLOW_EVERY``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from server.alerts.config import AlertsSection
+from server.alerts.lifecycle import OPEN, State
+from server.alerts.signals import Severity, Signal
+from server.entries import COUNTY_AGENT
+from server.ledger.rules import OUTSIDE
+from server.store.db import utc
+from server.store.schema import (
+    agents,
+    alerts,
+    climate_records,
+    dead_letters,
+    ledger_batches,
+    ledger_discrepancies,
+    ledger_movements,
+    ledger_stock,
+    streams,
+)
+
+SLOW_EVERY = timedelta(minutes=5)
+FAST_RULES = frozenset({"agent.offline", "agent.gap", "agent.messages"})
+SLOW_RULES = frozenset({"climate.exposure", "stock.expiry", "ledger.discrepancy",
+                        "ledger.variance"})  # fmt: skip
+EXPIRY_WARN_DAYS = 30
+RECENT_DEAD_LETTERS = timedelta(hours=1)
+RECENT_LEDGER = timedelta(days=1)
+
+
+def signal(rule: str, site: str, subject: str, active: bool, severity: Severity,
+           **detail: object) -> Signal:  # fmt: skip
+    return Signal(rule, f"{rule}:{site}:{subject}", site, subject, active, severity, detail)
+
+
+class Watch:
+    def __init__(self, section: AlertsSection) -> None:
+        self.section = section
+        self._slow_next: datetime | None = None
+
+    def signals(self, conn: sa.Connection, now: datetime) -> list[tuple[Signal, datetime]]:
+        rules = set(FAST_RULES)
+        found = [*self._offline(conn, now), *self._gaps(conn, now), *self._messages(conn, now)]
+        if self._slow_next is None or now >= self._slow_next:
+            self._slow_next = now + SLOW_EVERY
+            rules |= SLOW_RULES
+            found += [*self._exposure(conn, now), *self._expiry(conn, now),
+                      *self._ledger(conn, now)]  # fmt: skip
+        holding = {s.key for s in found}
+        a = alerts
+        open_rows = conn.execute(
+            sa.select(a.c.rule, a.c.key, a.c.site, a.c.subject, a.c.severity, a.c.detail).where(
+                a.c.rule.in_(sorted(rules)),
+                a.c.state.in_([str(State.PENDING), *(str(s) for s in OPEN)]),
+            )
+        ).all()
+        gone = [
+            Signal(r.rule, r.key, r.site, r.subject, False, Severity(r.severity),
+                   json.loads(r.detail))
+            for r in open_rows
+            if r.key not in holding
+        ]  # fmt: skip
+        return [(s, now) for s in (*found, *gone)]
+
+    def _offline(self, conn: sa.Connection, now: datetime) -> Iterator[Signal]:
+        since = now - timedelta(seconds=self.section.offline_after_s)
+        rows = conn.execute(
+            sa.select(agents.c.agent_id, agents.c.site_id, agents.c.last_heard_at).where(
+                agents.c.agent_id != COUNTY_AGENT,
+                sa.or_(agents.c.last_heard_at < since, agents.c.online.is_(False)),
+            )
+        )
+        for agent, site, heard in rows:
+            yield signal("agent.offline", site, agent, True, Severity.CRITICAL,
+                         last_heard=utc(heard).isoformat())  # fmt: skip
+
+    def _gaps(self, conn: sa.Connection, now: datetime) -> Iterator[Signal]:
+        since = now - timedelta(seconds=self.section.gap_after_s)
+        rows = conn.execute(
+            sa.select(agents.c.agent_id, agents.c.site_id, streams.c.acked_seq,
+                      streams.c.highest_seq)
+            .select_from(agents.join(streams, streams.c.id == agents.c.primary_stream))
+            .where(streams.c.gap_since.is_not(None), streams.c.gap_since < since)
+        )  # fmt: skip
+        for agent, site, acked, highest in rows:
+            yield signal("agent.gap", site, agent, True, Severity.WARNING,
+                         missing_from=acked + 1, highest=highest)  # fmt: skip
+
+    def _messages(self, conn: sa.Connection, now: datetime) -> Iterator[Signal]:
+        d = dead_letters
+        dead = {
+            agent: int(n)
+            for agent, n in conn.execute(
+                sa.select(d.c.agent_id, sa.func.count())
+                .where(d.c.received_at >= now - RECENT_DEAD_LETTERS, d.c.agent_id.is_not(None))
+                .group_by(d.c.agent_id)
+            )
+        }
+        unknown = {
+            agent: int(n)
+            for agent, n in conn.execute(
+                sa.select(agents.c.agent_id, streams.c.not_understood)
+                .select_from(agents.join(streams, streams.c.id == agents.c.primary_stream))
+                .where(streams.c.not_understood > 0)
+            )
+        }
+        if not dead and not unknown:
+            return
+        sites = {
+            agent: site
+            for agent, site in conn.execute(
+                sa.select(agents.c.agent_id, agents.c.site_id).where(
+                    agents.c.agent_id.in_(sorted({*dead, *unknown}))
+                )
+            )
+        }
+        for agent in sorted({*dead, *unknown}):
+            yield signal("agent.messages", sites.get(agent, ""), agent, True, Severity.WARNING,
+                         dead_lettered=int(dead.get(agent, 0)),
+                         not_understood=int(unknown.get(agent, 0)))  # fmt: skip
+
+    def _exposure(self, conn: sa.Connection, now: datetime) -> Iterator[Signal]:
+        s = self.section
+        r = climate_records
+        since = now - timedelta(days=s.exposure_days)
+        hot = sa.case((r.c.temperature_c >= s.exposure_c, 1), else_=0)
+        rows = conn.execute(
+            sa.select(r.c.site_id, r.c.storeroom, r.c.sensor, sa.func.count(),
+                      sa.func.sum(hot), sa.func.min(r.c.occurred_at),
+                      sa.func.max(r.c.occurred_at))
+            .where(r.c.occurred_at >= since)
+            .group_by(r.c.site_id, r.c.storeroom, r.c.sensor)
+        ).all()  # fmt: skip
+        worst: dict[tuple[str, str], float] = {}
+        for site, room, _sensor, count, hot_count, first, last in rows:
+            if not hot_count or count < 2:
+                continue
+            span = (utc(last) - utc(first)).total_seconds()
+            hours = span * (count / (count - 1)) * hot_count / count / 3600
+            worst[(site, room)] = max(worst.get((site, room), 0.0), hours)
+        for (site, room), hours in sorted(worst.items()):
+            if hours >= s.exposure_hours:
+                yield signal("climate.exposure", site, room, True, Severity.CRITICAL,
+                             hours=round(hours, 1), threshold_c=s.exposure_c,
+                             days=s.exposure_days)  # fmt: skip
+
+    def _expiry(self, conn: sa.Connection, now: datetime) -> Iterator[Signal]:
+        today = now.date()
+        st, b = ledger_stock, ledger_batches
+        rows = conn.execute(
+            sa.select(st.c.site, st.c.place, st.c.slot, st.c.product, st.c.batch,
+                      sa.func.sum(st.c.quantity), b.c.expiry)
+            .select_from(st.join(b, sa.and_(b.c.product == st.c.product,
+                                            b.c.batch == st.c.batch)))
+            .where(st.c.site != OUTSIDE, st.c.quantity > 0,
+                   b.c.expiry <= today + timedelta(days=EXPIRY_WARN_DAYS))
+            .group_by(st.c.site, st.c.place, st.c.slot, st.c.product, st.c.batch, b.c.expiry)
+        )  # fmt: skip
+        for site, place, slot, product, batch, quantity, expiry in rows:
+            if not quantity:
+                continue
+            where = f"{place}#{slot}" if slot else place
+            expired = expiry < today
+            yield signal("stock.expiry", site, f"{where}/{product}/{batch}", True,
+                         Severity.CRITICAL if expired else Severity.WARNING,
+                         expiry=expiry.isoformat(), quantity=int(quantity),
+                         days=(expiry - today).days)  # fmt: skip
+
+    def _ledger(self, conn: sa.Connection, now: datetime) -> Iterator[Signal]:
+        since = now - RECENT_LEDGER
+        d = ledger_discrepancies
+        rows = conn.execute(
+            sa.select(d.c.site, d.c.place, d.c.slot, sa.func.sum(d.c.needed - d.c.books))
+            .where(d.c.occurred_at >= since)
+            .group_by(d.c.site, d.c.place, d.c.slot)
+        )  # fmt: skip
+        for site, place, slot, short in rows:
+            yield signal("ledger.discrepancy", site, f"{place}#{slot}" if slot else place, True,
+                         Severity.WARNING, short=int(short or 0))  # fmt: skip
+        m = ledger_movements
+        lost = conn.execute(
+            sa.select(m.c.from_site, m.c.from_place, sa.func.sum(m.c.quantity))
+            .where(m.c.occurred_at >= since, m.c.to_place == "variance",
+                   m.c.from_site != OUTSIDE)
+            .group_by(m.c.from_site, m.c.from_place)
+        ).all()  # fmt: skip
+        found = conn.execute(
+            sa.select(m.c.to_site, m.c.to_place, sa.func.sum(m.c.quantity))
+            .where(m.c.occurred_at >= since, m.c.from_place == "variance",
+                   m.c.to_site != OUTSIDE)
+            .group_by(m.c.to_site, m.c.to_place)
+        ).all()  # fmt: skip
+        difference: dict[tuple[str, str], int] = {}
+        for site, place, n in lost:
+            difference[(site, place)] = difference.get((site, place), 0) - int(n)
+        for site, place, n in found:
+            difference[(site, place)] = difference.get((site, place), 0) + int(n)
+        for (site, place), n in sorted(difference.items()):
+            yield signal("ledger.variance", site, place, True, Severity.WARNING, difference=n)
