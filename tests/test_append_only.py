@@ -130,6 +130,8 @@ def runs(config: Path) -> dict[str, list[str]]:
         "adjust": ["adjust", "town:no1", "condom-a", "B5", "1", "--reason", "found", *BY],
         "alerts ack": ["alerts", "ack", "box.tamper:village:box-1", "--action", "关门", *BY],
         "alerts list": ["alerts", "list", "--all"],
+        "alerts silence": ["alerts", "silence", "box.tamper:village:", "--for", "2h", *BY],
+        "alerts told": ["alerts", "told", "1"],
         "backup": ["backup", "--to", str(root / "backups")],
         "batch add": ["batch", "add", "condom-a", "B9", "--expiry", "2031-01-01", *BY],
         "broker acl": ["broker", "acl"],

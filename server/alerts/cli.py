@@ -1,24 +1,26 @@
-"""``edge-server alerts list|ack``: the alerts people have to see, and their acknowledgement
-(journaled as an entry of the county's stream: who, when, the regulating action)."""
+"""``edge-server alerts list|ack|silence|told``: the alerts people have to see, their
+acknowledgement (journaled as an entry of the county's stream: who, when, the regulating
+action), silences, and who was told."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import click
 import sqlalchemy as sa
 
-from server.alerts.entries import Acknowledgement
-from server.alerts.lifecycle import OPEN, AlertError
-from server.alerts.projection import check_ack
-from server.alerts.text import TEXTS, say
+from server.alerts import queries
+from server.alerts.lifecycle import AlertError
+from server.alerts.text import TEXTS, say, values_text
 from server.clisupport import config_or_exit, engine_or_exit, language
-from server.i18n import table
+from server.config import ServerConfig
+from server.i18n import Language, table
 from server.ingest.core import Ingestor
-from server.store.schema import alerts as alerts_table
 
 log = logging.getLogger(__name__)
 
@@ -37,33 +39,22 @@ def list_(ctx: click.Context, everything: bool, site: str | None, lang: str | No
     """Open alerts (firing and acknowledged), the most severe and oldest first."""
     config = config_or_exit(ctx)
     shown = language(config, lang)
-    a = alerts_table
-    query = sa.select(a)
-    if not everything:
-        query = query.where(a.c.state.in_([str(s) for s in OPEN]))
-    if site is not None:
-        query = query.where(a.c.site == site)
-    query = query.order_by(a.c.severity, a.c.since).limit(200)
-    engine = engine_or_exit(config)
-    try:
-        with engine.connect() as conn:
-            rows = list(conn.execute(query))
-    except sa.exc.SQLAlchemyError as exc:
-        log.error("alerts: database error: %s", exc)
-        click.echo(say(shown, "db.failed"), err=True)
-        sys.exit(1)
+    with _database(config, shown) as engine, engine.connect() as conn:
+        rows = queries.listed(conn, everything, site)
     if not rows:
         click.echo(say(shown, "none"))
         return
     zone = config.server.zone
-    keys = ("key", "rule", "severity", "state", "since", "by", "action")
+    keys = ("no", "key", "rule", "severity", "state", "since", "by", "action")
     click.echo(
         table(
             [TEXTS[f"col.{k}"][shown] for k in keys],
             [
                 [
+                    str(r.id),
                     r.key,
-                    TEXTS.get(f"rule.{r.rule}", {}).get(shown, r.rule) + _detail(r.detail),
+                    TEXTS.get(f"rule.{r.rule}", {}).get(shown, r.rule)
+                    + values_text(json.loads(r.detail)),
                     TEXTS[f"severity.{r.severity}"][shown],
                     TEXTS[f"state.{r.state}"][shown],
                     r.since.astimezone(zone).strftime("%m-%d %H:%M"),
@@ -76,38 +67,95 @@ def list_(ctx: click.Context, everything: bool, site: str | None, lang: str | No
     )
 
 
-def _detail(text: str) -> str:
-    detail = json.loads(text)
-    if "temperature_c" in detail:
-        return f" {detail['temperature_c']:.1f} °C {detail.get('humidity_pct', 0):.0f} %RH"
-    if "state" in detail:
-        return f" {detail['state']}"
-    return ""
-
-
 @alerts.command("ack")
-@click.argument("key")
+@click.argument("alert")
 @click.option("--by", required=True, help="Who acknowledges (as on the paper record).")
 @click.option("--action", default=None, help="The regulating action taken, e.g. 开启除湿机.")
 @click.pass_context
-def ack(ctx: click.Context, key: str, by: str, action: str | None) -> None:
-    """Acknowledge the open alert KEY (as alerts list shows it): escalation stops, and the action
-    goes on the record sheet."""
+def ack(ctx: click.Context, alert: str, by: str, action: str | None) -> None:
+    """Acknowledge the open ALERT (its number, as messages show it, or its key): escalation
+    stops, and the action goes on the record sheet."""
     config = config_or_exit(ctx)
     shown = language(config)
+    with _database(config, shown) as engine:
+        try:
+            ingestor = Ingestor(engine, config.mqtt.topic_prefix)
+            key, number = queries.acknowledge(ingestor, alert, by, action, datetime.now(UTC))
+        except ValueError:
+            click.echo(say(shown, "ack.invalid"), err=True)
+            sys.exit(2)
+    click.echo(say(shown, "acked", key=key, n=number))
+
+
+@alerts.command("silence")
+@click.argument("alert")
+@click.option("--for", "length", required=True, help="How long: 30m, 2h, 3d (at most 30d).")
+@click.option("--by", required=True, help="Who silences it.")
+@click.option("--reason", default=None, help="Why, e.g. 空调检修.")
+@click.pass_context
+def silence_(ctx: click.Context, alert: str, length: str, by: str, reason: str | None) -> None:
+    """Tell nobody of ALERT (a number, a key, or the start of keys ending in ':', such as
+    climate.range:town:) for a while; it still fires, resolves and is listed."""
+    config = config_or_exit(ctx)
+    shown = language(config)
+    try:
+        span = queries.duration(length)
+    except ValueError:
+        click.echo(say(shown, "silence.duration", given=length), err=True)
+        sys.exit(2)
+    with _database(config, shown) as engine, engine.begin() as conn:
+        try:
+            done = queries.silence_for(conn, alert, span, by, reason, datetime.now(UTC))
+        except ValueError:
+            click.echo(say(shown, "silence.invalid"), err=True)
+            sys.exit(2)
+    until = done.until.astimezone(config.server.zone).strftime("%Y-%m-%d %H:%M")
+    click.echo(say(shown, "silenced", match=done.match, until=until, n=done.covers))
+
+
+@alerts.command("told")
+@click.argument("alert")
+@click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
+@click.pass_context
+def told_(ctx: click.Context, alert: str, lang: str | None) -> None:
+    """Who was told of ALERT (its number), when and why, over which channel, delivered or not."""
+    config = config_or_exit(ctx)
+    shown = language(config, lang)
+    if not alert.isdigit():
+        click.echo(say(shown, "alert.unknown", alert=alert), err=True)
+        sys.exit(2)
+    with _database(config, shown) as engine, engine.connect() as conn:
+        rows = queries.told(conn, int(alert))
+    if not rows:
+        click.echo(say(shown, "told.none"))
+        return
+    zone = config.server.zone
+    keys = ("told", "level", "reason", "channel", "recipient", "delivery")
+    click.echo(
+        table(
+            [TEXTS[f"col.{k}"][shown] for k in keys],
+            [
+                [
+                    r.told_at.astimezone(zone).strftime("%m-%d %H:%M"),
+                    str(r.level),
+                    TEXTS[f"why.{r.reason}"][shown],
+                    r.channel,
+                    r.recipient or "-",
+                    TEXTS[f"delivery.{r.status}"][shown]
+                    + (f" ×{r.attempts}" if r.attempts > 1 else ""),
+                ]
+                for r in rows
+            ],
+        )
+    )
+
+
+@contextlib.contextmanager
+def _database(config: ServerConfig, shown: Language) -> Iterator[sa.Engine]:
+    """The store; a database error or an alert's refusal ends the command with one line."""
     engine = engine_or_exit(config)
     try:
-        entry = Acknowledgement(key=key, by=by, action=action)
-    except ValueError:
-        click.echo("--by, --action: ?", err=True)
-        sys.exit(2)
-
-    def make(conn: sa.Connection) -> list[tuple[str, Acknowledgement]]:
-        check_ack(conn, entry)
-        return [("alerts.ack", entry)]
-
-    try:
-        [number] = Ingestor(engine, config.mqtt.topic_prefix).enter(make, datetime.now(UTC))
+        yield engine
     except AlertError as exc:
         click.echo(say(shown, exc.key, **exc.fields), err=True)
         sys.exit(2)
@@ -115,4 +163,3 @@ def ack(ctx: click.Context, key: str, by: str, action: str | None) -> None:
         log.error("alerts: database error: %s", exc)
         click.echo(say(shown, "db.failed"), err=True)
         sys.exit(1)
-    click.echo(say(shown, "acked", key=key, n=number))

@@ -45,7 +45,39 @@ TEXTS: dict[str, dict[Language, str]] = {
     "state.resolved": {"zh": "已解除", "en": "resolved"},
     "severity.critical": {"zh": "紧急", "en": "critical"},
     "severity.warning": {"zh": "一般", "en": "warning"},
+    "col.no": {"zh": "编号", "en": "no."},
     "col.key": {"zh": "告警", "en": "alert"},
+    "col.told": {"zh": "通知时间", "en": "told"},
+    "col.level": {"zh": "级别", "en": "level"},
+    "col.reason": {"zh": "原因", "en": "why"},
+    "col.channel": {"zh": "渠道", "en": "channel"},
+    "col.recipient": {"zh": "接收人", "en": "to"},
+    "col.delivery": {"zh": "送达", "en": "delivery"},
+    "why.fired": {"zh": "告警", "en": "fired"},
+    "why.renotify": {"zh": "重复通知", "en": "again"},
+    "why.escalated": {"zh": "升级", "en": "escalated"},
+    "why.acknowledged": {"zh": "已确认", "en": "acknowledged"},
+    "why.resolved": {"zh": "已解除", "en": "resolved"},
+    "delivery.pending": {"zh": "待发送", "en": "pending"},
+    "delivery.sent": {"zh": "已送达", "en": "sent"},
+    "delivery.failed": {"zh": "发送失败", "en": "failed"},
+    "told.none": {"zh": "尚未通知任何人", "en": "nobody told yet"},
+    "ack.invalid": {
+        "zh": "--by 须为 1–64 个字，--action 至多 200 个字",
+        "en": "--by must be 1-64 characters, --action at most 200",
+    },
+    "silence.duration": {
+        "zh": "时长 {given} 无效：写作 30m、2h 或 3d，最长 30d",
+        "en": "duration {given} is not valid: write 30m, 2h or 3d, at most 30d",
+    },
+    "silence.invalid": {
+        "zh": "无法静默：告警或前缀不超过 200 字，--by 为 1–64 个字",
+        "en": "cannot silence: the alert or prefix is at most 200 characters, --by 1-64",
+    },
+    "silenced": {
+        "zh": "已静默 {match} 至 {until}（当前 {n} 条未解除告警）",
+        "en": "silenced {match} until {until} ({n} open alerts now)",
+    },
     "col.rule": {"zh": "类别", "en": "rule"},
     "col.severity": {"zh": "级别", "en": "severity"},
     "col.state": {"zh": "状态", "en": "state"},
@@ -83,10 +115,10 @@ def notice_text(lang: Language, live: Any, reason: str, site_name: str | None, a
         if (f"room.{room}" in TEXTS)
         else sig.subject
     )
-    detail = _values(sig.detail)
+    detail = values_text(sig.detail)
     if reason == "acknowledged" and alert.acked_by:
         detail += TEXTS["notice.acked"][lang].format(by=alert.acked_by, action=alert.action or "-")
-    rule = TEXTS.get(f"rule.{sig.rule}", {}).get(lang, sig.rule)
+    rule = rule_text(lang, sig.rule)
     text = TEXTS["notice"][lang].format(
         prefix=prefix,
         site=(site_name or sig.site)[:12],
@@ -108,7 +140,11 @@ def notice_text(lang: Language, live: Any, reason: str, site_name: str | None, a
     return text[:SMS_CHARS]
 
 
-def _values(detail: dict[str, Any]) -> str:
+def rule_text(lang: Language, rule: str) -> str:
+    return TEXTS.get(f"rule.{rule}", {}).get(lang, rule)
+
+
+def values_text(detail: dict[str, Any]) -> str:
     if "temperature_c" in detail:
         return f" {detail['temperature_c']:.1f}°C/{detail.get('humidity_pct', 0):.0f}%"
     if "hours" in detail:
