@@ -121,3 +121,10 @@ def test_an_alerts_section_that_cannot_work_is_refused_saying_where(
     assert done.returncode == 2, done.stdout
     assert said in done.stderr
     assert "alerts" in done.stderr
+
+
+def test_the_deployment_example_is_valid() -> None:
+    example = Path(__file__).parent.parent / "deploy" / "examples" / "server.toml"
+    done = cli(example, "check")
+    assert done.returncode == 0, done.stderr
+    assert len(load_config(example).alerts.contacts) >= 3

@@ -89,26 +89,30 @@ class AlertsProjection:
 
     def apply(self, conn: sa.Connection, run: Run) -> None:
         oldest = self.now() - self.max_age
-        live: dict[str, Live | None] = {}
-        #: What each key's stored alert has already seen: a replay moves nothing again.
-        seen: dict[str, datetime] = {}
-        states: dict[str, State] = {}
+        said: list[tuple[datetime, Acknowledgement | list[Signal]]] = []
         for event in run.events:
             at, _ = run.when(event)
             if at < oldest:
                 continue
             payload = getattr(event, "payload", None)
             if isinstance(payload, Acknowledgement):
-                if payload.key not in live:
-                    live[payload.key] = load(conn, payload.key, lock=True)
-                live[payload.key] = _acknowledged(live[payload.key], payload, at)
+                said.append((at, payload))
+            elif signals := of_event(run.site_id, event, self.ranges):
+                said.append((at, signals))
+        if not said:
+            return
+        keys = {k for _, x in said for k in ([x.key] if isinstance(x, Acknowledgement)
+                                             else [s.key for s in x])}  # fmt: skip
+        live: dict[str, Live | None] = dict.fromkeys(keys)
+        live.update(load_many(conn, keys, lock=True))
+        #: What each key's stored alert has already seen: a replay moves nothing again.
+        seen = {k: x.seen_at for k, x in live.items() if x is not None}
+        states = {k: x.alert.state for k, x in live.items() if x is not None}
+        for at, what in said:
+            if isinstance(what, Acknowledgement):
+                live[what.key] = _acknowledged(live[what.key], what, at)
                 continue
-            for signal in of_event(run.site_id, event, self.ranges):
-                if signal.key not in live:
-                    live[signal.key] = found = load(conn, signal.key, lock=True)
-                    if found is not None:
-                        seen[signal.key] = found.seen_at
-                        states[signal.key] = found.alert.state
+            for signal in what:
                 if signal.key in seen and at <= seen[signal.key]:
                     continue
                 live[signal.key] = seen_signal(live[signal.key], signal, at, self.policies)
@@ -218,11 +222,22 @@ def load(conn: sa.Connection, key: str, lock: bool = False) -> Live | None:
     return None if row is None else live_of(row)
 
 
+def load_many(conn: sa.Connection, keys: Iterable[str], lock: bool = False) -> dict[str, Live]:
+    """Each key's newest alert, in one query (``lock``: as ``load``)."""
+    wanted = sorted(keys)
+    newest = sa.select(sa.func.max(alerts.c.id)).where(alerts.c.key.in_(wanted))
+    query = sa.select(alerts).where(alerts.c.id.in_(newest.group_by(alerts.c.key)))
+    rows = conn.execute(query.with_for_update() if lock else query).all()
+    return {row.key: live_of(row) for row in rows}
+
+
 def save(conn: sa.Connection, changed: Iterable[Live]) -> None:
+    """Write the changed alerts: one statement each for the rows gone, new and changed."""
+    gone, new, updated = [], [], []
     for x in changed:
         if x.gone:
             if x.id is not None:
-                conn.execute(alerts.delete().where(alerts.c.id == x.id))
+                gone.append(x.id)
             continue
         a, s = x.alert, x.signal
         values: dict[str, Any] = {
@@ -235,9 +250,18 @@ def save(conn: sa.Connection, changed: Iterable[Live]) -> None:
             "detail": json.dumps(s.detail, ensure_ascii=False), "seen_at": x.seen_at,
         }  # fmt: skip
         if x.id is None:
-            conn.execute(alerts.insert().values(**values))
+            new.append(values)
         else:
-            conn.execute(alerts.update().where(alerts.c.id == x.id).values(**values))
+            updated.append({**values, "row_id": x.id})
+    if gone:
+        conn.execute(alerts.delete().where(alerts.c.id.in_(gone)))
+    if new:
+        conn.execute(alerts.insert(), new)
+    if updated:
+        conn.execute(_UPDATE, updated)
+
+
+_UPDATE = alerts.update().where(alerts.c.id == sa.bindparam("row_id"))
 
 
 def live_of(row: Any) -> Live:
