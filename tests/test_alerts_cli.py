@@ -110,6 +110,7 @@ def test_silence_and_who_was_told(store: Path) -> None:
         ('[[alerts.contacts]]\nsite = "county"\nname = "李"\nphone = "call me"\n', "phone"),
         ('[[alerts.channels]]\nname = "a"\nkind = "log"\n[[alerts.channels]]\nname = "a"\n'
          'kind = "log"\n', "unique"),
+        ('[alerts.rules."climate.rnage"]\nfor_s = 1\n', "no rule climate.rnage"),
     ],
 )  # fmt: skip
 def test_an_alerts_section_that_cannot_work_is_refused_saying_where(

@@ -133,3 +133,23 @@ def test_a_replay_tells_nothing_again(engine: sa.Engine) -> None:
     assert before == [(before[0][0], "resolved")]
     replay(engine, [AlertsProjection(now=lambda: NOW)])
     assert [(a.id, a.state) for a in rows(engine)] == before
+
+
+def test_a_rule_can_be_off_or_timed_apart_for_one_site(engine: sa.Engine) -> None:
+    from server.alerts.config import RULES, AlertsSection, RulePolicy
+    from server.alerts.projection import POLICIES
+
+    assert set(POLICIES) == RULES, "every rule has its timing"
+    section = AlertsSection(rules={
+        "county:climate.range": RulePolicy(enabled=False),
+        "climate.range": RulePolicy(for_s=60),
+    })  # fmt: skip
+    projection = AlertsProjection.configured(section)
+    projection.now = lambda: NOW
+    feed = Ingestor(engine, "fp", projections=[projection])
+    feed.handle(TOPIC, events(1, *(record(35.0, minutes(m)) for m in range(5))), NOW)
+    assert rows(engine) == [], "off at this site"
+    policies = section.policies(POLICIES)
+    assert policies["climate.range"].for_s == 60
+    assert policies["county:climate.range"].for_s == 60, "a site apart starts from its rule"
+    assert policies["climate.range"].clear_s == POLICIES["climate.range"].clear_s

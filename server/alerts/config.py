@@ -15,6 +15,9 @@ holds and clears, who is told at which level, over which channels, and when.
     for_s = 120
     clear_s = 300
 
+    [alerts.rules."village-3:box.jam"]    # one site apart
+    enabled = false
+
     [[alerts.contacts]]
     site = "county"
     name = "李保管"
@@ -64,7 +67,18 @@ class Limits(Strict):
         return Range(self.temperature_c, self.humidity_pct)
 
 
+#: Every rule an alert can be raised by (``projection.POLICIES`` has a timing for each).
+RULES = frozenset({
+    "climate.range", "climate.room", "climate.sensor", "climate.calibration", "climate.exposure",
+    "box.slot", "box.jam", "box.tamper", "box.offline", "agent.storage", "agent.offline",
+    "agent.gap", "agent.messages", "stock.expiry", "ledger.discrepancy", "ledger.variance",
+    "alerts.channel",
+})  # fmt: skip
+
+
 class RulePolicy(Strict):
+    #: False: never raised (for one site with ``"SITE:rule"``).
+    enabled: bool = True
     #: The condition must hold this long before the alert fires.
     for_s: Annotated[float, between(0, 7 * 86400)] | None = None
     #: The condition must be gone this long before the alert resolves.
@@ -148,6 +162,17 @@ class AlertsSection(Strict):
             raise ValueError(f"must be HH:MM-HH:MM, e.g. '22:00-07:00', not {value!r}")
         return value
 
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, value: dict[str, RulePolicy]) -> dict[str, RulePolicy]:
+        unknown = sorted(name for name in value if name.rpartition(":")[2] not in RULES)
+        if unknown:
+            raise ValueError(
+                f"no rule {', '.join(unknown)}: a rule is one of {', '.join(sorted(RULES))}, "
+                "or SITE:rule for one site"
+            )
+        return value
+
     @field_validator("channels")
     @classmethod
     def _unique(cls, value: list[ChannelConfig]) -> list[ChannelConfig]:
@@ -165,14 +190,18 @@ class AlertsSection(Strict):
         return Range()
 
     def policies(self, defaults: dict[str, Policy]) -> dict[str, Policy]:
+        """Each rule's timing, and ``SITE:rule`` for a site configured apart (on top of the
+        rule's own)."""
         out = dict(defaults)
-        for rule, given in self.rules.items():
-            base = out.get(rule, Policy())
-            out[rule] = Policy(
+        for name in sorted(self.rules, key=lambda n: ":" in n):  # rules first, then sites
+            given = self.rules[name]
+            base = out.get(name.rpartition(":")[2], Policy())
+            out[name] = Policy(
                 for_s=base.for_s if given.for_s is None else given.for_s,
                 clear_s=base.clear_s if given.clear_s is None else given.clear_s,
                 flap_window_s=base.flap_window_s,
                 flap_limit=base.flap_limit,
+                enabled=given.enabled,
             )
         return out
 

@@ -54,6 +54,8 @@ class Policy:
     #: A key that fires again within this long of resolving, ``flap_limit`` times, is flapping.
     flap_window_s: float = 3600.0
     flap_limit: int = 3
+    #: Off: the rule's condition is taken as never holding (its open alerts resolve).
+    enabled: bool = True
 
 
 @dataclass(frozen=True)

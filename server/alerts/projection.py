@@ -129,14 +129,19 @@ class AlertsProjection:
         """Nothing is forgotten (see the module's docstring)."""
 
 
+def policy_of(policies: dict[str, Policy], site: str, rule: str) -> Policy:
+    """A rule's timing at ``site``: the site's own (``SITE:rule``), else the rule's."""
+    return policies.get(f"{site}:{rule}") or policies.get(rule) or Policy()
+
+
 def seen_signal(
     found: Live | None, signal: Signal, at: datetime, policies: dict[str, Policy]
 ) -> Live | None:
     """What ``signal`` seen at ``at`` makes of its key's alert as stored (``found``)."""
-    policy = policies.get(signal.rule, Policy())
+    policy = policy_of(policies, signal.site, signal.rule)
     before = None if found is None or found.gone else found.alert
-    alert, _ = observe(before, signal.key, signal.active, at, policy)
-    condition = signal.active
+    condition = signal.active and policy.enabled
+    alert, _ = observe(before, signal.key, condition, at, policy)
     if signal.instant and signal.active and alert is not None:
         alert, _ = observe(alert, signal.key, False, at, policy)
         condition = False
@@ -205,7 +210,7 @@ def tick(conn: sa.Connection, now: datetime, policies: dict[str, Policy] | None 
     for row in rows:
         found = live_of(row)
         alert, _ = observe(found.alert, found.alert.key, found.condition, now,
-                           policies.get(row.rule, Policy()))  # fmt: skip
+                           policy_of(policies, row.site, row.rule))  # fmt: skip
         if alert is None:
             changed.append(_dropped(found))
         elif alert != found.alert:
