@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import subprocess
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
 
+from server.alerts.config import AlertsSection
+from server.alerts.notify import Notifier, silence
 from server.alerts.projection import AlertsProjection
 from server.ingest.core import Ingestor
 from server.projections import default_projections
@@ -21,6 +24,8 @@ from server.store.copy import COPIED_TABLES, REBUILT_TABLES
 from server.store.db import alembic_config, make_engine, migrate, utc
 from server.store.schema import (
     agents,
+    alert_notices,
+    alert_silences,
     alerts,
     boot_refs,
     cabinet_box_log,
@@ -151,6 +156,8 @@ COPIED = (
     card_sync_clock,
     card_sync_agents,
     alerts,
+    alert_notices,
+    alert_silences,
 )
 DERIVED = (
     climate_records,
@@ -221,6 +228,12 @@ def fill_store(url: str) -> sa.Engine:
                 recorded_at=NOW,
             )
         )  # fmt: skip
+    # Who was told of the alerts, and a silence: live state the copy carries as it is.
+    notifier = Notifier(engine, AlertsSection(), ZoneInfo("Asia/Shanghai"), now=lambda: NOW)
+    with engine.begin() as conn:
+        assert notifier.plan(conn, NOW) > 0
+        silence(conn, "box.tamper:", NOW + timedelta(hours=1), "王", "检修", NOW)
+    notifier.close()
     return engine
 
 

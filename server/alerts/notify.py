@@ -125,6 +125,9 @@ class Notifier:
             except sa.exc.SQLAlchemyError as exc:
                 log.error("alerts: a round failed, tried again at the next: %s", exc)
                 stopping.wait(1.0)
+            except Exception:  # a bug must cost a round, never every alert from now on
+                log.exception("alerts: a round failed on a defect, tried again at the next")
+                stopping.wait(1.0)
         self.close()
 
     # --- plan ---------------------------------------------------------------------------------
