@@ -136,6 +136,7 @@ def test_every_notice_fits_one_sms(
     signal = Signal(rule, alert.key, "x", subject, True, Severity.CRITICAL, detail)
     text = notice_text(lang, Live(1, alert, signal, True, NOW), reason, site, alert_id)
     assert 0 < len(text) <= SMS_CHARS
+    assert str(alert_id) in text, "the number people acknowledge by is never cut"
 
 
 @pytest.mark.parametrize(
@@ -149,7 +150,7 @@ def test_every_notice_fits_one_sms(
 def test_sites_reaching_fewer_than_three_people_are_warned_of(
     people: list[tuple[str, int]], warned: list[str]
 ) -> None:
-    section = AlertsSection(contacts=[Contact(site=s, name=f"p{n}", level=lv)
+    section = AlertsSection(contacts=[Contact(site=s, name=f"p{n}", level=lv, phone=f"1380000{n}")
                                       for n, (s, lv) in enumerate(people)])  # fmt: skip
     parents: dict[str, str | None] = {"village": "town", "town": "county", "county": None}
     said = contacts_warnings(section, ["county", "town", "village"], parents)

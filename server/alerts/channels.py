@@ -11,13 +11,15 @@ blocks: the notifier runs it in its own threads, never in ingest's.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import smtplib
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -91,7 +93,7 @@ class SmsChannel:
         return [p.phone for p in people if p.phone]
 
     def send(self, delivery: Delivery) -> None:
-        quote = _json_text if "json" in self.content_type else str
+        quote = _quoting(self.content_type)
         try:
             body = Template(self.body).substitute(
                 phone=quote(delivery.recipient), text=quote(delivery.text), key=delivery.key
@@ -154,6 +156,15 @@ def make(config: ChannelConfig) -> Channel:
     return LogChannel(c.name)
 
 
+def _quoting(content_type: str) -> Callable[[str], str]:
+    """How a value goes into a body of this type: JSON-escaped, form-encoded, or as it is."""
+    if "json" in content_type:
+        return _json_text
+    if "x-www-form-urlencoded" in content_type:
+        return urllib.parse.quote_plus
+    return str
+
+
 def _json_text(value: str) -> str:
     """``value`` as it goes between the quotes of a JSON string."""
     return json.dumps(value, ensure_ascii=False)[1:-1]
@@ -170,7 +181,7 @@ def _post(
             status = response.status
     except urllib.error.HTTPError as exc:
         raise ChannelError(f"POST {url}: HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         raise ChannelError(f"POST {url}: {exc!r}"[:300]) from None
     if not 200 <= status < 300:
         raise ChannelError(f"POST {url}: HTTP {status}")

@@ -21,6 +21,7 @@ from server.clisupport import config_or_exit, engine_or_exit, language
 from server.config import ServerConfig
 from server.i18n import Language, table
 from server.ingest.core import Ingestor
+from server.store.db import utc
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def list_(ctx: click.Context, everything: bool, site: str | None, lang: str | No
                     + values_text(json.loads(r.detail)),
                     TEXTS[f"severity.{r.severity}"][shown],
                     TEXTS[f"state.{r.state}"][shown],
-                    r.since.astimezone(zone).strftime("%m-%d %H:%M"),
+                    utc(r.since).astimezone(zone).strftime("%m-%d %H:%M"),
                     r.acked_by or "-",
                     r.action or "-",
                 ]
@@ -95,7 +96,8 @@ def ack(ctx: click.Context, alert: str, by: str, action: str | None) -> None:
 @click.pass_context
 def silence_(ctx: click.Context, alert: str, length: str, by: str, reason: str | None) -> None:
     """Tell nobody of ALERT (a number, a key, or the start of keys ending in ':', such as
-    climate.range:town:) for a while; it still fires, resolves and is listed."""
+    climate.range:town: for every storeroom of the township) for a while; it still fires,
+    resolves and is listed."""
     config = config_or_exit(ctx)
     shown = language(config)
     try:
@@ -136,7 +138,7 @@ def told_(ctx: click.Context, alert: str, lang: str | None) -> None:
             [TEXTS[f"col.{k}"][shown] for k in keys],
             [
                 [
-                    r.told_at.astimezone(zone).strftime("%m-%d %H:%M"),
+                    utc(r.told_at).astimezone(zone).strftime("%m-%d %H:%M"),
                     str(r.level),
                     TEXTS[f"why.{r.reason}"][shown],
                     r.channel,

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import re
 from datetime import time
+from string import Template
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
@@ -77,8 +78,8 @@ RULES = frozenset({
 
 
 class RulePolicy(Strict):
-    #: False: never raised (for one site with ``"SITE:rule"``).
-    enabled: bool = True
+    #: False: never raised (for one site with ``"SITE:rule"``); unset: as the rule is.
+    enabled: bool | None = None
     #: The condition must hold this long before the alert fires.
     for_s: Annotated[float, between(0, 7 * 86400)] | None = None
     #: The condition must be gone this long before the alert resolves.
@@ -92,6 +93,12 @@ class Contact(Strict):
     level: Annotated[int, between(1, 9)] = 1
     phone: str | None = Field(default=None, pattern=r"^\+?\d{5,20}$")
     email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+
+    @model_validator(mode="after")
+    def _reachable(self) -> Contact:
+        if self.phone is None and self.email is None:
+            raise ValueError(f"{self.name} needs a phone or an email to be told anything")
+        return self
 
 
 class ChannelConfig(Strict):
@@ -123,8 +130,15 @@ class ChannelConfig(Strict):
         missing = [n for n in needs if getattr(self, n) is None]
         if missing:
             raise ValueError(f"a {self.kind} channel needs {', '.join(missing)}")
-        if self.kind == "sms" and self.body is not None and "$text" not in self.body:
-            raise ValueError("an sms channel's body must contain $text")
+        if self.kind == "sms" and self.body is not None:
+            try:
+                names = set(Template(self.body).get_identifiers())
+            except ValueError:
+                names = {"?"}
+            if "text" not in names or not names <= {"phone", "text", "key"}:
+                raise ValueError(
+                    "an sms channel's body takes $phone, $text and $key, and must have $text"
+                )
         return self
 
 
@@ -201,7 +215,7 @@ class AlertsSection(Strict):
                 clear_s=base.clear_s if given.clear_s is None else given.clear_s,
                 flap_window_s=base.flap_window_s,
                 flap_limit=base.flap_limit,
-                enabled=given.enabled,
+                enabled=base.enabled if given.enabled is None else given.enabled,
             )
         return out
 

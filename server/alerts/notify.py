@@ -50,12 +50,12 @@ from server.store.schema import agents, alert_notices, alert_silences, alerts, l
 
 log = logging.getLogger(__name__)
 
-#: How long a leased delivery is left to the process sending it.
-LEASE = timedelta(seconds=120)
+#: How long a leased delivery is left to the process sending it, beyond each send's timeout.
+LEASE = timedelta(seconds=60)
 #: How long after resolving an alert its resolution may still be told.
 TELL_RESOLVED_WITHIN = timedelta(days=1)
-#: Deliveries leased per round.
-BATCH = 200
+#: Deliveries a channel leases at once.
+LEASE_ROWS = 20
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,11 @@ class Notifier:
         self.escalation: Escalation = section.escalation(zone)
         self.watch = watch.Watch(section)
         self._pool = ThreadPoolExecutor(max(1, len(self.channels)), "alerts-channel")
-        #: Failures in a row per channel, as this process has seen them.
+        #: Rounds in a row in which a channel delivered nothing, as this process has seen them.
         self._failures: dict[str, int] = defaultdict(int)
+        #: Channels whose thread is delivering now.
+        self._busy: set[str] = set()
+        self._busy_lock = threading.Lock()
         self.wake = threading.Event()
 
     def close(self) -> None:
@@ -97,17 +100,22 @@ class Notifier:
 
     # --- one round ----------------------------------------------------------------------------
 
-    def step(self, observe: bool = True) -> Step:
-        """One round; ``observe`` False (woken by ingest): only plan and deliver."""
+    def step(self, observe: bool = True, wait: bool = True) -> Step:
+        """One round; ``observe`` False (woken by ingest): only plan and deliver. ``wait``
+        False (the server): deliveries go on in the channels' threads, and a dead gateway
+        never holds up the next round."""
         now = self.now()
         changed = 0
         if observe:
+            with self.engine.connect() as conn:
+                seen = self.watch.signals(conn, now)
             with self.engine.begin() as conn:
-                changed = tick(conn, now, self.policies)
-                changed += observe_signals(conn, self.watch.signals(conn, now), self.policies)
+                if observer_lock(conn):
+                    changed = tick(conn, now, self.policies)
+                    changed += observe_signals(conn, seen, self.policies)
         with self.engine.begin() as conn:
             planned = self.plan(conn, now)
-        sent, failed = self.deliver()
+        sent, failed = self.deliver(wait)
         return Step(changed, planned, sent, failed)
 
     def run(self, stopping: threading.Event) -> None:
@@ -121,7 +129,7 @@ class Notifier:
             if observe:
                 next_round = time.monotonic() + self.section.tick_s
             try:
-                self.step(observe)
+                self.step(observe, wait=False)
             except sa.exc.SQLAlchemyError as exc:
                 log.error("alerts: a round failed, tried again at the next: %s", exc)
                 stopping.wait(1.0)
@@ -153,7 +161,7 @@ class Notifier:
         new = []
         for row in rows:
             live = live_of(row)
-            if any(row.key.startswith(m) for m in silences):
+            if any(silenced(row.key, m) for m in silences):
                 continue
             # With nobody configured, the log and the hooks are still told.
             contacts = self.section.contacts_of(_chain(row.site, parents)) or {1: []}
@@ -166,7 +174,7 @@ class Notifier:
                 text = notice_text(self.language, live, notice.reason, names.get(row.site),
                                    row.id)  # fmt: skip
                 new += self._rows(row, live, notice.level, notice.reason, n, text,
-                                  contacts[notice.level], now)  # fmt: skip
+                                  contacts.get(notice.level, []), now)  # fmt: skip
         if not new:
             return 0
         conn.execute(_insert_ignoring_twins(conn), new)
@@ -185,6 +193,16 @@ class Notifier:
                     "channel": channel.name, "recipient": recipient, "text": text,
                     "status": "pending", "attempts": 0, "told_at": now, "next_at": now,
                 })  # fmt: skip
+        if not out:
+            # Nobody at this level can be reached over these channels (no phone for the SMS
+            # gateway): said once, and the level counts as told, so escalation goes on.
+            log.error("alerts: nobody at level %d of %s can be reached over %s", level,
+                      row.site, ", ".join(self.channels) or "no channel")  # fmt: skip
+            out.append({
+                "key": f"{row.id}:{level}:{reason}:{n}:-:", "alert_id": row.id, "level": level,
+                "reason": str(reason), "channel": "-", "recipient": "", "text": text,
+                "status": "unreachable", "attempts": 0, "told_at": now, "next_at": now,
+            })  # fmt: skip
         return out
 
     def _told(self, conn: sa.Connection, ids: list[int]) -> dict[int, list[Told]]:
@@ -210,88 +228,119 @@ class Notifier:
 
     # --- deliver ------------------------------------------------------------------------------
 
-    def deliver(self) -> tuple[int, int]:
-        """Lease what is due and send it; return (sent, failed attempts)."""
+    def deliver(self, wait: bool = True) -> tuple[int, int]:
+        """Each configured channel leases what is due for it and sends it, in its own thread
+        (one at a time per channel); with ``wait``, until they are done: (sent, failed)."""
+        futures = []
+        with self._busy_lock:
+            for name in self.channels:
+                if name not in self._busy:
+                    self._busy.add(name)
+                    futures.append(self._pool.submit(self._deliver_channel, name))
+        if not wait:
+            return 0, 0
+        done = [f.result() for f in futures]
+        return sum(d[0] for d in done), sum(d[1] for d in done)
+
+    def _deliver_channel(self, name: str) -> tuple[int, int]:
+        try:
+            leased = self._lease(name)
+            if not leased:
+                return 0, 0
+            results = self._send_all(name, leased)
+            self._record(name, results)
+            return sum(e is None for _, e in results), sum(e is not None for _, e in results)
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("alerts: delivering over %s failed, tried again later: %s", name, exc)
+        except Exception:  # a defect costs this channel's round, not the notifier
+            log.exception("alerts: delivering over %s failed on a defect", name)
+        finally:
+            with self._busy_lock:
+                self._busy.discard(name)
+        return 0, 0
+
+    def _lease(self, name: str) -> list[Any]:
+        """Take up to ``LEASE_ROWS`` due rows of one channel for long enough to send them all
+        (another process leaves them until then, and takes them over after)."""
         now = self.now()
         n = alert_notices
+        timeout = getattr(self.channels[name], "timeout_s", 10.0)
         with self.engine.begin() as conn:
             query = (
                 sa.select(n.c.id, n.c.key, n.c.channel, n.c.recipient, n.c.text, n.c.attempts,
                           n.c.alert_id, n.c.level, n.c.reason)
-                .where(n.c.status == "pending", n.c.next_at <= now)
+                .where(n.c.status == "pending", n.c.channel == name, n.c.next_at <= now)
                 .order_by(n.c.next_at, n.c.id)
-                .limit(BATCH)
+                .limit(LEASE_ROWS)
                 .with_for_update(skip_locked=True)
             )  # fmt: skip
             leased = conn.execute(query).all()
             if not leased:
-                return 0, 0
+                return []
+            lease = LEASE + timedelta(seconds=timeout * len(leased))
             conn.execute(
                 n.update()
                 .where(n.c.id.in_([r.id for r in leased]))
-                .values(next_at=now + LEASE, attempts=n.c.attempts + 1)
+                .values(next_at=now + lease, attempts=n.c.attempts + 1)
             )
             data = self._data(conn, {r.alert_id for r in leased})
-        by_channel: dict[str, list[Any]] = defaultdict(list)
-        for row in leased:
-            by_channel[row.channel].append(row)
-        futures = {
-            name: self._pool.submit(self._send_all, name, rows, data)
-            for name, rows in by_channel.items()
-        }
-        results = [(row, error) for f in futures.values() for row, error in f.result()]
-        self._record(results)
-        return sum(e is None for _, e in results), sum(e is not None for _, e in results)
+        return [(row, data.get(row.alert_id, {})) for row in leased]
 
-    def _send_all(self, name: str, rows: list[Any], data: dict[int, dict[str, Any]]
-                  ) -> list[tuple[Any, str | None]]:  # fmt: skip
-        channel = self.channels.get(name)
+    def _send_all(self, name: str, leased: list[Any]) -> list[tuple[Any, str | None]]:
+        channel = self.channels[name]
         out: list[tuple[Any, str | None]] = []
-        for row in rows:
-            if channel is None:
-                out.append((row, f"no channel {name} in this configuration"))
-                continue
+        for row, data in leased:
             delivery = Delivery(row.key, name, row.recipient, row.text,
-                                {**data.get(row.alert_id, {}), "level": row.level,
-                                 "reason": row.reason})  # fmt: skip
+                                {**data, "level": row.level, "reason": row.reason})  # fmt: skip
             try:
                 channel.send(delivery)
             except ChannelError as exc:
                 out.append((row, str(exc)))
                 continue
+            except Exception as exc:  # a channel's defect is its failure, not the round's
+                log.exception("alerts: %s over %s failed on a defect", row.key, name)
+                out.append((row, f"defect: {exc!r}"))
+                continue
             out.append((row, None))
         return out
 
-    def _record(self, results: list[tuple[Any, str | None]]) -> None:
+    def _record(self, name: str, results: list[tuple[Any, str | None]]) -> None:
+        """Each result, on the row as this process leased it (one taken over after its lease
+        ran out is another's to record); the channel's health from the whole round."""
         now = self.now()
         n = alert_notices
-        health: dict[str, bool] = {}
         with self.engine.begin() as conn:
             for row, error in results:
+                mine = sa.and_(n.c.id == row.id, n.c.status == "pending",
+                               n.c.attempts == row.attempts + 1)  # fmt: skip
                 if error is None:
-                    conn.execute(n.update().where(n.c.id == row.id)
-                                 .values(status="sent", sent_at=now, error=None))  # fmt: skip
-                    self._failures[row.channel] = 0
-                    health[row.channel] = True
+                    conn.execute(n.update().where(mine).values(status="sent", sent_at=now,
+                                                               error=None))  # fmt: skip
                     continue
                 attempts = row.attempts + 1
-                log.warning("alerts: %s over %s failed (try %d): %s", row.key, row.channel,
-                            attempts, error)  # fmt: skip
+                log.warning("alerts: %s over %s failed (try %d): %s", row.key, name, attempts,
+                            error)  # fmt: skip
                 gave_up = attempts >= self.section.attempts
                 wait = min(self.section.retry_s * 2 ** (attempts - 1), 3600.0)
                 conn.execute(
-                    n.update().where(n.c.id == row.id).values(
+                    n.update().where(mine).values(
                         status="failed" if gave_up else "pending", error=error[:300],
                         next_at=now + timedelta(seconds=wait),
                     )
                 )  # fmt: skip
                 if gave_up:
-                    log.error("alerts: gave up telling %s over %s", row.key, row.channel)
-                self._failures[row.channel] += 1
-                if self._failures[row.channel] >= self.section.channel_failures:
-                    health[row.channel] = False
-            signals = [(self._channel_signal(name, ok), now) for name, ok in health.items()]
-            if signals and observe_signals(conn, signals, self.policies):
+                    log.error("alerts: gave up telling %s over %s", row.key, name)
+        if any(e is None for _, e in results):
+            self._failures[name] = 0
+        else:
+            self._failures[name] += 1
+        failing = self._failures[name] >= self.section.channel_failures
+        self._channel_health(name, not failing, now)
+
+    def _channel_health(self, name: str, ok: bool, now: datetime) -> None:
+        with self.engine.begin() as conn:
+            observer_lock(conn, wait=True)
+            if observe_signals(conn, [(self._channel_signal(name, ok), now)], self.policies):
                 self.wake.set()  # a channel's alert to tell at once
 
     def _channel_signal(self, name: str, ok: bool) -> Signal:
@@ -311,6 +360,25 @@ class Notifier:
                    "detail": json.loads(r.detail)}
             for r in rows
         }  # fmt: skip
+
+
+#: The PostgreSQL advisory lock that lets one process at a time move alerts from the timer.
+OBSERVER_LOCK = 0x616C657274  # "alert"
+
+
+def observer_lock(conn: sa.Connection, wait: bool = False) -> bool:
+    """Take the right to move alerts outside ingest for this transaction: on SQLite the write
+    lock now (so nothing read here changes before it is written back), on PostgreSQL an
+    advisory lock (one process's timer at a time; ``wait`` False: another process has it,
+    this round leaves the observing to it)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return True
+    if wait:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": OBSERVER_LOCK})
+        return True
+    got = conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": OBSERVER_LOCK})
+    return bool(got.scalar())
 
 
 def _chain(site: str, parents: dict[str, str | None]) -> list[str]:
@@ -352,6 +420,11 @@ def known_sites(conn: sa.Connection, home: str) -> tuple[list[str], dict[str, st
         sa.select(agents.c.site_id).where(agents.c.agent_id != COUNTY_AGENT).distinct()
     ).scalars()
     return sorted({home, *parents, *reporting}), parents
+
+
+def silenced(key: str, match: str) -> bool:
+    """A silence names one key, or, ending in ':', every key that starts with it."""
+    return key == match or (match.endswith(":") and key.startswith(match))
 
 
 def silence(conn: sa.Connection, match: str, until: datetime, by: str, reason: str | None,

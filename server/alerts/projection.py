@@ -209,8 +209,9 @@ def tick(conn: sa.Connection, now: datetime, policies: dict[str, Policy] | None 
     changed = []
     for row in rows:
         found = live_of(row)
-        alert, _ = observe(found.alert, found.alert.key, found.condition, now,
-                           policy_of(policies, row.site, row.rule))  # fmt: skip
+        policy = policy_of(policies, row.site, row.rule)
+        alert, _ = observe(found.alert, found.alert.key, found.condition and policy.enabled,
+                           now, policy)  # fmt: skip
         if alert is None:
             changed.append(_dropped(found))
         elif alert != found.alert:

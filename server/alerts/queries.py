@@ -12,9 +12,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from server.alerts.config import RULES
 from server.alerts.entries import Acknowledgement
 from server.alerts.lifecycle import OPEN, AlertError
-from server.alerts.notify import silence
+from server.alerts.notify import silence, silenced
 from server.alerts.projection import check_ack
 from server.ingest.core import Ingestor
 from server.store.schema import alert_notices, alert_silences, alerts
@@ -86,16 +87,24 @@ class Silenced:
 def silence_for(conn: sa.Connection, given: str, length: timedelta, by: str, reason: str | None,
                 now: datetime) -> Silenced:  # fmt: skip
     """Silence an alert (by number or key) or every key starting with ``given`` ending in ':'
-    (``climate.range:town:`` is every storeroom of the township)."""
+    (``climate.range:town:`` is every storeroom of the township); it starts with a rule.
+    ``ValueError`` for anything else, a name of more than 64 or a reason of more than 200."""
     match = key_of(conn, given)
-    if not match or len(match) > 200 or not by.strip() or len(by) > 64:
+    if (
+        match.split(":")[0] not in RULES
+        or len(match) > 200
+        or not by.strip()
+        or len(by) > 64
+        or len(reason or "") > 200
+    ):
         raise ValueError(given)
     silence(conn, match, now + length, by.strip(), reason, now)
     a = alerts
-    covers = conn.execute(
-        sa.select(sa.func.count()).where(a.c.key.startswith(match, autoescape=True),
-                                         a.c.state.in_([str(s) for s in OPEN]))
-    ).scalar_one()  # fmt: skip
+    keys = conn.execute(
+        sa.select(a.c.key).where(a.c.key.startswith(match, autoescape=True),
+                                 a.c.state.in_([str(s) for s in OPEN]))
+    ).scalars()  # fmt: skip
+    covers = sum(1 for key in keys if silenced(key, match))
     return Silenced(match, now + length, int(covers))
 
 

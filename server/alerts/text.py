@@ -61,6 +61,7 @@ TEXTS: dict[str, dict[Language, str]] = {
     "delivery.pending": {"zh": "待发送", "en": "pending"},
     "delivery.sent": {"zh": "已送达", "en": "sent"},
     "delivery.failed": {"zh": "发送失败", "en": "failed"},
+    "delivery.unreachable": {"zh": "无人可达", "en": "nobody reachable"},
     "told.none": {"zh": "尚未通知任何人", "en": "nobody told yet"},
     "ack.invalid": {
         "zh": "--by 须为 1–64 个字，--action 至多 200 个字",
@@ -71,8 +72,10 @@ TEXTS: dict[str, dict[Language, str]] = {
         "en": "duration {given} is not valid: write 30m, 2h or 3d, at most 30d",
     },
     "silence.invalid": {
-        "zh": "无法静默：告警或前缀不超过 200 字，--by 为 1–64 个字",
-        "en": "cannot silence: the alert or prefix is at most 200 characters, --by 1-64",
+        "zh": "无法静默：须为告警编号、告警或以类别开头、以 : 结尾的前缀；"
+        "--by 1–64 字，--reason 至多 200 字",
+        "en": "cannot silence: give an alert's number, its key, or a prefix that starts with a "
+        "rule and ends in ':'; --by 1-64 characters, --reason at most 200",
     },
     "silenced": {
         "zh": "已静默 {match} 至 {until}（当前 {n} 条未解除告警）",
@@ -119,25 +122,19 @@ def notice_text(lang: Language, live: Any, reason: str, site_name: str | None, a
     if reason == "acknowledged" and alert.acked_by:
         detail += TEXTS["notice.acked"][lang].format(by=alert.acked_by, action=alert.action or "-")
     rule = rule_text(lang, sig.rule)
-    text = TEXTS["notice"][lang].format(
-        prefix=prefix,
-        site=(site_name or sig.site)[:12],
-        subject=subject[:24],
-        rule=rule,
-        detail=detail,
-        id=alert_id,
-    )
-    if len(text) > SMS_CHARS:
-        cut = len(text) - SMS_CHARS + 1
-        text = TEXTS["notice"][lang].format(
-            prefix=prefix,
-            site=(site_name or sig.site)[:12],
-            subject=subject[:24],
-            rule=rule,
-            detail=detail[: max(0, len(detail) - cut)] + "…",
-            id=alert_id,
-        )
-    return text[:SMS_CHARS]
+    parts = {"site": (site_name or sig.site)[:12], "subject": subject[:24], "detail": detail}
+
+    def text() -> str:
+        return TEXTS["notice"][lang].format(prefix=prefix, rule=rule, id=alert_id, **parts)
+
+    # Too long for one SMS: the values go first, then the subject, then the site; the rule and
+    # the alert's number (what a person acknowledges by) stay.
+    for part in ("detail", "subject", "site"):
+        over = len(text()) - SMS_CHARS
+        if over > 0:
+            kept = parts[part][: max(0, len(parts[part]) - over - 1)]
+            parts[part] = kept + "…" if kept else ""
+    return text()
 
 
 def rule_text(lang: Language, rule: str) -> str:
