@@ -81,6 +81,10 @@ def test_refusals_are_one_line(store: Path) -> None:
     assert "30d" in refused(store, "alerts", "silence", "1", "--for", "31d", "--by", "王")
     assert refused(store, "alerts", "silence", "99", "--for", "2h", "--by", "王") == "没有告警 99"
     assert refused(store, "alerts", "told", "x") == "没有告警 x"
+    for loose in ("c", "climate", "nothing:county:"):
+        assert "须为告警编号" in refused(
+            store, "alerts", "silence", loose, "--for", "1h", "--by", "王"
+        )
 
 
 def test_silence_and_who_was_told(store: Path) -> None:
@@ -111,6 +115,9 @@ def test_silence_and_who_was_told(store: Path) -> None:
         ('[[alerts.channels]]\nname = "a"\nkind = "log"\n[[alerts.channels]]\nname = "a"\n'
          'kind = "log"\n', "unique"),
         ('[alerts.rules."climate.rnage"]\nfor_s = 1\n', "no rule climate.rnage"),
+        ('[[alerts.contacts]]\nsite = "county"\nname = "李"\n', "needs a phone or an email"),
+        ('[[alerts.channels]]\nname = "sms"\nkind = "sms"\nurl = "http://x/"\n'
+         'body = "to=$mobile&msg=$text"\n', "takes $phone, $text and $key"),
     ],
 )  # fmt: skip
 def test_an_alerts_section_that_cannot_work_is_refused_saying_where(

@@ -317,3 +317,114 @@ def test_agent_offline_gap_and_unusable_messages_from_the_timer(rig: Rig) -> Non
     assert rig.alert("agent.offline:county:station-1").state == "resolved"
     assert rig.alert("agent.messages:county:station-1").state == "resolved", "an hour on"
     assert rig.alert("agent.gap:county:station-1").state == "firing"
+
+
+def test_a_silence_names_one_key_or_a_prefix_ending_in_a_colon() -> None:
+    from server.alerts.notify import silenced
+
+    assert silenced("agent.offline:county:station-1", "agent.offline:county:station-1")
+    assert not silenced("agent.offline:county:station-10", "agent.offline:county:station-1")
+    assert silenced("agent.offline:county:station-10", "agent.offline:county:")
+    assert not silenced("agent.offline:county2:x", "agent.offline:county:")
+
+
+def test_a_level_nobody_can_be_reached_at_is_said_and_escalation_goes_on(rig: Rig) -> None:
+    people = [
+        Contact(site="county", name="李保管", level=1, email="li@example.cn"),
+        Contact(site="county", name="张站长", level=2, phone="13800000002"),
+    ]
+    only_sms = [c for c in rig.section.channels if c.name == "sms"]
+    notifier = rig.notifier(contacts=people, channels=only_sms)
+    hot(rig, 1, 1)
+    notifier.step()
+    assert [(n.level, n.status) for n in rig.notices()] == [(1, "unreachable")]
+    rig.clock.forward(seconds=900)
+    notifier.step()
+    assert [s["mobile"] for s in rig.sms()] == ["13800000002"], "the station head, on time"
+
+
+def test_a_gateway_answering_garbage_is_a_failure_of_its_channel(rig: Rig) -> None:
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def garbage() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"this is not HTTP\r\n\r\n")
+
+    threading.Thread(target=garbage, daemon=True).start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/sms"
+    broken = ChannelConfig(name="sms", kind="sms", url=url, body=SMS_BODY)
+    hook = [c for c in rig.section.channels if c.name == "hook"]
+    notifier = rig.notifier(channels=[broken, *hook], channel_failures=1)
+    hot(rig, 1, 1)
+    try:
+        notifier.step()
+    finally:
+        server.close()
+    [sms] = [n for n in rig.notices() if n.channel == "sms"]
+    assert (sms.status, sms.attempts) == ("pending", 1)
+    assert sms.error.startswith("POST ")
+    assert rig.alert("alerts.channel:county:sms").state == "firing"
+    assert len(rig.hooks()) == 1, "the webhook delivered"
+
+
+def test_a_process_sends_only_over_the_channels_it_has(rig: Rig) -> None:
+    full = rig.notifier()
+    hot(rig, 1, 1)
+    with rig.engine.begin() as conn:
+        full.plan(conn, rig.clock())
+    hooks_only = rig.notifier(channels=[c for c in rig.section.channels if c.name == "hook"])
+    hooks_only.deliver()
+    assert {n.channel for n in rig.notices() if n.status == "sent"} == {"hook"}
+    assert rig.alert("alerts.channel:county:sms") is None, "another's channel is not failing"
+
+
+def test_two_processes_observing_at_once_raise_each_alert_once(rig: Rig) -> None:
+    """Two notifiers (two engines, as two server processes) run their rounds at the same
+    moments over an agent gone quiet and a storeroom too warm."""
+    import threading
+
+    hot(rig, 1, 1)
+    rig.clock.forward(minutes=16)
+    second = sa.create_engine(rig.engine.url, connect_args=(
+        {"timeout": 30} if rig.engine.dialect.name == "sqlite" else {}))  # fmt: skip
+    one = rig.notifier()
+    two = Notifier(second, rig.section.model_copy(update={"rules": {}}), SHANGHAI,
+                   now=rig.clock)  # fmt: skip
+    two.policies = one.policies
+    failures: list[BaseException] = []
+
+    def rounds(notifier: Notifier) -> None:
+        try:
+            for _ in range(5):
+                notifier.step()
+        except Exception as exc:  # noqa: BLE001 - the thread reports to the test
+            failures.append(exc)
+
+    for phase in range(2):  # pending, then (five minutes on) firing
+        threads = [threading.Thread(target=rounds, args=(n,)) for n in (one, two)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        rig.clock.forward(minutes=6 * (1 - phase))
+    second.dispose()
+    assert failures == []
+    with rig.engine.connect() as conn:
+        per_key = conn.execute(
+            sa.select(alerts.c.key, sa.func.count()).group_by(alerts.c.key)
+        ).all()  # fmt: skip
+    assert dict(per_key) == {"agent.offline:county:station-1": 1, "climate.range:county:no2": 1}
+    told = [(h["alert_key"], h["reason"]) for h in rig.hooks(None)]
+    assert sorted(told) == [("agent.offline:county:station-1", "fired"),
+                            ("climate.range:county:no2", "fired")]  # fmt: skip

@@ -114,6 +114,7 @@ class Notifier:
                     changed = tick(conn, now, self.policies)
                     changed += observe_signals(conn, seen, self.policies)
         with self.engine.begin() as conn:
+            writing_first(conn)
             planned = self.plan(conn, now)
         sent, failed = self.deliver(wait)
         return Step(changed, planned, sent, failed)
@@ -266,6 +267,7 @@ class Notifier:
         n = alert_notices
         timeout = getattr(self.channels[name], "timeout_s", 10.0)
         with self.engine.begin() as conn:
+            writing_first(conn)
             query = (
                 sa.select(n.c.id, n.c.key, n.c.channel, n.c.recipient, n.c.text, n.c.attempts,
                           n.c.alert_id, n.c.level, n.c.reason)
@@ -372,13 +374,21 @@ def observer_lock(conn: sa.Connection, wait: bool = False) -> bool:
     advisory lock (one process's timer at a time; ``wait`` False: another process has it,
     this round leaves the observing to it)."""
     if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        writing_first(conn)
         return True
     if wait:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": OBSERVER_LOCK})
         return True
     got = conn.execute(sa.text("SELECT pg_try_advisory_xact_lock(:k)"), {"k": OBSERVER_LOCK})
     return bool(got.scalar())
+
+
+def writing_first(conn: sa.Connection) -> None:
+    """On SQLite, take the write lock before reading (pysqlite would take it at the first
+    write, after the reads another connection may have made stale); PostgreSQL's row locks do
+    this there."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _chain(site: str, parents: dict[str, str | None]) -> list[str]:
