@@ -14,6 +14,7 @@ from server.ingest.core import Ingestor
 from server.store.db import make_engine
 from tests.test_alerts_projection import events, record
 from tests.test_ingest import TOPIC
+from tests.test_ledger_cli import ok, refused
 from tests.test_server_cli import cli
 
 NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=30)
@@ -30,20 +31,6 @@ def store(tmp_path: Path) -> Path:
     Ingestor(engine, "fp").handle(TOPIC, events(1, *hot), NOW)
     engine.dispose()
     return config
-
-
-def ok(config: Path, *args: str) -> str:
-    done = cli(config, *args)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
-def refused(config: Path, *args: str) -> str:
-    done = cli(config, *args)
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert "Traceback" not in done.stderr
-    return done.stderr.strip()
 
 
 def test_list_ack_by_number_and_what_the_record_keeps(store: Path) -> None:

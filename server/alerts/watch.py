@@ -201,22 +201,17 @@ class Watch:
             yield signal("ledger.discrepancy", site, f"{place}#{slot}" if slot else place, True,
                          Severity.WARNING, short=int(short or 0))  # fmt: skip
         m = ledger_movements
-        lost = conn.execute(
-            sa.select(m.c.from_site, m.c.from_place, sa.func.sum(m.c.quantity))
-            .where(m.c.occurred_at >= since, m.c.to_place == "variance",
-                   m.c.from_site != OUTSIDE)
-            .group_by(m.c.from_site, m.c.from_place)
-        ).all()  # fmt: skip
-        found = conn.execute(
-            sa.select(m.c.to_site, m.c.to_place, sa.func.sum(m.c.quantity))
-            .where(m.c.occurred_at >= since, m.c.from_place == "variance",
-                   m.c.to_site != OUTSIDE)
-            .group_by(m.c.to_site, m.c.to_place)
-        ).all()  # fmt: skip
         difference: dict[tuple[str, str], int] = {}
-        for site, place, n in lost:
-            difference[(site, place)] = difference.get((site, place), 0) - int(n)
-        for site, place, n in found:
-            difference[(site, place)] = difference.get((site, place), 0) + int(n)
+        # Stock counted short went from its place to the variance bucket; found, the other way.
+        for here, there, sign in (("from", "to", -1), ("to", "from", 1)):
+            site, place = m.c[f"{here}_site"], m.c[f"{here}_place"]
+            moved = conn.execute(
+                sa.select(site, place, sa.func.sum(m.c.quantity))
+                .where(m.c.occurred_at >= since, m.c[f"{there}_place"] == "variance",
+                       site != OUTSIDE)
+                .group_by(site, place)
+            )  # fmt: skip
+            for at, where, n in moved:
+                difference[(at, where)] = difference.get((at, where), 0) + sign * int(n)
         for (site, place), n in sorted(difference.items()):
             yield signal("ledger.variance", site, place, True, Severity.WARNING, difference=n)
