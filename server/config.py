@@ -106,6 +106,22 @@ class ClimateSection(Strict):
     #: of degradation over the gas constant. 10,000 K is ΔH 83.144 kJ/mol (USP); a product's
     #: own value may be set, between 1,000 and 30,000 K (ΔH about 8 to 250 kJ/mol).
     mkt_delta_h_over_r_k: Annotated[float, between(1000, 30000)] = 10000.0
+    #: The fixed times of the day's checks on the record sheet (``climate sheet``), in
+    #: ``server.timezone``: 08:00 and 16:00, or 09:00 and 15:00 at some stations.
+    check_times: list[str] = Field(default_factory=lambda: ["08:00", "16:00"])
+
+    @field_validator("check_times")
+    @classmethod
+    def _times(cls, value: list[str]) -> list[str]:
+        from server.climate.sheet import parse_times
+
+        try:
+            parse_times(value)
+        except ValueError:
+            raise ValueError(
+                f"must be distinct times of day HH:MM, e.g. ['08:00', '16:00'], not {value}"
+            ) from None
+        return value
 
 
 class BackupSection(Strict):

@@ -171,6 +171,7 @@ def runs(config: Path) -> dict[str, list[str]]:
         ],
         "climate latest": ["climate", "latest"],
         "climate mkt": ["climate", "mkt", "village", "no1", "--from", SINCE],
+        "climate sheet": ["climate", "sheet", "village", "no1", "--month", SINCE[:7]],
         "climate series": ["climate", "series", "village", "no1", "--from", SINCE],
         "command list": ["command", "list"],
         "command send": ["command", "send", "station-1", "ping"],

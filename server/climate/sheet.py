@@ -1,0 +1,288 @@
+"""The monthly temperature and humidity record sheet of one storeroom (库房温湿度记录表), as the
+paper form has it, made from the recorded history instead of by hand.
+
+Per day, a check at each of the station's fixed times (08:00 and 16:00 by default, 09:00 and
+15:00 at some stations): the storeroom's reading then, whether it was in range, the regulating
+action taken (the acknowledgements of the storeroom's climate alerts between that check and
+the next, with who took it), and the reading ``AFTER`` the action; the day's lowest and highest
+values; remarks (no reading at a check). For the month: every excursion with its duration and
+extremes, and the mean kinetic temperature.
+
+The storeroom's reading at a moment is the mean, over its sensors, of each sensor's record
+nearest to that moment within ``NEAR`` (records come at least every 30 minutes in range, more
+often out of it); a sensor with no record that near does not count, and a check no sensor has a
+record near has no reading. The storeroom is out of range while any sensor's latest record is.
+
+``make`` is pure (records and actions in, a ``Sheet`` out); ``load`` reads them from the store.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, tzinfo
+
+import sqlalchemy as sa
+
+from server.alerts.signals import Range
+from server.climate import history
+from server.climate.kinetic import DELTA_H_OVER_R_K
+from server.store.db import utc
+from server.store.schema import alerts, climate_records
+
+#: How far from a check's time a sensor's record may be and still be its reading.
+NEAR = timedelta(minutes=30)
+#: How long after a regulating action its effect is read.
+AFTER = timedelta(minutes=30)
+#: The checks of a day when the station has not set its own.
+TIMES = ("08:00", "16:00")
+#: The alerts whose acknowledgement is a storeroom's regulating action.
+CLIMATE_RULES = ("climate.range", "climate.room")
+
+
+@dataclass(frozen=True)
+class Record:
+    at: datetime
+    sensor: str
+    temperature_c: float
+    humidity_pct: float
+
+
+@dataclass(frozen=True)
+class Action:
+    """A regulating action: an acknowledgement of one of the storeroom's climate alerts."""
+
+    at: datetime
+    by: str
+    action: str
+
+
+@dataclass(frozen=True)
+class Reading:
+    at: datetime
+    temperature_c: float
+    humidity_pct: float
+    #: Sensors whose records made it.
+    sensors: int
+
+
+@dataclass(frozen=True)
+class Check:
+    #: The fixed time of the check (in the site's zone).
+    due: datetime
+    reading: Reading | None
+    in_range: bool | None
+    #: The actions taken between this check and the next, oldest first.
+    actions: tuple[Action, ...]
+    #: The storeroom's reading ``AFTER`` the last of them (None: none, or not yet recorded).
+    after: Reading | None
+
+
+@dataclass(frozen=True)
+class Day:
+    day: date
+    checks: tuple[Check, ...]
+    temperature_min_c: float | None
+    temperature_max_c: float | None
+    humidity_min_pct: float | None
+    humidity_max_pct: float | None
+    records: int
+
+
+@dataclass(frozen=True)
+class Excursion:
+    """A spell out of range; its extremes are those of the records that were out of range."""
+
+    start: datetime
+    #: When the storeroom was back in range (None: still out at the sheet's end).
+    end: datetime | None
+    duration_s: float
+    temperature_min_c: float
+    temperature_max_c: float
+    humidity_min_pct: float
+    humidity_max_pct: float
+
+
+@dataclass(frozen=True)
+class Sheet:
+    site: str
+    storeroom: str
+    year: int
+    month: int
+    limits: Range
+    times: tuple[str, ...]
+    days: tuple[Day, ...]
+    excursions: tuple[Excursion, ...]
+    mkt_c: float | None
+
+
+def month_span(year: int, month: int, zone: tzinfo) -> tuple[datetime, datetime]:
+    """The month from its first midnight to the next month's, in the site's zone."""
+    start = datetime(year, month, 1, tzinfo=zone)
+    following = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=zone)
+    return start, following
+
+
+def parse_times(times: Sequence[str]) -> tuple[time, ...]:
+    """``("08:00", "16:00")`` as times of day, in order; ``ValueError`` for anything else."""
+    parsed = sorted(time.fromisoformat(t) for t in times)
+    if not parsed or len(set(parsed)) != len(parsed):
+        raise ValueError(f"checks at distinct times of day, e.g. 08:00 and 16:00, not {times}")
+    return tuple(parsed)
+
+
+def make(
+    site: str,
+    storeroom: str,
+    year: int,
+    month: int,
+    zone: tzinfo,
+    limits: Range,
+    records: Sequence[Record],
+    actions: Sequence[Action],
+    times: Sequence[str] = TIMES,
+    mkt_c: float | None = None,
+    now: datetime | None = None,
+) -> Sheet:
+    """The sheet of one storeroom's month from its records and actions (any order); ``now``
+    (default: the month's end) bounds what can have been read yet."""
+    start, end = month_span(year, month, zone)
+    until = end if now is None else min(end, now)
+    by_sensor: dict[str, list[Record]] = defaultdict(list)
+    for r in sorted(records, key=lambda r: (r.at, r.sensor)):
+        if start <= r.at < end:
+            by_sensor[r.sensor].append(r)
+    stamps = {s: [r.at for r in rs] for s, rs in by_sensor.items()}
+
+    def reading(at: datetime) -> Reading | None:
+        if at > until:
+            return None
+        near = []
+        for sensor, rs in by_sensor.items():
+            i = bisect.bisect_left(stamps[sensor], at)
+            nearest = min((rs[j] for j in (i - 1, i) if 0 <= j < len(rs)),
+                          key=lambda r: (abs(r.at - at), r.at), default=None)  # fmt: skip
+            if nearest is not None and abs(nearest.at - at) <= NEAR:
+                near.append(nearest)
+        if not near:
+            return None
+        return Reading(at, _mean([r.temperature_c for r in near]),
+                       _mean([r.humidity_pct for r in near]), len(near))  # fmt: skip
+
+    checks_of_day = parse_times(times)
+    dues = [
+        datetime.combine(start.date() + timedelta(days=d), t, tzinfo=zone)
+        for d in range((end.date() - start.date()).days)
+        for t in checks_of_day
+    ]
+    ordered_actions = sorted((a for a in actions if start <= a.at < end), key=lambda a: a.at)
+    checks = []
+    for n, due in enumerate(dues):
+        upto = dues[n + 1] if n + 1 < len(dues) else end
+        taken = tuple(a for a in ordered_actions if due <= a.at < upto)
+        seen = reading(due)
+        checks.append(Check(
+            due, seen, None if seen is None else not limits.outside(seen.temperature_c,
+                                                                    seen.humidity_pct),
+            taken, reading(taken[-1].at + AFTER) if taken else None,
+        ))  # fmt: skip
+    everything = sorted((r for rs in by_sensor.values() for r in rs), key=lambda r: r.at)
+    per_day: dict[date, list[Record]] = defaultdict(list)
+    for r in everything:
+        per_day[r.at.astimezone(zone).date()].append(r)
+    days = []
+    per = len(checks_of_day)
+    for d in range((end.date() - start.date()).days):
+        day = start.date() + timedelta(days=d)
+        rs = per_day.get(day, [])
+        days.append(Day(
+            day, tuple(checks[d * per:(d + 1) * per]),
+            min((r.temperature_c for r in rs), default=None),
+            max((r.temperature_c for r in rs), default=None),
+            min((r.humidity_pct for r in rs), default=None),
+            max((r.humidity_pct for r in rs), default=None),
+            len(rs),
+        ))  # fmt: skip
+    return Sheet(site, storeroom, year, month, limits, tuple(times), tuple(days),
+                 tuple(_excursions(everything, limits, until)), mkt_c)  # fmt: skip
+
+
+def _excursions(records: Sequence[Record], limits: Range, until: datetime) -> list[Excursion]:
+    """Spells during which any sensor's latest record was out of range."""
+    latest: dict[str, Record] = {}
+    out: list[Excursion] = []
+    spell: list[Record] = []
+    began: datetime | None = None
+    for r in records:
+        latest[r.sensor] = r
+        outside = any(limits.outside(x.temperature_c, x.humidity_pct) for x in latest.values())
+        if outside:
+            if began is None:
+                began = r.at
+            if limits.outside(r.temperature_c, r.humidity_pct):
+                spell.append(r)  # the extremes are those of the values out of range
+        elif began is not None:
+            out.append(_excursion(began, r.at, spell))
+            began, spell = None, []
+    if began is not None:
+        out.append(_excursion(began, None, spell, until))
+    return out
+
+
+def _excursion(start: datetime, end: datetime | None, spell: list[Record],
+               until: datetime | None = None) -> Excursion:  # fmt: skip
+    stop = end if end is not None else max(until or start, start)
+    spell = spell or [Record(start, "", math.nan, math.nan)]
+    return Excursion(
+        start, end, (stop - start).total_seconds(),
+        min(r.temperature_c for r in spell), max(r.temperature_c for r in spell),
+        min(r.humidity_pct for r in spell), max(r.humidity_pct for r in spell),
+    )  # fmt: skip
+
+
+def _mean(values: Sequence[float]) -> float:
+    return round(sum(values) / len(values), 2)
+
+
+# --- from the store -------------------------------------------------------------------------------
+
+
+def load(
+    conn: sa.Connection,
+    site: str,
+    storeroom: str,
+    year: int,
+    month: int,
+    zone: tzinfo,
+    limits: Range,
+    times: Sequence[str] = TIMES,
+    now: datetime | None = None,
+    delta_h_over_r_k: float = DELTA_H_OVER_R_K,
+) -> Sheet:
+    """The sheet from the storeroom's records (corrected values) and the acknowledgements of its
+    climate alerts in the month."""
+    start, end = month_span(year, month, zone)
+    since, until = utc(start), utc(end)
+    r = climate_records
+    rows = conn.execute(
+        sa.select(r.c.occurred_at, r.c.sensor, r.c.temperature_c, r.c.humidity_pct).where(
+            r.c.site_id == site, r.c.storeroom == storeroom,
+            r.c.occurred_at >= since, r.c.occurred_at < until,
+        )
+    ).all()  # fmt: skip
+    records = [Record(utc(at).astimezone(zone), sensor, t, h) for at, sensor, t, h in rows]
+    a = alerts
+    acked = conn.execute(
+        sa.select(a.c.acked_at, a.c.acked_by, a.c.action).where(
+            a.c.site == site, a.c.subject == storeroom, a.c.rule.in_(CLIMATE_RULES),
+            a.c.acked_at >= since, a.c.acked_at < until, a.c.action.is_not(None),
+        )
+    ).all()  # fmt: skip
+    actions = [Action(utc(at).astimezone(zone), by or "", act) for at, by, act in acked]
+    found = history.mkt(conn, site, storeroom, start, min(end, now) if now else end,
+                        delta_h_over_r_k=delta_h_over_r_k)  # fmt: skip
+    return make(site, storeroom, year, month, zone, limits, records, actions, times,
+                None if found is None else found.mkt_c, now)  # fmt: skip
