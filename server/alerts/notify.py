@@ -37,11 +37,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from server.alerts import watch
 from server.alerts.channels import Channel, ChannelError, Delivery, make
-from server.alerts.config import AlertsSection, Contact
+from server.alerts.config import MIN_CONTACTS, AlertsSection, Contact
 from server.alerts.escalation import Escalation, Reason, Told, due
 from server.alerts.lifecycle import OPEN, Policy, State
 from server.alerts.projection import POLICIES, Live, live_of, observe_signals, tick
-from server.alerts.signals import Severity, Signal
+from server.alerts.signals import Severity, Signal, signal
 from server.alerts.text import notice_text
 from server.entries import COUNTY_AGENT
 from server.i18n import Language
@@ -158,7 +158,7 @@ class Notifier:
             return 0
         told = self._told(conn, [r.id for r in rows])
         silences = self._silences(conn, now)
-        parents, names = self._sites(conn)
+        parents, names = sites(conn)
         new = []
         for row in rows:
             live = live_of(row)
@@ -221,11 +221,6 @@ class Notifier:
     def _silences(self, conn: sa.Connection, now: datetime) -> list[str]:
         s = alert_silences
         return list(conn.execute(sa.select(s.c.match).where(s.c.until > now)).scalars())
-
-    def _sites(self, conn: sa.Connection) -> tuple[dict[str, str | None], dict[str, str]]:
-        rows = conn.execute(sa.select(ledger_sites.c.site, ledger_sites.c.parent,
-                                      ledger_sites.c.name)).all()  # fmt: skip
-        return {r.site: r.parent for r in rows}, {r.site: r.name for r in rows}
 
     # --- deliver ------------------------------------------------------------------------------
 
@@ -346,9 +341,8 @@ class Notifier:
                 self.wake.set()  # a channel's alert to tell at once
 
     def _channel_signal(self, name: str, ok: bool) -> Signal:
-        site = self.section.home_site
-        return Signal("alerts.channel", f"alerts.channel:{site}:{name}", site, name, not ok,
-                      Severity.CRITICAL, {"channel": name})  # fmt: skip
+        return signal("alerts.channel", self.section.home_site, name, not ok, Severity.CRITICAL,
+                      channel=name)  # fmt: skip
 
     def _data(self, conn: sa.Connection, ids: set[int]) -> dict[int, dict[str, Any]]:
         a = alerts
@@ -409,8 +403,6 @@ def _insert_ignoring_twins(conn: sa.Connection) -> Any:
 def contacts_warnings(section: AlertsSection, sites: Sequence[str],
                       parents: dict[str, str | None]) -> list[str]:  # fmt: skip
     """Sites whose alerts reach fewer than ``MIN_CONTACTS`` people (warned of at start)."""
-    from server.alerts.config import MIN_CONTACTS
-
     out = []
     for site in sites:
         people = {(c.name, c.phone, c.email) for level in
@@ -421,11 +413,17 @@ def contacts_warnings(section: AlertsSection, sites: Sequence[str],
     return out
 
 
+def sites(conn: sa.Connection) -> tuple[dict[str, str | None], dict[str, str]]:
+    """Each site of the levels with its parent, and its name."""
+    rows = conn.execute(sa.select(ledger_sites.c.site, ledger_sites.c.parent,
+                                  ledger_sites.c.name)).all()  # fmt: skip
+    return {r.site: r.parent for r in rows}, {r.site: r.name for r in rows}
+
+
 def known_sites(conn: sa.Connection, home: str) -> tuple[list[str], dict[str, str | None]]:
     """The sites alerts can be about (those in the levels, those agents report from, the home
     site) and each one's parent."""
-    rows = conn.execute(sa.select(ledger_sites.c.site, ledger_sites.c.parent)).all()
-    parents = {r.site: r.parent for r in rows}
+    parents, _ = sites(conn)
     reporting = conn.execute(
         sa.select(agents.c.site_id).where(agents.c.agent_id != COUNTY_AGENT).distinct()
     ).scalars()

@@ -163,10 +163,11 @@ def observe_signals(
     """Signals the server finds itself (an agent gone quiet, a failing channel, stock near
     expiry) move their keys' alerts as an agent's events do; one seen before its key's stored
     alert last saw anything moves nothing. Return how many alerts changed."""
-    live: dict[str, Live | None] = {}
-    for signal, at in signals:
-        if signal.key not in live:
-            live[signal.key] = load(conn, signal.key, lock=True)
+    seen = list(signals)
+    live: dict[str, Live | None] = dict.fromkeys(s.key for s, _ in seen)
+    if live:
+        live.update(load_many(conn, live, lock=True))
+    for signal, at in seen:
         found = live[signal.key]
         if found is not None and not found.changed and at <= found.seen_at:
             continue

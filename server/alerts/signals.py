@@ -66,8 +66,9 @@ class Signal:
     instant: bool = False
 
 
-def _signal(rule: str, site: str, subject: str, active: bool, severity: Severity,
-            instant: bool = False, **detail: Any) -> Signal:  # fmt: skip
+def signal(rule: str, site: str, subject: str, active: bool, severity: Severity,
+           instant: bool = False, **detail: Any) -> Signal:  # fmt: skip
+    """A signal under its key: the rule, the site and what it is about."""
     return Signal(rule, f"{rule}:{site}:{subject}", site, subject, active, severity, detail,
                   instant)  # fmt: skip
 
@@ -79,13 +80,13 @@ def of_event(site: str, event: Any, ranges: Callable[[str, str], Range]) -> list
         p = event.payload
         outside = ranges(site, p.storeroom).outside(p.temperature_c, p.humidity_pct)
         return [
-            _signal("climate.range", site, p.storeroom, outside, Severity.CRITICAL,
+            signal("climate.range", site, p.storeroom, outside, Severity.CRITICAL,
                     temperature_c=p.temperature_c, humidity_pct=p.humidity_pct)
         ]  # fmt: skip
     if isinstance(event, RoomStateEvent):
         room = event.payload
         return [
-            _signal("climate.room", site, room.storeroom, room.state == "alarm",
+            signal("climate.room", site, room.storeroom, room.state == "alarm",
                     Severity.CRITICAL, temperature_c=room.temperature_c,
                     humidity_pct=room.humidity_pct)
         ]  # fmt: skip
@@ -93,14 +94,14 @@ def of_event(site: str, event: Any, ranges: Callable[[str, str], Range]) -> list
         sensor = event.payload
         reason = event.payload.reason if isinstance(event, SensorFaultEvent) else None
         return [
-            _signal("climate.sensor", site, f"{sensor.storeroom}/{sensor.sensor}",
+            signal("climate.sensor", site, f"{sensor.storeroom}/{sensor.sensor}",
                     isinstance(event, SensorFaultEvent), Severity.WARNING, reason=reason)
         ]  # fmt: skip
     if isinstance(event, CalibrationEvent):
         c = event.payload
         severity = Severity.CRITICAL if c.state == "expired" else Severity.WARNING
         return [
-            _signal("climate.calibration", site, f"{c.storeroom}/{c.sensor}", True, severity,
+            signal("climate.calibration", site, f"{c.storeroom}/{c.sensor}", True, severity,
                     state=c.state)
         ]  # fmt: skip
     if isinstance(event, SlotStateEvent):
@@ -108,23 +109,23 @@ def of_event(site: str, event: Any, ranges: Callable[[str, str], Range]) -> list
         subject = f"{s.box}#{s.slot}"
         trouble = s.state in ("low", "empty", "faulty", "expired", "count_needed")
         severity = Severity.CRITICAL if s.state in ("empty", "expired") else Severity.WARNING
-        return [_signal("box.slot", site, subject, trouble, severity, state=s.state,
+        return [signal("box.slot", site, subject, trouble, severity, state=s.state,
                         count=s.count)]  # fmt: skip
     if isinstance(event, VendFailedEvent) and event.payload.reason == "jammed":
         v = event.payload
-        return [_signal("box.jam", site, f"{v.box}#{v.slot}", True, Severity.WARNING,
+        return [signal("box.jam", site, f"{v.box}#{v.slot}", True, Severity.WARNING,
                         instant=True)]  # fmt: skip
     if isinstance(event, TamperEvent):
         t = event.payload
-        return [_signal("box.tamper", site, t.box, True, Severity.CRITICAL, instant=True,
+        return [signal("box.tamper", site, t.box, True, Severity.CRITICAL, instant=True,
                         reason=t.reason, open_s=round(t.open_s))]  # fmt: skip
     if isinstance(event, BoardStateEvent):
         b = event.payload
         if b.state not in ("online", "offline"):
             return []
-        return [_signal("box.offline", site, b.box, b.state == "offline", Severity.WARNING)]
+        return [signal("box.offline", site, b.box, b.state == "offline", Severity.WARNING)]
     if isinstance(event, StorageAlarmEvent):
         a = event.payload
-        return [_signal("agent.storage", site, event.agent_id, a.state != "recovered",
+        return [signal("agent.storage", site, event.agent_id, a.state != "recovered",
                         Severity.CRITICAL, state=a.state)]  # fmt: skip
     return []

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from server.alerts.config import AlertsSection
 from server.alerts.lifecycle import OPEN, State
-from server.alerts.signals import Severity, Signal
+from server.alerts.signals import Severity, Signal, signal
 from server.entries import COUNTY_AGENT
 from server.ledger.rules import OUTSIDE
 from server.store.db import utc
@@ -49,11 +49,6 @@ SLOW_RULES = frozenset({"climate.exposure", "stock.expiry", "ledger.discrepancy"
 EXPIRY_WARN_DAYS = 30
 RECENT_DEAD_LETTERS = timedelta(hours=1)
 RECENT_LEDGER = timedelta(days=1)
-
-
-def signal(rule: str, site: str, subject: str, active: bool, severity: Severity,
-           **detail: object) -> Signal:  # fmt: skip
-    return Signal(rule, f"{rule}:{site}:{subject}", site, subject, active, severity, detail)
 
 
 class Watch:

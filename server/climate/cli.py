@@ -114,13 +114,7 @@ class _Run:
         return value.astimezone(self.zone).strftime(fmt)
 
     def check(self, site: str, room: str | None) -> None:
-        """Exit 2 with one line when the site or storeroom is not known."""
-        if not history.site_known(self.engine, site):
-            fail(self.lang, "hist.unknown_site", site=site)
-        if room is not None and not history.room_known(self.engine, site, room):
-            known = "、" if self.lang == "zh" else ", "
-            found = known.join(history.rooms(self.engine, site)) or "-"
-            fail(self.lang, "hist.unknown_room", site=site, room=room, known=found)
+        check_place(self.engine, self.lang, site, room)
 
     def empty(self, what: str) -> NoReturn:
         fail(
@@ -133,6 +127,16 @@ class _Run:
             site=site, room=room, start=self.local(self.start), end=self.local(self.end),
             zone=self.zone_name,
         )  # fmt: skip
+
+
+def check_place(engine: sa.Engine, lang: Language, site: str, room: str | None) -> None:
+    """Exit 2 with one line when the site or storeroom is not known."""
+    if not history.site_known(engine, site):
+        fail(lang, "hist.unknown_site", site=site)
+    if room is not None and not history.room_known(engine, site, room):
+        known = "、" if lang == "zh" else ", "
+        found = known.join(history.rooms(engine, site)) or "-"
+        fail(lang, "hist.unknown_room", site=site, room=room, known=found)
 
 
 def _window_options(fn: Callable[P, R]) -> Callable[P, R]:
@@ -351,11 +355,7 @@ def sheet_(
     if found is None or not 1 <= int(found["m"]) <= 12:
         fail(shown, "sheet.bad_month", value=month)
     engine = engine_or_exit(config)
-    if not history.site_known(engine, site):
-        fail(shown, "hist.unknown_site", site=site)
-    if not history.room_known(engine, site, storeroom):
-        found_rooms = ("、" if shown == "zh" else ", ").join(history.rooms(engine, site)) or "-"
-        fail(shown, "hist.unknown_room", site=site, room=storeroom, known=found_rooms)
+    check_place(engine, shown, site, storeroom)
     zone = config.server.zone
     with engine.connect() as conn:
         made = sheet.load(
