@@ -390,6 +390,11 @@ class IngestService:
         )
         notifier.start()
         backups = start_schedule(self.config)  # the daily backup, in its own thread
+        stop_web = None
+        if self.config.web.enabled:
+            from server.web.app import serve_in_thread
+
+            stop_web = serve_in_thread(self.config, self.ingestor.engine)
         m = self.config.mqtt
         session = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         session.SessionExpiryInterval = m.session_expiry_s
@@ -432,3 +437,5 @@ class IngestService:
             notifier.join(timeout=10)
             if backups is not None:
                 backups.stop()
+            if stop_web is not None:
+                stop_web()

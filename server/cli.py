@@ -28,6 +28,7 @@ from server.config import ServerConfig
 from server.i18n import Language, fault_text, pad, t, table
 from server.integrity import cli as integrity_cli
 from server.ledger.cli import COMMANDS as LEDGER_COMMANDS
+from server.users.cli import users
 
 
 @click.group()
@@ -68,6 +69,21 @@ def run(ctx: click.Context) -> None:
 
     config = _config(ctx)
     IngestService(config, _engine(config, migrate=True)).run()
+
+
+@main.command()
+@click.option("--host", default=None, help="Listen here instead of [web] host.")
+@click.option("--port", type=int, default=None, help="Listen here instead of [web] port.")
+@click.pass_context
+def web(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the dashboard and the HTTP API alone (no ingest), until SIGTERM or Ctrl-C: for more
+    web processes beside the one in 'run', or a separate machine."""
+    from server.web.app import serve
+
+    config = _config(ctx)
+    changed = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    config = config.model_copy(update={"web": config.web.model_copy(update=changed)})
+    serve(config, _engine(config))
 
 
 @main.group()
@@ -648,6 +664,7 @@ def boxes_tail(ctx: click.Context, lang: str | None, interval: float, from_start
 
 main.add_command(alerts)
 main.add_command(cards)
+main.add_command(users)
 for _ledger_command in LEDGER_COMMANDS:  # stock, receive, inspect, transfer, …
     main.add_command(_ledger_command)
 main.add_command(integrity_cli.verify)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge_agent.configfile import Strict, TlsSection, between, load
 from edge_agent.wire import Ident
@@ -163,6 +163,33 @@ class BackupSection(Strict):
         return int(hour), int(minute)
 
 
+class WebSection(Strict):
+    """The dashboard and the HTTP API (``server/web``), served by ``edge-server run`` when
+    enabled, or alone by ``edge-server web`` (as many processes as wanted: sessions and login
+    limits live in the database)."""
+
+    enabled: bool = False
+    host: str = Field(default="127.0.0.1", min_length=1, pattern=r"^\S+$")
+    port: Annotated[int, between(0, 65535)] = 8080
+    #: HTTPS straight from the server; otherwise put a TLS proxy in front on any real network.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: Cookies only over HTTPS; unset: when ``tls_cert`` is set. Set it true behind a TLS proxy.
+    secure_cookies: bool | None = None
+    #: Proxies whose ``X-Forwarded-For`` is believed (for the login limits per address).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> WebSection:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
+
+    @property
+    def cookies_secure(self) -> bool:
+        return self.tls_cert is not None if self.secure_cookies is None else self.secure_cookies
+
+
 class ServerConfig(Strict):
     server: ServerSection = Field(default_factory=ServerSection)
     database: DatabaseSection = Field(default_factory=DatabaseSection)
@@ -173,6 +200,7 @@ class ServerConfig(Strict):
     backup: BackupSection = Field(default_factory=BackupSection)
     climate: ClimateSection = Field(default_factory=ClimateSection)
     alerts: AlertsSection = Field(default_factory=AlertsSection)
+    web: WebSection = Field(default_factory=WebSection)
 
 
 def load_config(path: Path | str) -> ServerConfig:

@@ -101,3 +101,13 @@ def agent_links(engine: sa.Engine, now: datetime, offline_after: timedelta) -> l
         )
         for r in rows
     ]
+
+
+def events_acknowledged(engine: sa.Engine) -> dict[str, int]:
+    """Per agent, the events acknowledged over all its outbox lives: a counter for metrics that
+    only grows (a new epoch adds a stream; old ones stay)."""
+    query = sa.select(streams.c.agent_id, sa.func.sum(streams.c.acked_seq)).group_by(
+        streams.c.agent_id
+    )
+    with engine.connect() as conn:
+        return {str(agent): int(n or 0) for agent, n in conn.execute(query)}

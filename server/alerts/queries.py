@@ -48,6 +48,12 @@ def key_of(conn: sa.Connection, given: str) -> str:
     return given
 
 
+def site_of(conn: sa.Connection, alert_id: int) -> str | None:
+    """The site of alert number ``alert_id``, or None when there is no such alert."""
+    found = conn.execute(sa.select(alerts.c.site).where(alerts.c.id == alert_id)).scalar()
+    return None if found is None else str(found)
+
+
 def acknowledge(ingestor: Ingestor, given: str, by: str, action: str | None,
                 now: datetime) -> tuple[str, int]:  # fmt: skip
     """Journal the acknowledgement of the open alert ``given`` (number or key); return its key
@@ -119,3 +125,14 @@ def told(conn: sa.Connection, alert_id: int) -> Sequence[Any]:
     return conn.execute(
         sa.select(n).where(n.c.alert_id == alert_id).order_by(n.c.told_at, n.c.level, n.c.id)
     ).all()
+
+
+def open_counts(conn: sa.Connection) -> list[tuple[str, str, str, str, int]]:
+    """(site, rule, severity, state, how many) of the open alerts, for metrics."""
+    a = alerts
+    query = (
+        sa.select(a.c.site, a.c.rule, a.c.severity, a.c.state, sa.func.count())
+        .where(a.c.state.in_([str(s) for s in OPEN]))
+        .group_by(a.c.site, a.c.rule, a.c.severity, a.c.state)
+    )
+    return [(str(s), str(r), str(v), str(t), int(n)) for s, r, v, t, n in conn.execute(query)]

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import NoReturn, ParamSpec, TypeVar
 
 import click
 import sqlalchemy as sa
@@ -363,7 +363,7 @@ def sheet_(
             config.alerts.range_for(site, storeroom), config.climate.check_times,
             now=datetime.now(UTC), delta_h_over_r_k=config.climate.mkt_delta_h_over_r_k,
         )  # fmt: skip
-    header, rows = _sheet_rows(made, shown)
+    header, rows = sheet.rows(made, shown)
     if out is not None:
         from server.clisupport import csv_file
 
@@ -383,57 +383,10 @@ def sheet_(
     lo_h, hi_h = made.limits.humidity_pct
     click.echo(t("sheet.limits", shown).format(t0=lo_t, t1=hi_t, h0=lo_h, h1=hi_h))
     click.echo(table(header, rows))
-    click.echo(_excursions_text(made, shown, zone))
+    click.echo("\n".join(sheet.excursion_lines(made, shown, zone)))
     mkt_text = "-" if made.mkt_c is None else f"{made.mkt_c:.2f} °C"
     click.echo(t("sheet.mkt", shown).format(mkt=mkt_text))
     click.echo(t("sheet.reviewer", shown))
-
-
-def _sheet_rows(made: Any, lang: Language) -> tuple[list[str], list[list[str]]]:
-    keys = ("date", "time", "t", "h", "ok", "action", "after_t", "after_h", "recorder",
-            "day_range")  # fmt: skip
-    header = [t(f"sheet.{k}", lang) for k in keys]
-    rows = []
-    for day in made.days:
-        extremes = (
-            "-" if day.temperature_min_c is None
-            else f"{day.temperature_min_c:.1f}/{day.temperature_max_c:.1f} °C "
-            f"{day.humidity_min_pct:.0f}/{day.humidity_max_pct:.0f} %"
-        )  # fmt: skip
-        for n, check in enumerate(day.checks):
-            r, after = check.reading, check.after
-            ok = "-" if check.in_range is None else t(
-                "sheet.yes" if check.in_range else "sheet.no", lang)  # fmt: skip
-            actions = "；".join(a.action for a in check.actions)
-            recorder = "、".join(dict.fromkeys(a.by for a in check.actions if a.by))
-            rows.append([
-                day.day.isoformat() if n == 0 else "",
-                check.due.strftime("%H:%M"),
-                t("sheet.none", lang) if r is None else f"{r.temperature_c:.1f}",
-                "" if r is None else f"{r.humidity_pct:.0f}",
-                ok, actions or "-",
-                "" if after is None else f"{after.temperature_c:.1f}",
-                "" if after is None else f"{after.humidity_pct:.0f}",
-                recorder or (t("sheet.auto", lang) if r is not None else "-"),
-                extremes if n == 0 else "",
-            ])  # fmt: skip
-    return header, rows
-
-
-def _excursions_text(made: Any, lang: Language, zone: tzinfo) -> str:
-    if not made.excursions:
-        return t("sheet.no_excursions", lang)
-    lines = [t("sheet.excursions", lang)]
-    for x in made.excursions:
-        end = t("sheet.ongoing", lang) if x.end is None else x.end.astimezone(zone).strftime(
-            "%m-%d %H:%M")  # fmt: skip
-        hours, rest = divmod(int(x.duration_s), 3600)
-        lines.append(t("sheet.excursion", lang).format(
-            start=x.start.astimezone(zone).strftime("%m-%d %H:%M"), end=end,
-            duration=f"{hours}h{rest // 60:02d}m", t0=x.temperature_min_c,
-            t1=x.temperature_max_c, h0=x.humidity_min_pct, h1=x.humidity_max_pct,
-        ))  # fmt: skip
-    return "\n".join(lines)
 
 
 #: Registered in the ``climate`` group of ``server/cli.py``.

@@ -109,3 +109,33 @@ def notices_since(engine: sa.Engine, after_id: int, limit: int = 500) -> list[No
 def last_notice_id(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.max(climate_notices.c.id))).scalar() or 0)
+
+
+def storerooms(conn: sa.Connection, site: str) -> list[str]:
+    """The site's storerooms with records, by skipping along the (site, storeroom, time) index:
+    a handful of seeks, however many years of records each storeroom has."""
+    r = climate_records
+    found: list[str] = []
+    while True:
+        query = sa.select(sa.func.min(r.c.storeroom)).where(r.c.site_id == site)
+        if found:
+            query = query.where(r.c.storeroom > found[-1])
+        room = conn.execute(query).scalar()
+        if room is None:
+            return found
+        found.append(str(room))
+
+
+def room_now(conn: sa.Connection, site: str, storeroom: str, since: datetime) -> list[Reading]:
+    """The newest record of each of the storeroom's sensors since ``since`` (none when silent)."""
+    r = climate_records
+    query = (
+        sa.select(*_COLUMNS)
+        .where(r.c.site_id == site, r.c.storeroom == storeroom, r.c.occurred_at >= utc(since))
+        .order_by(r.c.occurred_at.desc(), r.c.id.desc())
+        .limit(64)
+    )
+    newest: dict[str, Reading] = {}
+    for row in conn.execute(query).mappings():
+        newest.setdefault(str(row["sensor"]), _reading(row))
+    return sorted(newest.values(), key=lambda x: x.sensor)

@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from server.alerts.signals import Range
 from server.climate import history
 from server.climate.kinetic import DELTA_H_OVER_R_K
+from server.i18n import Language, t
 from server.store.db import utc
 from server.store.schema import alerts, climate_records
 
@@ -286,3 +287,55 @@ def load(
                         delta_h_over_r_k=delta_h_over_r_k)  # fmt: skip
     return make(site, storeroom, year, month, zone, limits, records, actions, times,
                 None if found is None else found.mkt_c, now)  # fmt: skip
+
+
+# --- as people read it -------------------------------------------------------------------------
+
+
+def rows(made: Sheet, lang: Language) -> tuple[list[str], list[list[str]]]:
+    """The sheet as the paper form's table: a header and one row per check, for print and CSV."""
+    keys = ("date", "time", "t", "h", "ok", "action", "after_t", "after_h", "recorder",
+            "day_range")  # fmt: skip
+    header = [t(f"sheet.{k}", lang) for k in keys]
+    rows = []
+    for day in made.days:
+        extremes = (
+            "-" if day.temperature_min_c is None
+            else f"{day.temperature_min_c:.1f}/{day.temperature_max_c:.1f} °C "
+            f"{day.humidity_min_pct:.0f}/{day.humidity_max_pct:.0f} %"
+        )  # fmt: skip
+        for n, check in enumerate(day.checks):
+            r, after = check.reading, check.after
+            ok = "-" if check.in_range is None else t(
+                "sheet.yes" if check.in_range else "sheet.no", lang)  # fmt: skip
+            actions = "；".join(a.action for a in check.actions)
+            recorder = "、".join(dict.fromkeys(a.by for a in check.actions if a.by))
+            rows.append([
+                day.day.isoformat() if n == 0 else "",
+                check.due.strftime("%H:%M"),
+                t("sheet.none", lang) if r is None else f"{r.temperature_c:.1f}",
+                "" if r is None else f"{r.humidity_pct:.0f}",
+                ok, actions or "-",
+                "" if after is None else f"{after.temperature_c:.1f}",
+                "" if after is None else f"{after.humidity_pct:.0f}",
+                recorder or (t("sheet.auto", lang) if r is not None else "-"),
+                extremes if n == 0 else "",
+            ])  # fmt: skip
+    return header, rows
+
+
+def excursion_lines(made: Sheet, lang: Language, zone: tzinfo) -> list[str]:
+    """The remarks under the table: every excursion with its duration and extremes."""
+    if not made.excursions:
+        return [t("sheet.no_excursions", lang)]
+    lines = [t("sheet.excursions", lang)]
+    for x in made.excursions:
+        end = t("sheet.ongoing", lang) if x.end is None else x.end.astimezone(zone).strftime(
+            "%m-%d %H:%M")  # fmt: skip
+        hours, rest = divmod(int(x.duration_s), 3600)
+        lines.append(t("sheet.excursion", lang).format(
+            start=x.start.astimezone(zone).strftime("%m-%d %H:%M"), end=end,
+            duration=f"{hours}h{rest // 60:02d}m", t0=x.temperature_min_c,
+            t1=x.temperature_max_c, h0=x.humidity_min_pct, h1=x.humidity_max_pct,
+        ))  # fmt: skip
+    return lines

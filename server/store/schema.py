@@ -727,3 +727,73 @@ alert_silences = sa.Table(
     sa.Column("reason", sa.String(200), nullable=True),
     sa.Column("at", Time, nullable=False),
 )
+
+#: The people (and scripts) who use the dashboard and the API: a role, and a place in the four
+#: levels they are scoped to (``*`` for the whole service). Server state, written by
+#: ``edge-server users`` and administrators, never by ingest; a replay leaves it alone.
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("display", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("scope", sa.String(64), nullable=False),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("disabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    sa.UniqueConstraint("name", name="uq_users_name"),
+)
+
+#: A browser's login: the cookie holds a random token, this table only its SHA-256, so a copy of
+#: the database logs nobody in.
+user_sessions = sa.Table(
+    "user_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", Id, nullable=False),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("seen_at", Time, nullable=False),
+    sa.Column("expires_at", Time, nullable=False),
+    sa.Index("ix_user_sessions_user", "user_id"),
+)
+
+#: A script's key to the API, shown once when made; revoked, never deleted.
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("user_id", Id, nullable=False),
+    sa.Column("label", sa.String(64), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", Time, nullable=False),
+    sa.Column("last_used_at", Time, nullable=True),
+    sa.Column("revoked_at", Time, nullable=True),
+    sa.UniqueConstraint("token_hash", name="uq_api_tokens_hash"),
+)
+
+#: Failed logins, by name and by address, so that every web process limits guessing alike.
+login_failures = sa.Table(
+    "login_failures",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("address", sa.String(64), nullable=False),
+    sa.Column("at", Time, nullable=False),
+    sa.Index("ix_login_failures_name", "name", "at"),
+    sa.Index("ix_login_failures_address", "address", "at"),
+)
+
+#: Who changed what outside the journal (users, tokens, card registry through the web).
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", Id, primary_key=True),
+    sa.Column("at", Time, nullable=False),
+    sa.Column("by", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("detail", sa.String(400), nullable=True),
+)

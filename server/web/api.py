@@ -1,0 +1,182 @@
+"""The HTTP API (``/api/v1``): what every page shows, as JSON, for scripts and for the pages'
+own live parts. An API token (``Authorization: Bearer``) or a browser session; the OpenAPI
+description is at ``/api/openapi.json``."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from server.alerts import queries as alert_queries
+from server.alerts.lifecycle import AlertError
+from server.climate import history
+from server.climate import sheet as sheets
+from server.ledger.entries import Zone
+from server.users.roles import Permission
+from server.web import views
+from server.web.auth import WebError, Who, allowed, in_scope, signed_in, state
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+MONTH = re.compile(r"^(?P<y>\d{4})-(?P<m>\d{2})$")
+
+Viewer = Annotated[Who, Depends(allowed(Permission.VIEW))]
+
+
+class Me(BaseModel):
+    name: str
+    display: str
+    role: str
+    scope: str
+    permissions: list[str]
+
+
+@router.get("/me")
+def me(who: Annotated[Who, Depends(signed_in)]) -> Me:
+    """Who the caller is and what they may do."""
+    return Me(
+        name=who.user.name,
+        display=who.user.display,
+        role=str(who.user.role),
+        scope=who.user.scope,
+        permissions=sorted(str(p) for p in Permission if who.can(p)),
+    )
+
+
+@router.get("/overview")
+def overview(request: Request, who: Viewer) -> views.Overview:
+    """Every site in the caller's scope now: liveness, each storeroom's state and latest
+    reading, each box's state."""
+    web = state(request)
+    config = web.config
+    return views.overview(
+        who, web.engine, config.alerts.range_for, web.now(),
+        timedelta(seconds=config.ingest.offline_after_s), config.server.zone,
+    )  # fmt: skip
+
+
+def check_room(request: Request, who: Who, site: str, storeroom: str) -> None:
+    in_scope(who, site)
+    with state(request).engine.connect() as conn:
+        if not history.room_known(conn, site, storeroom):
+            raise WebError(404, "room.unknown", site=site, room=storeroom)
+
+
+@router.get("/climate/{site}/{storeroom}")
+def climate(request: Request, who: Viewer, site: str, storeroom: str,
+            window: views.Window = "24h") -> views.Climate:  # fmt: skip
+    """A storeroom's temperature and humidity over the window, downsampled on the server past
+    two days, with its limits, excursions and MKT."""
+    check_room(request, who, site, storeroom)
+    web = state(request)
+    config = web.config
+    return views.climate(
+        site, storeroom, window, web.engine, config.alerts.range_for(site, storeroom),
+        web.now(), config.server.zone, config.climate.mkt_delta_h_over_r_k,
+    )  # fmt: skip
+
+
+@router.get("/alerts")
+def alerts(
+    request: Request, who: Viewer, everything: Annotated[bool, Query(alias="all")] = False
+) -> list[views.AlertRow]:
+    """Open alerts in the caller's scope (``all=true``: resolved ones too), the most severe
+    and oldest first."""
+    return views.alerts(who, state(request).engine, everything)
+
+
+def _alert_in_scope(request: Request, who: Who, alert_id: int) -> None:
+    site = views.alert_site(state(request).engine, alert_id)
+    if site is None or not who.sees(site):
+        raise WebError(404, "alert.unknown", alert=alert_id)
+
+
+@router.get("/alerts/{alert_id}/told")
+def told(request: Request, who: Viewer, alert_id: int) -> list[views.Told]:
+    """Who was told of the alert, over which channel, and whether it was delivered."""
+    _alert_in_scope(request, who, alert_id)
+    return views.told(state(request).engine, alert_id)
+
+
+class AckBody(BaseModel):
+    #: The regulating action taken (开启除湿机); it goes on the monthly record sheet.
+    action: str | None = Field(default=None, max_length=200)
+
+
+class Acked(BaseModel):
+    key: str
+    entry: int
+    by: str
+
+
+@router.post("/alerts/{alert_id}/ack")
+def acknowledge(request: Request, alert_id: int,
+                who: Annotated[Who, Depends(allowed(Permission.ALERTS_ACK))],
+                body: Annotated[AckBody | None, Body()] = None) -> Acked:  # fmt: skip
+    """Acknowledge an open alert with the action taken: escalation stops, and the entry (who,
+    when, what) is journaled."""
+    _alert_in_scope(request, who, alert_id)
+    return ack(request, who, alert_id, body.action if body else None)
+
+
+def ack(request: Request, who: Who, alert_id: int, action: str | None) -> Acked:
+    web = state(request)
+    try:
+        key, entry = alert_queries.acknowledge(
+            web.ingestor, str(alert_id), who.name, (action or "").strip() or None, web.now()
+        )
+    except AlertError as exc:
+        raise WebError(409, exc.key, **exc.fields) from None
+    except ValueError:
+        raise WebError(422, "ack.invalid") from None
+    return Acked(key=key, entry=entry, by=who.name)
+
+
+@router.get("/stock")
+def stock(request: Request, who: Viewer, site: str | None = None, place: str | None = None,
+          product: str | None = None, batch: str | None = None,
+          zone: Zone | None = None,
+          expiring_days: Annotated[int | None, Query(ge=0, le=3650)] = None,
+          ) -> list[views.StockRow]:  # fmt: skip
+    """Stock on hand by place, product, batch and zone in the caller's scope, with each
+    batch's expiry band."""
+    web = state(request)
+    if site is not None:
+        in_scope(who, site)
+    today = web.now().astimezone(web.config.server.zone).date()
+    return views.stock(
+        who, web.engine, today, site=site, place=place, product=product, batch=batch,
+        zone=zone, expiring_days=expiring_days,
+    )  # fmt: skip
+
+
+def month_of(value: str) -> tuple[int, int]:
+    found = MONTH.match(value.strip())
+    if found is None or not 1 <= int(found["m"]) <= 12:
+        raise WebError(422, "bad.month")
+    return int(found["y"]), int(found["m"])
+
+
+def record_sheet(request: Request, who: Who, site: str, storeroom: str,
+                 month: str) -> sheets.Sheet:  # fmt: skip
+    check_room(request, who, site, storeroom)
+    year, number = month_of(month)
+    web = state(request)
+    config = web.config
+    with web.engine.connect() as conn:
+        return sheets.load(
+            conn, site, storeroom, year, number, config.server.zone,
+            config.alerts.range_for(site, storeroom), config.climate.check_times,
+            now=web.now(),
+            delta_h_over_r_k=config.climate.mkt_delta_h_over_r_k,
+        )  # fmt: skip
+
+
+@router.get("/reports/sheet/{site}/{storeroom}")
+def sheet(request: Request, who: Viewer, site: str, storeroom: str,
+          month: str) -> sheets.Sheet:  # fmt: skip
+    """The month's temperature and humidity record sheet of a storeroom (YYYY-MM)."""
+    return record_sheet(request, who, site, storeroom, month)

@@ -1,0 +1,228 @@
+"""The dashboard's pages: server-rendered, each over the same views the API returns, with htmx
+for the live parts and uPlot for the charts (both shipped in ``static/vendor``)."""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+import secrets
+from datetime import datetime
+from functools import partial
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from server.alerts.text import values_text
+from server.climate import sheet as sheets
+from server.i18n import Language
+from server.i18n import t_or as domain_text
+from server.users import store
+from server.users.roles import Permission
+from server.web import api, views
+from server.web.app import language
+from server.web.auth import (
+    SESSION_COOKIE,
+    WebError,
+    Who,
+    allowed,
+    client_address,
+    state,
+)
+from server.web.text import text
+
+router = APIRouter(include_in_schema=False)
+LOGIN_COOKIE = "fp_login"
+ROOM_KEYS = {"no1", "no2", "no3"}
+
+Viewer = Annotated[Who, Depends(allowed(Permission.VIEW))]
+
+
+def setup_templates(templates: Jinja2Templates) -> None:
+    templates.env.autoescape = True
+
+
+def _t(lang: Language, key: str, /, **fields: object) -> str:
+    found = text(lang, key, **fields)
+    if found == key:
+        shown = domain_text(key, key, lang)
+        return shown.format(**fields) if fields and shown != key else shown
+    return found
+
+
+def render(request: Request, who: Who | None, name: str, status: int = 200,
+           **context: Any) -> HTMLResponse:  # fmt: skip
+    web = state(request)
+    lang = language(request)
+    zone = web.config.server.zone
+
+    def local(at: datetime | None) -> str:
+        return "" if at is None else at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+    def room_name(room: str) -> str:
+        return _t(lang, f"room.{room}") if room in ROOM_KEYS else room
+
+    def lasted(seconds: float) -> str:
+        hours, rest = divmod(int(seconds), 3600)
+        return f"{hours}h{rest // 60:02d}m"
+
+    base = {
+        "who": who, "lang": lang, "t": partial(_t, lang), "local": local, "lasted": lasted,
+        "room_name": room_name, "values": values_text, "zone": web.config.server.timezone,
+        "here": request.url.path, "flash": request.query_params.get("done"), "problem": None,
+    }  # fmt: skip
+    return web.templates.TemplateResponse(request, name, base | context, status_code=status)
+
+
+# --- logging in and out ----------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, next: str = "/") -> HTMLResponse:
+    token = secrets.token_urlsafe(24)
+    page = render(request, None, "login.html", login_csrf=token, next=_local_path(next))
+    page.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict",
+                    secure=state(request).config.web.cookies_secure, max_age=3600)  # fmt: skip
+    return page
+
+
+def _local_path(target: str) -> str:
+    """Only a path of this site to go back to after login (never another site)."""
+    return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+@router.post("/login", response_model=None)
+def login(request: Request, name: Annotated[str, Form(max_length=64)],
+          password: Annotated[str, Form(max_length=256)],
+          csrf: Annotated[str, Form(max_length=64)] = "",
+          next: Annotated[str, Form(max_length=300)] = "/") -> Response:  # fmt: skip
+    web = state(request)
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not expected or not hmac.compare_digest(expected, csrf):
+        raise WebError(403, "csrf.missing")
+    lang = language(request)
+    try:
+        user = store.authenticate(web.engine, name, password, client_address(request), web.now())
+    except store.UserError as exc:
+        status = 429 if isinstance(exc, store.TooManyAttempts) else 401
+        page = render(request, None, "login.html", status, login_csrf=expected,
+                      next=_local_path(next), problem=_t(lang, exc.key, **exc.fields))  # fmt: skip
+        return page
+    with web.engine.begin() as conn:
+        token, _session = store.open_session(conn, user, web.now())
+    done = RedirectResponse(_local_path(next), status_code=303)
+    done.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict",
+                    secure=web.config.web.cookies_secure,
+                    max_age=int(store.SESSION_LONGEST.total_seconds()))  # fmt: skip
+    done.delete_cookie(LOGIN_COOKIE)
+    return done
+
+
+@router.post("/logout")
+def logout(request: Request, who: Viewer) -> RedirectResponse:
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        with state(request).engine.begin() as conn:
+            store.close_session(conn, cookie)
+    done = RedirectResponse("/login", status_code=303)
+    done.delete_cookie(SESSION_COOKIE)
+    return done
+
+
+# --- pages -------------------------------------------------------------------------------------
+
+
+def _overview(request: Request, who: Who) -> views.Overview:
+    return api.overview(request, who)
+
+
+@router.get("/", response_class=HTMLResponse)
+def overview(request: Request, who: Viewer) -> HTMLResponse:
+    return render(request, who, "overview.html", data=_overview(request, who))
+
+
+@router.get("/partials/overview", response_class=HTMLResponse)
+def overview_part(request: Request, who: Viewer) -> HTMLResponse:
+    return render(request, who, "_overview.html", data=_overview(request, who))
+
+
+@router.get("/climate/{site}/{storeroom}", response_class=HTMLResponse)
+def climate(request: Request, who: Viewer, site: str, storeroom: str,
+            window: views.Window = "24h") -> HTMLResponse:  # fmt: skip
+    data = api.climate(request, who, site, storeroom, window)
+    lang = language(request)
+    web = state(request)
+    labels = {
+        "t": _t(lang, "col.temperature"), "tmin": "min", "tmax": "max",
+        "h": _t(lang, "col.humidity"), "tlo": "°C ↓", "thi": "°C ↑", "hlo": "%RH ↓",
+        "hhi": "%RH ↑",
+    }  # fmt: skip
+    month = web.now().astimezone(web.config.server.zone).strftime("%Y-%m")
+    return render(request, who, "climate.html", data=data, site=site, room=storeroom,
+                  windows=list(views.WINDOWS), labels=labels, month=month)  # fmt: skip
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+def alerts(request: Request, who: Viewer, all: str | None = None,
+           site: str | None = None) -> HTMLResponse:  # fmt: skip
+    rows = api.alerts(request, who, bool(all))
+    if site is not None:
+        rows = [r for r in rows if r.site == site]
+    return render(request, who, "alerts.html", rows=rows, everything=bool(all),
+                  may_ack=who.can(Permission.ALERTS_ACK))  # fmt: skip
+
+
+@router.get("/alerts/{alert_id}", response_class=HTMLResponse)
+def alert(request: Request, who: Viewer, alert_id: int) -> HTMLResponse:
+    told = api.told(request, who, alert_id)
+    found = [r for r in views.alerts(who, state(request).engine, True) if r.id == alert_id]
+    if not found:
+        raise WebError(404, "alert.unknown", alert=alert_id)
+    return render(request, who, "alert.html", alert=found[0], told=told,
+                  may_ack=who.can(Permission.ALERTS_ACK))  # fmt: skip
+
+
+@router.post("/alerts/{alert_id}/ack")
+def acknowledge(request: Request, alert_id: int,
+                who: Annotated[Who, Depends(allowed(Permission.ALERTS_ACK))],
+                action: Annotated[str, Form(max_length=200)] = "") -> RedirectResponse:  # fmt: skip
+    api.acknowledge(request, alert_id, who, api.AckBody(action=action or None))
+    done = _t(language(request), "alerts.acked", id=alert_id)
+    return RedirectResponse(f"/alerts/{alert_id}?done={quote(done)}", status_code=303)
+
+
+@router.get("/stock", response_class=HTMLResponse)
+def stock(request: Request, who: Viewer, site: str | None = None, product: str | None = None,
+          batch: str | None = None, zone: str | None = None,
+          expiring_days: str | None = None) -> HTMLResponse:  # fmt: skip
+    days = int(expiring_days) if expiring_days and expiring_days.isdigit() else None
+    chosen_zone = zone if zone in views.ZONES else None
+    rows = api.stock(request, who, site or None, None, product or None, batch or None,
+                     chosen_zone, days)  # type: ignore[arg-type]  # fmt: skip
+    return render(request, who, "stock.html", rows=rows, site=site or "", product=product or "",
+                  batch=batch or "", zone=chosen_zone or "", expiring_days=days,
+                  zones=views.ZONES)  # fmt: skip
+
+
+@router.get("/reports/sheet/{site}/{storeroom}", response_model=None)
+def sheet(request: Request, who: Viewer, site: str, storeroom: str, month: str,
+          format: str = "html") -> Response:  # fmt: skip
+    made = api.record_sheet(request, who, site, storeroom, month)
+    lang = language(request)
+    header, rows = sheets.rows(made, lang)
+    if format == "csv":
+        out = io.StringIO()
+        out.write("\ufeff")  # Excel reads Chinese only with the byte-order mark
+        writer = csv.writer(out)
+        writer.writerow(header)
+        writer.writerows(rows)
+        name = f"sheet-{site}-{storeroom}-{made.year}-{made.month:02d}.csv"
+        saved = {"content-disposition": f'attachment; filename="{name}"'}
+        return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=saved)
+    zone = state(request).config.server.zone
+    return render(request, who, "sheet.html", made=made, header=header, rows=rows,
+                  remarks=sheets.excursion_lines(made, lang, zone), site=site, room=storeroom,
+                  month=f"{made.year}-{made.month:02d}")  # fmt: skip

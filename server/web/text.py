@@ -1,0 +1,148 @@
+"""What the dashboard and the API's errors say, in Simplified Chinese (default) and English.
+A key not here is looked up in the domains' own texts (alerts, people, the ledger)."""
+
+from __future__ import annotations
+
+from server.alerts.text import TEXTS as ALERT_TEXTS
+from server.i18n import Language
+from server.ledger.text import TEXTS as LEDGER_TEXTS
+from server.users.text import TEXTS as USER_TEXTS
+
+TEXTS: dict[str, dict[Language, str]] = {
+    "app.title": {"zh": "计生药具管理", "en": "Contraceptive logistics"},
+    "nav.overview": {"zh": "总览", "en": "Overview"},
+    "nav.alerts": {"zh": "告警", "en": "Alerts"},
+    "nav.stock": {"zh": "库存", "en": "Stock"},
+    "nav.boxes": {"zh": "发放机", "en": "Boxes"},
+    "nav.dispensing": {"zh": "发放统计", "en": "Dispensing"},
+    "nav.cards": {"zh": "IC 卡", "en": "Cards"},
+    "nav.reports": {"zh": "报表", "en": "Reports"},
+    "nav.logout": {"zh": "退出", "en": "Log out"},
+    "nav.language": {"zh": "English", "en": "中文"},
+    "login.title": {"zh": "登录", "en": "Log in"},
+    "login.name": {"zh": "用户名", "en": "User name"},
+    "login.password": {"zh": "密码", "en": "Password"},
+    "login.submit": {"zh": "登录", "en": "Log in"},
+    "auth.required": {"zh": "请先登录", "en": "please log in"},
+    "auth.forbidden": {"zh": "您的角色不能进行此操作", "en": "your role may not do this"},
+    "csrf.missing": {
+        "zh": "页面已过期，请刷新后重试",
+        "en": "the page has expired; reload it and try again",
+    },
+    "csrf.origin": {"zh": "请求来源不对，已拒绝", "en": "request from another origin refused"},
+    "site.unknown": {"zh": "没有站点“{site}”", "en": "no site {site!r}"},
+    "room.unknown": {
+        "zh": "站点 {site} 没有库房“{room}”",
+        "en": "site {site} has no storeroom {room!r}",
+    },
+    "alert.unknown": {"zh": "没有编号为 {alert} 的告警", "en": "no alert number {alert}"},
+    "bad.input": {"zh": "输入有误：{what}", "en": "invalid input: {what}"},
+    "bad.month": {"zh": "月份应写作 2026-11", "en": "a month is written 2026-11"},
+    "bad.window": {"zh": "时间范围应为 24h、7d、30d 或 1y", "en": "a window is 24h, 7d, 30d or 1y"},
+    "server.error": {
+        "zh": "服务器出错，操作未完成（详见服务器日志）",
+        "en": "server error; nothing was done (see the server's log)",
+    },
+    "not.found": {"zh": "没有这个页面", "en": "no such page"},
+    "overview.title": {"zh": "各站点现状", "en": "Sites now"},
+    "overview.none": {"zh": "还没有站点上报数据。", "en": "No site has reported yet."},
+    "overview.storerooms": {"zh": "库房", "en": "Storerooms"},
+    "overview.boxes": {"zh": "发放机", "en": "Boxes"},
+    "overview.alerts": {"zh": "未处理告警", "en": "open alerts"},
+    "overview.agent_offline": {"zh": "终端离线", "en": "agent offline"},
+    "overview.agent_online": {"zh": "终端在线", "en": "agent online"},
+    "overview.updated": {"zh": "更新于 {at}", "en": "updated {at}"},
+    "room.state.ok": {"zh": "正常", "en": "in range"},
+    "room.state.alarm": {"zh": "超限", "en": "out of range"},
+    "room.state.stale": {"zh": "无新数据", "en": "no recent reading"},
+    "room.state.fault": {"zh": "传感器故障", "en": "sensor fault"},
+    "box.state.ok": {"zh": "正常", "en": "working"},
+    "box.state.fault": {"zh": "故障", "en": "fault"},
+    "box.state.empty": {"zh": "有空货道", "en": "a slot is empty"},
+    "box.state.offline": {"zh": "主板离线", "en": "board offline"},
+    "box.slots": {"zh": "货道", "en": "slots"},
+    "box.last_contact": {"zh": "最近联系", "en": "last contact"},
+    "box.door": {"zh": "箱门", "en": "door"},
+    "box.board": {"zh": "主板", "en": "board"},
+    "box.faults": {"zh": "未清除故障", "en": "open faults"},
+    "box.today": {"zh": "近 7 日发放", "en": "dispensed, 7 days"},
+    "climate.title": {"zh": "{site} {room} 温湿度", "en": "{site} {room} climate"},
+    "climate.limits": {
+        "zh": "允许范围：温度 {t0}–{t1} °C，湿度 {h0}–{h1} %RH",
+        "en": "allowed: {t0}–{t1} °C, {h0}–{h1} %RH",
+    },
+    "climate.mkt": {
+        "zh": "平均动力学温度（MKT）：{mkt} °C",
+        "en": "mean kinetic temperature: {mkt} °C",
+    },
+    "climate.no_mkt": {
+        "zh": "此时段无记录，无法计算 MKT",
+        "en": "no records in the window: no MKT",
+    },
+    "climate.excursions": {"zh": "超限时段", "en": "Excursions"},
+    "climate.no_excursions": {"zh": "此时段没有超限。", "en": "No excursion in the window."},
+    "climate.points": {
+        "zh": "{n} 个点（{how}）",
+        "en": "{n} points ({how})",
+    },
+    "climate.raw": {"zh": "逐条记录", "en": "every record"},
+    "climate.bucket": {"zh": "每 {minutes} 分钟汇总", "en": "one per {minutes} min"},
+    "window.24h": {"zh": "24 小时", "en": "24 h"},
+    "window.7d": {"zh": "7 天", "en": "7 days"},
+    "window.30d": {"zh": "30 天", "en": "30 days"},
+    "window.1y": {"zh": "1 年", "en": "1 year"},
+    "col.temperature": {"zh": "温度 °C", "en": "temp °C"},
+    "col.humidity": {"zh": "湿度 %RH", "en": "RH %"},
+    "col.from": {"zh": "开始", "en": "from"},
+    "col.to": {"zh": "结束", "en": "to"},
+    "col.duration": {"zh": "持续", "en": "lasted"},
+    "col.site": {"zh": "站点", "en": "site"},
+    "col.storeroom": {"zh": "库房", "en": "storeroom"},
+    "col.sensor": {"zh": "传感器", "en": "sensor"},
+    "col.at": {"zh": "时间", "en": "at"},
+    "alerts.title": {"zh": "告警", "en": "Alerts"},
+    "alerts.none": {"zh": "没有未处理的告警。", "en": "No open alert."},
+    "alerts.all": {"zh": "含已解除", "en": "resolved too"},
+    "alerts.open": {"zh": "只看未处理", "en": "open only"},
+    "alerts.ack": {"zh": "确认", "en": "Acknowledge"},
+    "alerts.action": {"zh": "采取的调控措施（如：开启除湿机）", "en": "regulating action taken"},
+    "alerts.acked": {
+        "zh": "已确认告警 {id}",
+        "en": "alert {id} acknowledged",
+    },
+    "alerts.told": {"zh": "通知记录", "en": "Who was told"},
+    "alerts.never_told": {"zh": "尚未通知任何人。", "en": "Nobody was told yet."},
+    "ack.invalid": {
+        "zh": "确认人或措施不合要求（措施最多 200 字）",
+        "en": "the name or action is not acceptable (action at most 200 characters)",
+    },
+    "stock.product": {"zh": "品种", "en": "product"},
+    "stock.batch": {"zh": "批号", "en": "batch"},
+    "stock.zone": {"zh": "区域", "en": "zone"},
+    "stock.place": {"zh": "位置", "en": "place"},
+    "stock.expiry": {"zh": "有效期至", "en": "expires"},
+    "stock.quantity": {"zh": "数量", "en": "quantity"},
+    "stock.expiring": {"zh": "效期内天数", "en": "expiring within (days)"},
+    "stock.filter": {"zh": "筛选", "en": "Filter"},
+    "stock.none": {"zh": "没有符合条件的库存。", "en": "No stock matches."},
+    "stock.expired": {"zh": "已过期", "en": "expired"},
+    "stock.days": {"zh": "天", "en": " days"},
+    "sheet.heading": {"zh": "库房温湿度记录表", "en": "Storeroom temperature and humidity record"},
+    "sheet.month": {"zh": "月份", "en": "month"},
+    "sheet.remarks": {"zh": "备注", "en": "Remarks"},
+    "sheet.reviewer_line": {"zh": "审核人：______________", "en": "Reviewed by: ______________"},
+    "sheet.date_line": {"zh": "日期：______________", "en": "Date: ______________"},
+    "sheet.link": {"zh": "本月温湿度记录表", "en": "this month's record sheet"},
+}
+
+_LOOKUP: tuple[dict[str, dict[Language, str]], ...] = (TEXTS, ALERT_TEXTS, USER_TEXTS, LEDGER_TEXTS)
+
+
+def text(lang: Language, key: str, /, **fields: object) -> str:
+    """The text for ``key`` in ``lang``; the key itself if no domain has it (never an error
+    on a page)."""
+    for texts in _LOOKUP:
+        if key in texts:
+            found = texts[key][lang]
+            return found.format(**fields) if fields else found
+    return key
