@@ -188,10 +188,11 @@ def authenticate(engine: sa.Engine, name: str, password: str, address: str,
         good = row is not None and not row._mapping["disabled"]
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         good = False
-    with engine.begin() as conn:
-        if not good or row is None:
+    if not good or row is None:
+        with engine.begin() as conn:
             conn.execute(sa.insert(login_failures).values(name=name, address=address, at=now))
-            raise LoginRefused("login.refused")
+        raise LoginRefused("login.refused")
+    with engine.begin() as conn:
         conn.execute(
             sa.delete(login_failures).where(
                 login_failures.c.name == name, login_failures.c.at <= now

@@ -66,10 +66,10 @@ def error_response(request: Request, status: int, key: str, fields: dict[str, ob
         return JSONResponse({"error": key, "message": message}, status_code=status)
     if status == 401:
         return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
-    web: WebState = request.app.state.web
-    return web.templates.TemplateResponse(
-        request, "error.html", {"message": message, "status": status}, status_code=status
-    )
+    from server.web.auth import identify
+    from server.web.html import render
+
+    return render(request, identify(request), "error.html", status, message=message)
 
 
 def create_app(config: ServerConfig, engine: sa.Engine,

@@ -7,19 +7,14 @@ import csv
 import hmac
 import io
 import secrets
-from datetime import datetime
-from functools import partial
-from typing import Annotated, Any
+from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from server.alerts.text import values_text
 from server.climate import sheet as sheets
-from server.i18n import Language
-from server.i18n import t_or as domain_text
 from server.users import store
 from server.users.roles import Permission
 from server.web import api, views
@@ -32,49 +27,16 @@ from server.web.auth import (
     client_address,
     state,
 )
-from server.web.text import text
+from server.web.html import render, say
 
 router = APIRouter(include_in_schema=False)
 LOGIN_COOKIE = "fp_login"
-ROOM_KEYS = {"no1", "no2", "no3"}
 
 Viewer = Annotated[Who, Depends(allowed(Permission.VIEW))]
 
 
 def setup_templates(templates: Jinja2Templates) -> None:
     templates.env.autoescape = True
-
-
-def _t(lang: Language, key: str, /, **fields: object) -> str:
-    found = text(lang, key, **fields)
-    if found == key:
-        shown = domain_text(key, key, lang)
-        return shown.format(**fields) if fields and shown != key else shown
-    return found
-
-
-def render(request: Request, who: Who | None, name: str, status: int = 200,
-           **context: Any) -> HTMLResponse:  # fmt: skip
-    web = state(request)
-    lang = language(request)
-    zone = web.config.server.zone
-
-    def local(at: datetime | None) -> str:
-        return "" if at is None else at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-
-    def room_name(room: str) -> str:
-        return _t(lang, f"room.{room}") if room in ROOM_KEYS else room
-
-    def lasted(seconds: float) -> str:
-        hours, rest = divmod(int(seconds), 3600)
-        return f"{hours}h{rest // 60:02d}m"
-
-    base = {
-        "who": who, "lang": lang, "t": partial(_t, lang), "local": local, "lasted": lasted,
-        "room_name": room_name, "values": values_text, "zone": web.config.server.timezone,
-        "here": request.url.path, "flash": request.query_params.get("done"), "problem": None,
-    }  # fmt: skip
-    return web.templates.TemplateResponse(request, name, base | context, status_code=status)
 
 
 # --- logging in and out ----------------------------------------------------------------------
@@ -109,7 +71,7 @@ def login(request: Request, name: Annotated[str, Form(max_length=64)],
     except store.UserError as exc:
         status = 429 if isinstance(exc, store.TooManyAttempts) else 401
         page = render(request, None, "login.html", status, login_csrf=expected,
-                      next=_local_path(next), problem=_t(lang, exc.key, **exc.fields))  # fmt: skip
+                      next=_local_path(next), problem=say(lang, exc.key, **exc.fields))  # fmt: skip
         return page
     with web.engine.begin() as conn:
         token, _session = store.open_session(conn, user, web.now())
@@ -156,8 +118,8 @@ def climate(request: Request, who: Viewer, site: str, storeroom: str,
     lang = language(request)
     web = state(request)
     labels = {
-        "t": _t(lang, "col.temperature"), "tmin": "min", "tmax": "max",
-        "h": _t(lang, "col.humidity"), "tlo": "°C ↓", "thi": "°C ↑", "hlo": "%RH ↓",
+        "t": say(lang, "col.temperature"), "tmin": "min", "tmax": "max",
+        "h": say(lang, "col.humidity"), "tlo": "°C ↓", "thi": "°C ↑", "hlo": "%RH ↓",
         "hhi": "%RH ↑",
     }  # fmt: skip
     month = web.now().astimezone(web.config.server.zone).strftime("%Y-%m")
@@ -190,7 +152,7 @@ def acknowledge(request: Request, alert_id: int,
                 who: Annotated[Who, Depends(allowed(Permission.ALERTS_ACK))],
                 action: Annotated[str, Form(max_length=200)] = "") -> RedirectResponse:  # fmt: skip
     api.acknowledge(request, alert_id, who, api.AckBody(action=action or None))
-    done = _t(language(request), "alerts.acked", id=alert_id)
+    done = say(language(request), "alerts.acked", id=alert_id)
     return RedirectResponse(f"/alerts/{alert_id}?done={quote(done)}", status_code=303)
 
 

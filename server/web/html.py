@@ -1,0 +1,52 @@
+"""Rendering a page: the template with what every page needs (the person, the language, the
+texts, times in the site's zone)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from server.alerts.text import values_text
+from server.i18n import Language
+from server.i18n import t_or as domain_text
+from server.web.app import language
+from server.web.auth import Who, state
+from server.web.text import text
+
+ROOM_KEYS = {"no1", "no2", "no3"}
+
+
+def say(lang: Language, key: str, /, **fields: object) -> str:
+    found = text(lang, key, **fields)
+    if found == key:
+        shown = domain_text(key, key, lang)
+        return shown.format(**fields) if fields and shown != key else shown
+    return found
+
+
+def render(request: Request, who: Who | None, name: str, status: int = 200,
+           **context: Any) -> HTMLResponse:  # fmt: skip
+    web = state(request)
+    lang = language(request)
+    zone = web.config.server.zone
+
+    def local(at: datetime | None) -> str:
+        return "" if at is None else at.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+
+    def room_name(room: str) -> str:
+        return say(lang, f"room.{room}") if room in ROOM_KEYS else room
+
+    def lasted(seconds: float) -> str:
+        hours, rest = divmod(int(seconds), 3600)
+        return f"{hours}h{rest // 60:02d}m"
+
+    base = {
+        "who": who, "lang": lang, "t": partial(say, lang), "local": local, "lasted": lasted,
+        "room_name": room_name, "values": values_text, "zone": web.config.server.timezone,
+        "here": request.url.path, "flash": request.query_params.get("done"), "problem": None,
+    }  # fmt: skip
+    return web.templates.TemplateResponse(request, name, base | context, status_code=status)
