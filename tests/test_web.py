@@ -3,6 +3,7 @@ data, logins (limits, sessions, CSRF), API tokens, roles and scopes, bad input, 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import threading
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 import uvicorn
 
 from server.alerts.projection import AlertsProjection
+from server.cabinet.projection import CabinetProjection
 from server.climate.projection import ClimateProjection
 from server.config import ServerConfig
 from server.ingest.core import Ingestor
@@ -30,6 +32,7 @@ from server.users import store
 from server.web.app import create_app
 from tests.support import free_port, wait_for
 from tests.test_alerts_projection import events
+from tests.test_boxes_projection import dispense, ev, restock
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 BY = "王会计"
@@ -43,6 +46,9 @@ PEOPLE = {
     "townkeeper": ("keeper", "town"),
     "lockme": ("viewer", "*"),
 }
+#: Dispensing points: (agent, site, takes this month). The median is 5: 1 is under-used, 20 over.
+BOXES = [("vbox-1", "town", "box-1", 1), ("vbox-2", "town", "box-2", 5),
+         ("vbox-3", "county", "box-3", 20)]  # fmt: skip
 SITES = [
     en.SiteEntry(site="city", name="市", level="city", by=BY),
     en.SiteEntry(site="county", name="县站", level="county", parent="city", by=BY),
@@ -66,7 +72,8 @@ def seed(engine: sa.Engine) -> None:
     last hour too warm (a firing alert); no1 in range; stock received in no1."""
     feed = Ingestor(
         engine, "fp",
-        projections=[ClimateProjection(), LedgerProjection(), AlertsProjection(now=lambda: NOW)],
+        projections=[ClimateProjection(), LedgerProjection(), CabinetProjection(),
+                     AlertsProjection(now=lambda: NOW)],
     )  # fmt: skip
     start = NOW - timedelta(days=3)
     payloads = [record(22.0, start + timedelta(minutes=30 * i)) for i in range(3 * 48 - 2)]
@@ -89,6 +96,17 @@ def seed(engine: sa.Engine) -> None:
         for b, q in (("B1", 40), ("B2", 500))
     ]
     book.enter(feed, lambda conn, catalog: [*master, *receipts], NOW, NOW.date())
+    # fmt: off
+    for agent, site, box, takes in BOXES:
+        at = NOW - timedelta(hours=2)
+        loaded = ev(1, "cabinet.restock", restock(1, 30, box=box), agent=agent,
+                    occurred_at=at.isoformat())
+        taken = [ev(2 + i, "cabinet.dispense", dispense(1, 29 - i, box=box), agent=agent,
+                    occurred_at=(at + timedelta(minutes=i)).isoformat()) for i in range(takes)]
+        body = {"v": 1, "agent_id": agent, "epoch": "e1e1e1e1", "sent_at": NOW.isoformat(),
+                "events": [loaded, *taken]}
+        feed.handle(f"fp/v1/{site}/{agent}/events", json.dumps(body).encode(), NOW)
+    # fmt: on
     with engine.begin() as conn:
         for name, (role, scope) in PEOPLE.items():
             store.add(conn, name, role, scope, PASSWORD, "test", NOW, display=name.title())
@@ -249,14 +267,16 @@ def test_a_viewer_cannot_acknowledge_and_a_keeper_can_with_the_action_recorded(w
 
 def test_a_township_keeper_sees_only_the_township(web: Web) -> None:
     c = web.login("townkeeper")
-    assert c.get("/api/v1/overview").json()["sites"] == []
+    assert [s["site"] for s in c.get("/api/v1/overview").json()["sites"]] == ["town"]
+    assert {b["agent_id"] for b in c.get("/api/v1/boxes").json()} == {"vbox-1", "vbox-2"}
     assert c.get("/api/v1/alerts").json() == []
     r = c.get("/api/v1/climate/county/no2")
     assert r.status_code == 404, "a site outside one's scope does not exist for one"
-    assert c.get("/api/v1/stock").json() == []
+    assert {r["site"] for r in c.get("/api/v1/stock").json()} == {"town"}
     assert c.get("/api/v1/stock?site=county").status_code == 404
     county = web.login("keeper")
-    assert [s["site"] for s in county.get("/api/v1/overview").json()["sites"]] == ["county"]
+    seen = [s["site"] for s in county.get("/api/v1/overview").json()["sites"]]
+    assert seen == ["county", "town"]
 
 
 def test_an_api_token_acts_as_its_person_until_revoked_or_disabled(web: Web) -> None:
@@ -286,8 +306,11 @@ def test_an_api_token_acts_as_its_person_until_revoked_or_disabled(web: Web) -> 
 
 def test_the_overview_shows_each_storeroom_now(web: Web) -> None:
     c = web.login("admin")
-    [site] = c.get("/api/v1/overview").json()["sites"]
+    sites = c.get("/api/v1/overview").json()["sites"]
+    assert [s["site"] for s in sites] == ["county", "town"]
+    site = sites[0]
     assert (site["site"], site["name"], site["level"]) == ("county", "县站", "county")
+    assert [b["agent_id"] for b in site["boxes"]] == ["vbox-3"]
     rooms = {r["storeroom"]: r for r in site["storerooms"]}
     assert rooms["no2"]["state"] == "alarm"
     assert rooms["no2"]["temperature_c"] == 32.0
@@ -326,10 +349,11 @@ def test_the_climate_chart_is_raw_for_a_day_and_downsampled_for_a_month(web: Web
 
 def test_stock_is_listed_with_expiry_highlighted(web: Web) -> None:
     c = web.login("viewer")
-    rows = c.get("/api/v1/stock").json()
+    rows = c.get("/api/v1/stock?site=county&place=no1").json()
     got = {(r["batch"], r["zone"], r["quantity"], r["expiry_band"]) for r in rows}
     assert got == {("B1", "awaiting", 40, 30), ("B2", "awaiting", 500, None)}
-    assert [r["batch"] for r in c.get("/api/v1/stock?expiring_days=60").json()] == ["B1"]
+    soon = c.get("/api/v1/stock?expiring_days=60&place=no1").json()
+    assert [r["batch"] for r in soon] == ["B1"]
     page = c.get("/stock")
     assert 'class="band30"' in page.text
     assert c.get("/api/v1/stock?zone=nowhere").status_code == 422
@@ -391,3 +415,73 @@ def test_garbage_gets_a_clear_error_and_changes_nothing(web: Web) -> None:
     assert c.get("/api/v1/alerts").json()[0]["state"] == "firing"
     assert c.get("/nowhere").status_code == 404
     assert "Traceback" not in c.get("/nowhere").text
+
+
+def month_now() -> str:
+    return NOW.astimezone(ServerConfig().server.zone).strftime("%Y-%m")
+
+
+def test_boxes_show_slots_and_days(web: Web) -> None:
+    c = web.login("tech")
+    found = {b["agent_id"]: b for b in c.get("/api/v1/boxes").json()}
+    assert set(found) == {"vbox-1", "vbox-2", "vbox-3"}
+    three = found["vbox-3"]
+    assert three["slots"][0]["count"] == 10
+    assert sum(d["dispensed"] for d in three["days"]) == 20
+    page = c.get("/boxes")
+    assert page.status_code == 200
+    assert 'id="vbox-3-box-3"' in page.text
+
+
+def test_the_stock_report_adds_up(web: Web) -> None:
+    c = web.login("viewer")
+    report = c.get(f"/api/v1/reports/stock/county?month={month_now()}").json()
+    lines = {(x["product"], x["batch"]): x for x in report["lines"]}
+    b2 = lines[("condom-a", "B2")]
+    assert (b2["opening"], b2["received"], b2["closing"]) == (0, 500, 500)
+    assert report["balanced"] is True
+    b1 = lines[("condom-a", "B1")]
+    assert b1["dispensed"] == 20, "the county's own box dispensed 20 (with books short)"
+    assert (b1["opening"], b1["received"], b1["closing"]) == (0, 40, 40 - 20)
+    page = c.get(f"/reports/stock/county?month={month_now()}")
+    assert "药具进销存月报" in page.text
+    got = c.get(f"/reports/stock/county?month={month_now()}&format=csv").text
+    assert got.startswith("\ufeff品种,批号,期初,入库,调入,调出,发放,调整,期末")
+    assert c.get("/api/v1/reports/stock/other?month=2026-01").status_code == 404
+    assert c.get("/api/v1/reports/stock/county?month=2026/01").status_code == 422
+
+
+def test_dispensing_flags_points_against_the_median(web: Web) -> None:
+    c = web.login("viewer")
+    data = c.get(f"/api/v1/reports/dispensing?month={month_now()}").json()
+    assert data["median"] == 5
+    assert len(data["points"]) == 3
+    by_books = {p["books"]: p for p in data["points"]}
+    assert by_books[1]["flag"] == "under"
+    assert by_books[20]["flag"] == "over"
+    assert by_books[5]["flag"] is None
+    assert all(p["box_records"] == p["books"] for p in data["points"])
+    page = c.get("/reports/dispensing")
+    assert "使用偏少" in page.text
+    assert "使用偏多" in page.text
+    town = web.login("townkeeper")
+    assert len(town.get(f"/api/v1/reports/dispensing?month={month_now()}").json()["points"]) == 2
+
+
+def test_only_an_administrator_keeps_the_card_registry(web: Web, tmp_path: Path) -> None:
+    tech = web.login("tech")
+    assert tech.get("/api/v1/cards").status_code == 403
+    r = tech.post("/api/v1/cards", json={"uid": "04A1B2C3D4E580"},
+                  headers={"x-csrf-token": web.csrf(tech)})  # fmt: skip
+    assert (r.status_code, r.json()["error"]) == (403, "auth.forbidden"), (
+        "a technician cannot issue cards"
+    )
+    assert "/cards" not in tech.get("/").text.split("<main>")[0]
+    admin = web.login("admin")
+    csrf = {"x-csrf-token": web.csrf(admin)}
+    r = admin.post("/api/v1/cards", json={"uid": "04A1B2C3D4E580"}, headers=csrf)
+    assert r.status_code == 409, "no card key configured"
+    assert "未配置卡密钥" in r.json()["message"]
+    page = admin.get("/cards")
+    assert page.status_code == 200
+    assert "IC 卡登记" in page.text

@@ -264,3 +264,20 @@ def events_since(
         found.append(((event.occurred_at, int(r["stream_id"]), int(r["seq"])), event))
     found.sort(key=lambda pair: pair[0])
     return [event for _, event in found], cursor
+
+
+def dispensed(conn: sa.Connection, start: datetime, end: datetime) -> dict[tuple[str, str], int]:
+    """Per (site, box), what the box itself recorded dispensing over ``[start, end)``."""
+    s = cabinet_slot_log
+    query = (
+        sa.select(s.c.site_id, s.c.box, sa.func.sum(s.c.quantity))
+        .where(s.c.kind == "dispense", s.c.occurred_at >= utc(start), s.c.occurred_at < utc(end))
+        .group_by(s.c.site_id, s.c.box)
+    )
+    return {(str(site), str(box)): int(n or 0) for site, box, n in conn.execute(query)}
+
+
+def known_boxes(conn: sa.Connection) -> list[tuple[str, str]]:
+    """Every (site, box) with a slot: the dispensing points, those that gave nothing too."""
+    s = cabinet_slots
+    return [(str(a), str(b)) for a, b in conn.execute(sa.select(s.c.site_id, s.c.box).distinct())]

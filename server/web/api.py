@@ -5,17 +5,23 @@ description is at ``/api/openapi.json``."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
-from typing import Annotated
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from server.alerts import queries as alert_queries
 from server.alerts.lifecycle import AlertError
+from server.cards import queries as card_queries
+from server.cards import registry
+from server.cards.identify import card_key, of_typed_uid
+from server.cards.registry import Issue, RegistryError
 from server.climate import history
 from server.climate import sheet as sheets
 from server.ledger.entries import Zone
+from server.users import store
 from server.users.roles import Permission
 from server.web import views
 from server.web.auth import WebError, Who, allowed, in_scope, signed_in, state
@@ -180,3 +186,100 @@ def sheet(request: Request, who: Viewer, site: str, storeroom: str,
           month: str) -> sheets.Sheet:  # fmt: skip
     """The month's temperature and humidity record sheet of a storeroom (YYYY-MM)."""
     return record_sheet(request, who, site, storeroom, month)
+
+
+def month_span(request: Request, month: str) -> tuple[str, datetime, datetime]:
+    year, number = month_of(month)
+    start, end = sheets.month_span(year, number, state(request).config.server.zone)
+    return f"{year}-{number:02d}", start, end
+
+
+@router.get("/boxes")
+def boxes(request: Request, who: Viewer) -> list[views.BoxRow]:
+    """Every box in the caller's scope: slots, stock, open faults, last contact, 7 days."""
+    web = state(request)
+    return views.boxes(who, web.engine, web.config.server.zone, web.now())
+
+
+@router.get("/reports/stock/{site}")
+def stock_report(request: Request, who: Viewer, site: str, month: str) -> views.StockReport:
+    """The station's monthly stock report (YYYY-MM): per product and batch, opening, received,
+    transferred in and out, dispensed, adjusted, closing."""
+    in_scope(who, site)
+    shown, start, end = month_span(request, month)
+    return views.stock_report(state(request).engine, site, shown, start, end)
+
+
+@router.get("/reports/dispensing")
+def dispensing(request: Request, who: Viewer, month: str) -> views.Dispensing:
+    """Each dispensing point's month (YYYY-MM): the books beside the box's own records, and
+    the points used far less or more than the median flagged."""
+    shown, start, end = month_span(request, month)
+    return views.dispensing(who, state(request).engine, shown, start, end)
+
+
+CardsAdmin = Annotated[Who, Depends(allowed(Permission.CARDS_ADMIN))]
+
+
+@router.get("/cards")
+def cards(
+    request: Request, who: CardsAdmin, status: Literal["active", "lost", "revoked"] | None = None
+) -> list[views.CardRow]:
+    """The card registry (pseudonyms only: no card number and no holder ever leaves it)."""
+    return views.cards(state(request).engine, status)
+
+
+class CardIssue(BaseModel):
+    #: The card's UID as its reader shows it (hex); pseudonymised here with the county key and
+    #: never stored.
+    uid: str = Field(min_length=4, max_length=40)
+    role: Literal["villager", "technician"] | None = None
+    group: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+class CardDone(BaseModel):
+    card: str
+    change: str
+    status: str
+    version: int
+
+
+def _registry(request: Request, who: Who, action: str, make: Callable[[], CardDone]) -> CardDone:
+    web = state(request)
+    try:
+        done = make()
+    except RegistryError as exc:
+        raise WebError(409 if exc.key.startswith("key.") else 422, exc.key, **exc.fields) from None
+    with web.engine.begin() as conn:
+        store.record(conn, who.name, action, done.card, done.change, web.now())
+    return done
+
+
+@router.post("/cards")
+def issue_card(request: Request, who: CardsAdmin, body: CardIssue) -> CardDone:
+    """Register a card (or make a lost or revoked one active again)."""
+    web = state(request)
+
+    def make() -> CardDone:
+        pseudonym = of_typed_uid(card_key(web.config.cards.key_file), body.uid)
+        wanted = Issue(pseudonym, body.role, body.group, None)
+        [done] = registry.issue(web.engine, [wanted], web.now())
+        return CardDone(card=pseudonym[:12], change=done.change, status="active",
+                        version=done.version)  # fmt: skip
+
+    return _registry(request, who, "card.issue", make)
+
+
+@router.post("/cards/{card}/{status}")
+def card_status(request: Request, who: CardsAdmin, card: str,
+                status: Literal["lost", "revoked"]) -> CardDone:  # fmt: skip
+    """Report a card lost, or revoke it: every box refuses it from its next sync."""
+    web = state(request)
+
+    def make() -> CardDone:
+        pseudonym = card_queries.find_card(web.engine, card)
+        done = registry.set_status(web.engine, pseudonym, status, web.now())
+        return CardDone(card=pseudonym[:12], change=done.change, status=status,
+                        version=done.version)  # fmt: skip
+
+    return _registry(request, who, f"card.{status}", make)

@@ -12,7 +12,6 @@ from fastapi.responses import HTMLResponse
 
 from server.alerts.text import values_text
 from server.i18n import Language
-from server.i18n import t_or as domain_text
 from server.web.app import language
 from server.web.auth import Who, state
 from server.web.text import text
@@ -21,11 +20,7 @@ ROOM_KEYS = {"no1", "no2", "no3"}
 
 
 def say(lang: Language, key: str, /, **fields: object) -> str:
-    found = text(lang, key, **fields)
-    if found == key:
-        shown = domain_text(key, key, lang)
-        return shown.format(**fields) if fields and shown != key else shown
-    return found
+    return text(lang, key, **fields)
 
 
 def render(request: Request, who: Who | None, name: str, status: int = 200,

@@ -13,6 +13,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
 from server.climate import sheet as sheets
 from server.users import store
@@ -176,15 +177,110 @@ def sheet(request: Request, who: Viewer, site: str, storeroom: str, month: str,
     lang = language(request)
     header, rows = sheets.rows(made, lang)
     if format == "csv":
-        out = io.StringIO()
-        out.write("\ufeff")  # Excel reads Chinese only with the byte-order mark
-        writer = csv.writer(out)
-        writer.writerow(header)
-        writer.writerows(rows)
         name = f"sheet-{site}-{storeroom}-{made.year}-{made.month:02d}.csv"
-        saved = {"content-disposition": f'attachment; filename="{name}"'}
-        return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=saved)
+        return _csv(name, header, [list(r) for r in rows])
     zone = state(request).config.server.zone
     return render(request, who, "sheet.html", made=made, header=header, rows=rows,
                   remarks=sheets.excursion_lines(made, lang, zone), site=site, room=storeroom,
                   month=f"{made.year}-{made.month:02d}")  # fmt: skip
+
+
+def _csv(name: str, header: list[str], rows: list[list[object]]) -> Response:
+    out = io.StringIO()
+    out.write("\ufeff")  # Excel reads Chinese only with the byte-order mark
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows(rows)
+    saved = {"content-disposition": f'attachment; filename="{name}"'}
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=saved)
+
+
+def _this_month(request: Request) -> str:
+    web = state(request)
+    return web.now().astimezone(web.config.server.zone).strftime("%Y-%m")
+
+
+@router.get("/boxes", response_class=HTMLResponse)
+def boxes(request: Request, who: Viewer) -> HTMLResponse:
+    return render(request, who, "boxes.html", rows=api.boxes(request, who))
+
+
+@router.get("/reports", response_class=HTMLResponse)
+def reports(request: Request, who: Viewer, month: str | None = None) -> HTMLResponse:
+    chosen = month or _this_month(request)
+    api.month_of(chosen)
+    data = api.overview(request, who)
+    return render(request, who, "reports.html", sites=data.sites, month=chosen)
+
+
+STOCK_COLUMNS = ("product", "batch", "opening", "received", "transferred_in",
+                 "transferred_out", "dispensed", "adjusted", "closing")  # fmt: skip
+
+
+@router.get("/reports/stock/{site}", response_model=None)
+def stock_report(request: Request, who: Viewer, site: str, month: str,
+                 format: str = "html") -> Response:  # fmt: skip
+    data = api.stock_report(request, who, site, month)
+    lang = language(request)
+    header = [say(lang, f"report.{c}") for c in STOCK_COLUMNS]
+    rows: list[list[object]] = [[getattr(line, c) for c in STOCK_COLUMNS] for line in data.lines]
+    if format == "csv":
+        return _csv(f"stock-{site}-{data.month}.csv", header, rows)
+    return render(request, who, "stock_report.html", data=data, header=header, rows=rows)
+
+
+@router.get("/reports/dispensing", response_model=None)
+def dispensing(request: Request, who: Viewer, month: str | None = None,
+               format: str = "html") -> Response:  # fmt: skip
+    data = api.dispensing(request, who, month or _this_month(request))
+    lang = language(request)
+    if format == "csv":
+        keys = ("site", "box", "books", "box_records", "of_median", "flag")
+        rows: list[list[object]] = [
+            [p.site, p.box, p.books, p.box_records, "" if p.of_median is None else p.of_median,
+             "" if p.flag is None else say(lang, f"flag.{p.flag}")]
+            for p in data.points
+        ]  # fmt: skip
+        return _csv(f"dispensing-{data.month}.csv", [say(lang, f"report.{k}") for k in keys], rows)
+    return render(request, who, "dispensing.html", data=data)
+
+
+@router.get("/cards", response_class=HTMLResponse)
+def cards(request: Request, who: api.CardsAdmin, status: str | None = None) -> HTMLResponse:
+    chosen = status if status in ("active", "lost", "revoked") else None
+    rows = api.cards(request, who, chosen)  # type: ignore[arg-type]
+    return render(request, who, "cards.html", rows=rows, shown=chosen or "")
+
+
+@router.post("/cards", response_model=None)
+def issue_card(request: Request, who: api.CardsAdmin, uid: Annotated[str, Form(max_length=40)],
+               role: Annotated[str, Form()] = "villager",
+               group: Annotated[str, Form(max_length=64)] = "") -> Response:  # fmt: skip
+    lang = language(request)
+    try:
+        body = api.CardIssue.model_validate(
+            {"uid": uid.strip(), "role": role if role in ("villager", "technician") else None,
+             "group": group.strip() or None}
+        )  # fmt: skip
+        done = api.issue_card(request, who, body)
+    except ValidationError:
+        problem = say(lang, "cards.bad_input")
+    except WebError as exc:
+        problem = say(lang, exc.key, **exc.fields)
+    else:
+        message = say(
+            lang, "cards.issued", card=done.card, change=say(lang, f"change.{done.change}")
+        )
+        return RedirectResponse(f"/cards?done={quote(message)}", status_code=303)
+    rows = api.cards(request, who, None)
+    return render(request, who, "cards.html", 422, rows=rows, shown="", problem=problem)
+
+
+@router.post("/cards/{card}/{status}")
+def card_status(request: Request, who: api.CardsAdmin, card: str, status: str) -> RedirectResponse:
+    if status not in ("lost", "revoked"):
+        raise WebError(404, "not.found")
+    done = api.card_status(request, who, card, status)  # type: ignore[arg-type]
+    message = say(language(request), "cards.status_set", card=done.card,
+                  status=say(language(request), f"status.{status}"))  # fmt: skip
+    return RedirectResponse(f"/cards?done={quote(message)}", status_code=303)

@@ -4,7 +4,7 @@ A key not here is looked up in the domains' own texts (alerts, people, the ledge
 from __future__ import annotations
 
 from server.alerts.text import TEXTS as ALERT_TEXTS
-from server.i18n import Language
+from server.i18n import Language, t_or
 from server.ledger.text import TEXTS as LEDGER_TEXTS
 from server.users.text import TEXTS as USER_TEXTS
 
@@ -133,6 +133,79 @@ TEXTS: dict[str, dict[Language, str]] = {
     "sheet.reviewer_line": {"zh": "审核人：______________", "en": "Reviewed by: ______________"},
     "sheet.date_line": {"zh": "日期：______________", "en": "Date: ______________"},
     "sheet.link": {"zh": "本月温湿度记录表", "en": "this month's record sheet"},
+    "report.product": {"zh": "品种", "en": "product"},
+    "report.batch": {"zh": "批号", "en": "batch"},
+    "report.opening": {"zh": "期初", "en": "opening"},
+    "report.received": {"zh": "入库", "en": "received"},
+    "report.transferred_in": {"zh": "调入", "en": "transferred in"},
+    "report.transferred_out": {"zh": "调出", "en": "transferred out"},
+    "report.dispensed": {"zh": "发放", "en": "dispensed"},
+    "report.adjusted": {"zh": "调整", "en": "adjusted"},
+    "report.closing": {"zh": "期末", "en": "closing"},
+    "report.site": {"zh": "站点", "en": "site"},
+    "report.box": {"zh": "发放点", "en": "point"},
+    "report.books": {"zh": "账面发放", "en": "books"},
+    "report.box_records": {"zh": "机器记录", "en": "box records"},
+    "report.of_median": {"zh": "与中位数之比", "en": "of median"},
+    "report.flag": {"zh": "提示", "en": "flag"},
+    "report.stock_title": {
+        "zh": "{name}（{site}）{month} 药具进销存月报",
+        "en": "{name} ({site}) stock report {month}",
+    },
+    "report.unbalanced": {
+        "zh": "注意：有品种的期初加本月变动不等于期末，请核对账目",
+        "en": "Note: a line's opening plus the month does not equal its closing; check the books",
+    },
+    "report.none": {"zh": "本月无变动、无结存。", "en": "Nothing held or moved this month."},
+    "report.dispensing_title": {"zh": "{month} 各发放点发放统计", "en": "Dispensing {month}"},
+    "report.median": {
+        "zh": "中位数 {median}：低于其 {under} 倍为使用偏少，高于其 {over} 倍为使用偏多",
+        "en": "median {median}: below {under}× is under-used, above {over}× over-used",
+    },
+    "report.differs": {"zh": "账机不符", "en": "books ≠ box"},
+    "reports.title": {"zh": "报表", "en": "Reports"},
+    "reports.sheets": {"zh": "库房温湿度记录表", "en": "Storeroom climate record sheets"},
+    "reports.stock": {"zh": "药具进销存月报", "en": "Monthly stock reports"},
+    "reports.dispensing": {"zh": "发放统计", "en": "Dispensing statistics"},
+    "reports.month": {"zh": "月份", "en": "Month"},
+    "reports.show": {"zh": "显示", "en": "Show"},
+    "flag.under": {"zh": "使用偏少", "en": "under-used"},
+    "flag.over": {"zh": "使用偏多", "en": "over-used"},
+    "boxes.title": {"zh": "发放机", "en": "Dispensing boxes"},
+    "boxes.none": {"zh": "还没有发放机上报。", "en": "No box has reported yet."},
+    "boxes.count": {"zh": "数量", "en": "count"},
+    "boxes.state": {"zh": "状态", "en": "state"},
+    "boxes.reason": {"zh": "原因", "en": "reason"},
+    "boxes.day": {"zh": "日期", "en": "day"},
+    "boxes.refused": {"zh": "拒绝", "en": "refused"},
+    "boxes.failed": {"zh": "失败", "en": "failed"},
+    "cards.title": {"zh": "IC 卡登记", "en": "Card registry"},
+    "cards.none": {"zh": "没有卡。", "en": "No card."},
+    "cards.issue": {"zh": "登记新卡", "en": "Register a card"},
+    "cards.uid": {
+        "zh": "卡号（读卡器显示的十六进制）",
+        "en": "card UID (hex, as the reader shows)",
+    },
+    "cards.group": {"zh": "分组", "en": "group"},
+    "cards.role": {"zh": "类别", "en": "kind"},
+    "cards.card": {"zh": "卡（化名）", "en": "card (pseudonym)"},
+    "cards.lost": {"zh": "挂失", "en": "Lost"},
+    "cards.revoke": {"zh": "注销", "en": "Revoke"},
+    "cards.privacy": {
+        "zh": "只保存卡号的化名，不保存卡号本身，也不显示持卡人。",
+        "en": "Only each card's pseudonym is kept: never its number; holders are not shown.",
+    },
+    "cards.issued": {"zh": "卡 {card}：{change}", "en": "card {card}: {change}"},
+    "cards.status_set": {"zh": "卡 {card} 已{status}", "en": "card {card} now {status}"},
+    "cards.bad_input": {
+        "zh": "卡号应为十六进制数字，分组为小写字母、数字、- 或 _",
+        "en": "the UID is hex digits; a group is lower-case letters, digits, - or _",
+    },
+    "change.issued": {"zh": "已登记", "en": "registered"},
+    "change.reissued": {"zh": "已重新启用", "en": "active again"},
+    "change.updated": {"zh": "已更新", "en": "updated"},
+    "change.unchanged": {"zh": "已登记过，未变", "en": "already registered"},
+    "nav.cards.admin": {"zh": "IC 卡", "en": "Cards"},
 }
 
 _LOOKUP: tuple[dict[str, dict[Language, str]], ...] = (TEXTS, ALERT_TEXTS, USER_TEXTS, LEDGER_TEXTS)
@@ -144,5 +217,12 @@ def text(lang: Language, key: str, /, **fields: object) -> str:
     for texts in _LOOKUP:
         if key in texts:
             found = texts[key][lang]
-            return found.format(**fields) if fields else found
-    return key
+            break
+    else:
+        found = t_or(key, key, lang)
+        if found == key:
+            return key
+    try:
+        return found.format(**fields) if fields else found
+    except (KeyError, IndexError, ValueError):
+        return found

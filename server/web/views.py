@@ -4,6 +4,7 @@ from the domains' own queries, cut to the sites the person sees."""
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Callable
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Literal
@@ -15,10 +16,12 @@ from pydantic import BaseModel
 from server.alerts import queries as alert_queries
 from server.alerts.signals import Range
 from server.cabinet import queries as box_queries
+from server.cards import queries as card_queries
 from server.climate import history
 from server.climate import queries as climate_queries
 from server.ledger import entries as ledger_entries
 from server.ledger import queries as ledger_queries
+from server.ledger import reports
 from server.link import agent_links
 from server.web.auth import Who
 
@@ -384,4 +387,169 @@ def stock(who: Who, engine: sa.Engine, today: date, *, site: str | None, place: 
         )
         for s in lines
         if who.sees(s.site)
+    ]  # fmt: skip
+
+
+# --- boxes -------------------------------------------------------------------------------------
+
+
+class SlotRow(BaseModel):
+    slot: int
+    product: str
+    state: str | None
+    count: int | None
+    batch: str | None
+    expiry: date | None
+    changed_at: datetime
+
+
+class FaultRow(BaseModel):
+    kind: str
+    reason: str
+    slot: int | None
+    occurred_at: datetime
+
+
+class DayRow(BaseModel):
+    day: date
+    dispensed: int
+    refused: int
+    failed: int
+
+
+class BoxRow(BaseModel):
+    site: str
+    agent_id: str
+    box: str
+    state: Literal["ok", "fault", "empty", "offline"]
+    board: str | None
+    door: str | None
+    last_contact: datetime | None
+    slots: list[SlotRow]
+    faults: list[FaultRow]
+    days: list[DayRow]
+
+
+def boxes(who: Who, engine: sa.Engine, zone: ZoneInfo, now: datetime) -> list[BoxRow]:
+    """Every box in the person's scope: its slots, open faults, last contact, last 7 days."""
+    out = []
+    for b in box_queries.boxes(engine, zone, now):
+        if not who.sees(b.site_id):
+            continue
+        summary = _box_now(b)
+        out.append(
+            BoxRow(
+                site=b.site_id, agent_id=b.agent_id, box=b.box, state=summary.state,
+                board=summary.board, door=summary.door, last_contact=summary.last_contact,
+                slots=[SlotRow(slot=s.slot, product=s.product, state=s.state, count=s.count,
+                               batch=s.batch, expiry=s.expiry, changed_at=s.changed_at)
+                       for s in b.slots],
+                faults=[FaultRow(kind=f.kind, reason=f.reason, slot=f.slot,
+                                 occurred_at=f.occurred_at) for f in b.faults],
+                days=[DayRow(day=d.day, dispensed=d.dispensed, refused=d.refused,
+                             failed=d.failed) for d in b.days],
+            )
+        )  # fmt: skip
+    return out
+
+
+# --- the monthly reports -------------------------------------------------------------------------
+
+
+class StockReportRow(BaseModel):
+    product: str
+    batch: str
+    opening: int
+    received: int
+    transferred_in: int
+    transferred_out: int
+    dispensed: int
+    adjusted: int
+    closing: int
+
+
+class StockReport(BaseModel):
+    site: str
+    name: str
+    month: str
+    lines: list[StockReportRow]
+    #: Every line's opening plus its columns is its closing.
+    balanced: bool
+
+
+def stock_report(engine: sa.Engine, site: str, month: str, start: datetime,
+                 end: datetime) -> StockReport:  # fmt: skip
+    with engine.connect() as conn:
+        lines = reports.stock_report(conn, site, start, end)
+        known = ledger_queries.catalog(conn).sites.get(site)
+    return StockReport(
+        site=site,
+        name=known.name if known else site,
+        month=month,
+        lines=[StockReportRow(**vars(line)) for line in lines],
+        balanced=all(reports.balanced(line) for line in lines),
+    )
+
+
+class PointRow(BaseModel):
+    site: str
+    box: str
+    books: int
+    box_records: int
+    differs: bool
+    flag: Literal["under", "over"] | None
+    of_median: float | None
+
+
+class Dispensing(BaseModel):
+    month: str
+    median: float
+    under_below: float = reports.UNDER
+    over_above: float = reports.OVER
+    points: list[PointRow]
+
+
+def dispensing(who: Who, engine: sa.Engine, month: str, start: datetime,
+               end: datetime) -> Dispensing:  # fmt: skip
+    """Every dispensing point's month: the books and the box's own records side by side,
+    flagged against the median of all the points (of the county: all points the person sees)."""
+    with engine.connect() as conn:
+        books = reports.dispensed_in_books(conn, start, end)
+        recorded = box_queries.dispensed(conn, start, end)
+        known = box_queries.known_boxes(conn)
+    mine = {k: v for k, v in books.items() if who.sees(k[0])}
+    theirs = {k: v for k, v in recorded.items() if who.sees(k[0])}
+    found = reports.points(mine, theirs, [k for k in known if who.sees(k[0])])
+    values = [p.books for p in found]
+    return Dispensing(
+        month=month,
+        median=float(statistics.median(values)) if values else 0.0,
+        points=[
+            PointRow(site=p.site, box=p.box, books=p.books, box_records=p.box_records,
+                     differs=p.differs, flag=p.flag,
+                     of_median=None if p.of_median is None else round(p.of_median, 2))
+            for p in found
+        ],
+    )  # fmt: skip
+
+
+# --- the card registry ---------------------------------------------------------------------------
+
+
+class CardRow(BaseModel):
+    #: The pseudonym's first digits, as people are shown it: never a card's number.
+    card: str
+    status: str
+    role: str
+    group: str
+    version: int
+    issued_at: datetime
+    updated_at: datetime
+
+
+def cards(engine: sa.Engine, status: str | None) -> list[CardRow]:
+    return [
+        CardRow(card=c.pseudonym[:12], status=c.status, role=c.role, group=c.group,
+                version=c.version, issued_at=c.issued_at, updated_at=c.updated_at)
+        for c in card_queries.list_cards(engine, status=status)
     ]  # fmt: skip
