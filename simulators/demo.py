@@ -17,13 +17,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from types import FrameType
 
-from simulators.broker import BrokerError, Mosquitto, free_port
+from simulators.broker import BrokerError, Mosquitto, free_port, port_open
 
 BIN = Path(sys.executable).parent
 
@@ -39,12 +40,16 @@ TEXTS = {
         "intro": "演示：模拟县药具管理站（3 个库房，6 个温湿度变送器：一号、二号库在 RS485 总线上，"
         "三号库经 Modbus TCP 网关），数据经 MQTT 送到服务器。模拟时间加速 240 倍："
         "约 6 秒后二号库空调故障、温度超限报警，随后恢复；一号库一个变送器会暂时失去响应。\n"
-        "同一终端还管着小庄村的两台药具箱：一台 IC 卡药具箱（避孕套、口服避孕药，2 号货道快空了），"
+        "同一终端还管着三台村级药具箱。小庄村两台："
+        "一台 IC 卡药具箱（避孕套、口服避孕药，2 号货道快空了），"
         "村民刷卡领取，也有人拿着挂失卡、未登记的卡来，技术员不时刷卡开门；"
         "另一台是不用卡的按键式药具箱，按一次出一件，两次之间要等一会儿。"
         "县服务器生成卡密钥、登记这些卡（一张挂失），登记册经 cards.sync 下发到终端。"
         "药具箱投入使用约 10 秒后，IC 卡药具箱 1 号货道卡货（该货道停用，改由 2 号货道出货）；"
-        "约 17 秒时有人撬开箱门（报警）。",
+        "约 17 秒时有人撬开箱门（报警）。大庄村还有一台 IC 卡药具箱。"
+        "约 20 秒时一位村民来县站挂失卡片，约 24 秒时技术员给小庄村 2 号货道补货；"
+        "一号库随后进入连阴雨天气，湿度升高。",
+        "web": "监控页面：{url}  登录名 {user}  密码 {password}",
         "where": "工作目录：{dir}（日志在 logs/ 下）",
         "cards": "县卡密钥已就绪，登记 {n} 张卡（{lost} 张挂失，{tech} 张技术员卡）。",
         "cards_failed": "登记卡未成功，药具箱会拒绝所有卡。日志：{log}",
@@ -59,14 +64,18 @@ TEXTS = {
         "MQTT to the server. Simulated time runs 240x: after about 6 s the air conditioning of "
         "No.2 fails, the room goes into alarm, then recovers; a transmitter in No.1 falls silent "
         "for a while.\n"
-        "The same agent serves two dispensing boxes in Xiaozhuang village: an IC-card box "
+        "The same agent serves three village dispensing boxes. In Xiaozhuang: an IC-card box "
         "(condoms and oral pills; slot 2 is nearly empty) where villagers swipe their cards, "
         "someone brings a lost card or one nobody registered, and now and then a technician "
         "opens the door with a technician card; and an open box without a reader, one unit "
         "per press, paced. The county server makes the card key and registers those cards (one "
         "reported lost); the registry reaches the agent as cards.sync. About 10 s after the "
         "boxes come into service, slot 1 of the card box jams (it is taken out of use and slot "
-        "2 serves instead); at about 17 s someone forces its door (tamper).",
+        "2 serves instead); at about 17 s someone forces its door (tamper). Dazhuang village "
+        "has an IC-card box too. At about 20 s a villager reports a card lost at the county; "
+        "at about 24 s a technician refills slot 2 in Xiaozhuang; then a wet spell raises the "
+        "humidity in No.1.",
+        "web": "Dashboard: {url}  user {user}  password {password}",
         "where": "Working directory: {dir} (logs under logs/)",
         "cards": "County card key ready; {n} cards registered ({lost} lost, {tech} technician's).",
         "cards_failed": "The cards could not be registered; the boxes will refuse every card. "
@@ -88,12 +97,15 @@ TIME_SCALE = 240.0
 SCENARIO = [
     ("ac_failure", "no2-pills", 0.4, 1.2),
     ("silent", "no1-b", 1.2, 1.0),
+    ("wet_week", "no1-condoms", 1.8, 1.0),
 ]
 CYCLE_H = 3.0
 
-#: The village's boxes, served by the station's agent: an IC-card box and an open one.
+#: The villages' boxes, served by the station's agent: an IC-card box and an open one in
+#: Xiaozhuang, an IC-card box in Dazhuang.
 CARD_BOX = "xiaozhuang"
 OPEN_BOX = "xiaozhuang-open"
+OTHER_BOX = "dazhuang"
 #: (product id, name on the display, English name, quota group)
 PRODUCTS = [
     ("condoms", "避孕套", "Condoms", "condoms"),
@@ -106,6 +118,8 @@ SLOTS = [
     (CARD_BOX, 2, "condoms", 20, "C241103", 500, 2),
     (CARD_BOX, 3, "pills", 20, "P240820", 400, 8),
     (OPEN_BOX, 1, "condoms", 30, "C241103", 500, 24),
+    (OTHER_BOX, 1, "condoms", 20, "C241103", 500, 12),
+    (OTHER_BOX, 2, "pills", 20, "P240820", 400, 6),
 ]
 #: The crowd's cards (UIDs as the reader reads them): registered villagers, a card reported
 #: lost, a technician's; the simulator makes up two nobody registered.
@@ -119,6 +133,28 @@ CARD_CROWD_SEED = 34
 #: service: slot 1 jams; the door is forced open for 2 s.
 JAM_AT_S = 10
 FORCED_DOOR_AT_S = 17
+#: In seconds from when the boxes' simulator started: a villager reports a card lost at the
+#: county, and a technician refills the card box's slot 2 (nearly empty).
+CARD_LOST_AT_S = 20
+CARD_LOST = "7B21C0DE"
+RESTOCK_AT_S = 24
+RESTOCK = (CARD_BOX, 2, "C241103", 500, 10)
+#: The dashboard's demo login (the dashboard listens on 127.0.0.1 only).
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo-password"
+WEB_PORT = 8080
+#: The county's books: its places in the levels, the products, what it received and passed
+#: (the boxes' batches among them).
+LEDGER = [
+    ["site", "add", "demo-city", "--name", "示范市", "--level", "city"],
+    ["site", "add", "demo-county", "--name", "示范县药具管理站", "--level", "county",
+     "--parent", "demo-city"],
+    ["product", "add", "condoms", "--name-zh", "避孕套", "--name-en", "Condoms",
+     "--storeroom", "no1", "--group", "condoms"],
+    ["product", "add", "pills", "--name-zh", "口服避孕药", "--name-en", "Oral pills",
+     "--storeroom", "no2", "--group", "pills"],
+]  # fmt: skip
+RECEIPTS = [("no1", "condoms", "C241103", 500, 600), ("no2", "pills", "P240820", 400, 300)]
 
 
 @dataclass
@@ -130,6 +166,7 @@ class DemoSite:
     workdir: Path
     broker_port: int
     modbus_port: int
+    web_port: int = WEB_PORT
     poll_interval_s: float = 2.0
     cycles: int = 40
 
@@ -143,7 +180,8 @@ class DemoSite:
 
     @property
     def links(self) -> list[Path]:
-        boxes = [f"BOX-{CARD_BOX}", f"CARD-{CARD_BOX}", f"BOX-{OPEN_BOX}"]
+        boxes = [f"BOX-{CARD_BOX}", f"CARD-{CARD_BOX}", f"BOX-{OPEN_BOX}", f"BOX-{OTHER_BOX}",
+                 f"CARD-{OTHER_BOX}"]  # fmt: skip
         return [self.line(name) for name in ["RS485-1", *boxes]]
 
     def write(self) -> dict[str, Path]:
@@ -236,6 +274,8 @@ class DemoSite:
             (f"box-{CARD_BOX}", f"BOX-{CARD_BOX}"),
             (f"reader-{CARD_BOX}", f"CARD-{CARD_BOX}"),
             (f"box-{OPEN_BOX}", f"BOX-{OPEN_BOX}"),
+            (f"box-{OTHER_BOX}", f"BOX-{OTHER_BOX}"),
+            (f"reader-{OTHER_BOX}", f"CARD-{OTHER_BOX}"),
         ):
             agent += ["[[buses]]", f'id = "{bus}"', 'kind = "serial"']
             agent.append(f'device = "{self.line(name)}"')
@@ -288,6 +328,14 @@ class DemoSite:
             "pause_s = 6",
             "max_per_hour = 30",
             *self._slots(OPEN_BOX),
+            "[[cabinet.boxes]]",
+            f'id = "{OTHER_BOX}"',
+            'name = "大庄村卫生室 IC 卡药具箱"',
+            'mode = "card"',
+            f'board = "box-{OTHER_BOX}"',
+            f'reader = {{ bus = "reader-{OTHER_BOX}" }}',
+            'products = ["condoms", "pills"]',
+            *self._slots(OTHER_BOX),
         ]
         return lines
 
@@ -313,6 +361,11 @@ class DemoSite:
             "[cards]",
             f'key_file = "{self.key_file}"',
             "sync_interval_s = 1",
+            "# The dashboard, for this machine only.",
+            "[web]",
+            "enabled = true",
+            'host = "127.0.0.1"',
+            f"port = {self.web_port}",
         ]
 
     def _cabinet(self) -> list[str]:
@@ -366,7 +419,32 @@ class DemoSite:
             "read_s = 2",
             "give_up_s = 3",
         ]
-        return card_box + open_box
+        other_box = [
+            "[[boxes]]",
+            f'id = "{OTHER_BOX}"',
+            'products = ["condoms", "pills"]',
+            "wait_for_agent = true",
+            *self._board(OTHER_BOX),
+            "[boxes.reader]",
+            f'link = "{self.line(f"CARD-{OTHER_BOX}")}"',
+            'format = "hex-line"',
+            "[boxes.crowd]",
+            "seed = 7",
+            "people_per_hour = 3",
+            f"time_scale = {TIME_SCALE}",
+            f"registered = {_toml_list(VILLAGERS)}",
+            "unregistered = 1",
+            "read_s = 2",
+            "think_s = 0.5",
+            "give_up_s = 3",
+            "refill_s = 2",
+            "[boxes.crowd.mix]",
+            "registered = 90",
+            "unregistered = 10",
+            "lost = 0",
+            "technician = 0",
+        ]
+        return card_box + open_box + other_box
 
     def _board(self, box: str) -> list[str]:
         lines = [
@@ -393,6 +471,18 @@ class DemoSite:
         )
         return issue
 
+    def incidents(self, server: Path, agent: Path,
+                  today: date) -> list[tuple[float, list[str]]]:  # fmt: skip
+        """What people do while the demo runs, at seconds after the boxes started: a card
+        reported lost at the county, a slot refilled by a technician."""
+        box, slot, batch, days, units = RESTOCK
+        expiry = (today + timedelta(days=days)).isoformat()
+        return [
+            (CARD_LOST_AT_S, self.server_cli(server, "cards", "lost", "--uid", CARD_LOST)),
+            (RESTOCK_AT_S, ["edge-agent", "--config", str(agent), "cabinet", "restock", box,
+                            str(slot), batch, expiry, str(units)]),
+        ]  # fmt: skip
+
     def restocks(self, config: Path, today: date) -> list[list[str]]:
         """``edge-agent cabinet restock`` for each slot: what a technician loaded."""
         return [
@@ -416,27 +506,33 @@ class Supervisor:
         self.stopping = False
         logdir.mkdir(parents=True, exist_ok=True)
 
-    def _spawn(self, name: str, args: list[str], show_output: bool) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, args: list[str], show_output: bool,
+               feed: bytes | None = None) -> subprocess.Popen[bytes]:  # fmt: skip
         with (self.logdir / f"{name}.log").open("ab") as log:
-            return subprocess.Popen(
+            proc = subprocess.Popen(
                 [str(BIN / args[0]), *args[1:]],
                 stdout=None if show_output else log,
                 stderr=log,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if feed is None else subprocess.PIPE,
                 start_new_session=True,
             )
+        if feed is not None and proc.stdin is not None:
+            proc.stdin.write(feed)
+            proc.stdin.close()
+        return proc
 
     def start(self, name: str, args: list[str], show_output: bool = False) -> None:
         self.children.append((name, self._spawn(name, args, show_output)))
 
     def run(
-        self, name: str, commands: list[list[str]], timeout: float = 30.0, retry: int | None = None
-    ) -> bool:
-        """One-off commands, all at once, logged to ``name.log``; a command that exits with
-        ``retry`` (its target is not up yet) is started again until ``timeout``. True when
-        every one succeeded."""
+        self, name: str, commands: list[list[str]], timeout: float = 30.0,
+        retry: int | None = None, feed: bytes | None = None,
+    ) -> bool:  # fmt: skip
+        """One-off commands, all at once, logged to ``name.log`` (``feed`` on their standard
+        input); a command that exits with ``retry`` (its target is not up yet) is started again
+        until ``timeout``. True when every one succeeded."""
         deadline = time.monotonic() + timeout
-        running = [(args, self._spawn(name, args, False)) for args in commands]
+        running = [(args, self._spawn(name, args, False, feed)) for args in commands]
         ok = True
         while running:
             args, proc = running.pop(0)
@@ -449,7 +545,7 @@ class Supervisor:
             again = retry is not None and code == retry and not self.stopping
             if again and time.monotonic() < deadline:
                 time.sleep(0.3)
-                running.append((args, self._spawn(name, args, False)))
+                running.append((args, self._spawn(name, args, False, feed)))
                 continue
             ok = ok and code == 0
         return ok
@@ -496,13 +592,39 @@ def register_cards(procs: Supervisor, site: DemoSite, config: Path) -> bool:
     return procs.run("cards", [site.server_cli(config, "cards", "lost", "--uid", LOST)])
 
 
+def add_demo_user(procs: Supervisor, site: DemoSite, config: Path) -> bool:
+    """The dashboard's login: an administrator who sees everything."""
+    add_user = site.server_cli(config, "users", "add", DEMO_USER, "--role", "admin", "--scope",
+                               "*", "--display", "演示管理员", "--password-stdin")  # fmt: skip
+    return procs.run("users", [add_user], feed=f"{DEMO_PASSWORD}\n".encode())
+
+
+def open_the_books(procs: Supervisor, site: DemoSite, config: Path, today: date) -> bool:
+    """The county's books, in order (a site before the sites below it, a product before its
+    batches)."""
+    steps = [site.server_cli(config, *step, "--by", "王会计") for step in LEDGER]
+    for room, product, batch, days, quantity in RECEIPTS:
+        expiry = (today + timedelta(days=days)).isoformat()
+        place = ["demo-county", room, product, batch, str(quantity)]
+        steps.append(site.server_cli(config, "receive", *place, "--expiry", expiry,
+                                     "--by", "李保管"))  # fmt: skip
+        steps.append(site.server_cli(config, "inspect", *place, "--result", "qualified",
+                                     "--by", "李保管"))  # fmt: skip
+    return all(procs.run("books", [step]) for step in steps)
+
+
+def web_port() -> int:
+    """8080 when it is free, so the address is always the same; another free port if not."""
+    return free_port() if port_open(WEB_PORT) else WEB_PORT
+
+
 def run_demo(seconds: float | None, workdir: Path | None, lang: str) -> int:
     text = TEXTS.get(lang, TEXTS["zh"])
     workdir = (workdir or Path(tempfile.mkdtemp(prefix="edge-demo-"))).resolve()
     #: A working directory used before keeps its boxes' books (agent) and counts (simulator).
     fresh = not (workdir / "agent-data").exists()
     broker = Mosquitto(workdir / "broker")
-    site = DemoSite(workdir, broker.port, free_port())
+    site = DemoSite(workdir, broker.port, free_port(), web_port())
     files = site.write()
     print(text["intro"], flush=True)
     print(text["where"].format(dir=workdir), flush=True)
@@ -526,6 +648,11 @@ def run_demo(seconds: float | None, workdir: Path | None, lang: str) -> int:
         procs.wait_for_line("sensors", "ready")
         procs.start("server", ["edge-server", "--config", str(server), "run"])
         procs.wait_for_line("server", "connected to broker")
+        if fresh and not procs.stopping and not add_demo_user(procs, site, server):
+            log = workdir / "logs" / "users.log"
+            print(text["died"].format(name="users", code=1, log=log), file=sys.stderr)
+        url = f"http://127.0.0.1:{site.web_port}/"
+        print(text["web"].format(url=url, user=DEMO_USER, password=DEMO_PASSWORD), flush=True)
         if not procs.stopping:
             if register_cards(procs, site, server):
                 print(text["cards"].format(n=len(VILLAGERS) + 2, lost=1, tech=1), flush=True)
@@ -545,8 +672,24 @@ def run_demo(seconds: float | None, workdir: Path | None, lang: str) -> int:
         procs.wait_for_line("agent", "(cards.sync): ok", timeout=30)
         if not procs.stopping:
             procs.start("cabinet", ["edge-sim", "cabinet", "--config", str(files["cabinet"])])
+        opened = time.monotonic()
+        books: list[bool] = []
+        if fresh and not procs.stopping:
+            # A dozen commands: opened while the site runs, so that the boxes' service and the
+            # first readings are not kept waiting behind the books.
+            threading.Thread(
+                target=lambda: books.append(open_the_books(procs, site, server, date.today())),
+                name="books", daemon=True,
+            ).start()  # fmt: skip
+        incidents = site.incidents(server, files["agent"], date.today())
         deadline = None if seconds is None else time.monotonic() + seconds
         while not procs.stopping and (deadline is None or time.monotonic() < deadline):
+            while incidents and time.monotonic() - opened >= incidents[0][0]:
+                procs.run("incidents", [incidents.pop(0)[1]])
+            if books == [False]:
+                books.append(False)  # said once
+                log = workdir / "logs" / "books.log"
+                print(text["died"].format(name="books", code=1, log=log), file=sys.stderr)
             died = procs.dead()
             if died is not None:
                 name, status = died

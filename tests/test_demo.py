@@ -87,7 +87,7 @@ def test_demo_shows_readings_an_alarm_and_its_end_then_stops_cleanly(
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=150,
         check=False,
     )
     assert result.returncode == 0, result.stderr
@@ -116,6 +116,9 @@ def test_demo_shows_readings_an_alarm_and_its_end_then_stops_cleanly(
     assert text.find("✓ dispensed condoms x1: slot 2, batch C241103, 1 left", jam) > jam
     assert not re.search(r"[0-9a-f]{12}", text), "no card pseudonym"
     assert "Traceback" not in result.stdout + result.stderr
+    assert re.search(r"Dashboard: http://127\.0\.0\.1:\d+/  user demo  password demo-password",
+                     result.stdout), "the dashboard's address and login"  # fmt: skip
+    assert "books" not in result.stderr, "the county's books opened"
     assert "every process has ended" in result.stdout
     assert processes_mentioning(str(tmp_path)) == []
     assert list(tmp_path.glob("tty*")) == [], "the simulators' serial links are removed"
@@ -130,7 +133,7 @@ def test_ctrl_c_stops_every_process(chinese_demo: Demo) -> None:
         assert demo.proc.poll() is None, demo.err.read_text()
         return all(text in demo.stdout for text in CHINESE_BOXES)
 
-    wait_for(boxes_shown, 90, interval=0.5, what="the Chinese demo's box events")
+    wait_for(boxes_shown, 120, interval=0.5, what="the Chinese demo's box events")
     demo.proc.send_signal(signal.SIGINT)
     assert demo.proc.wait(60) == 0, demo.err.read_text()
     out = demo.stdout

@@ -5,9 +5,10 @@ What is not real, and how little is changed:
 
 - Paths: ``/etc/``, ``/var/lib/``, ``/var/log/``, ``/run/`` and ``/usr/local/bin/`` are moved
   under a temporary root, ``/opt/edge/venv`` is this checkout's virtualenv, and the broker's
-  port 8883 is a free one; in the commands, in the files of ``deploy/`` and in Debian's own
-  ``mosquitto.conf`` and ``mosquitto.service`` (read from this machine). The agent's config
-  skeleton names the Pi's real paths and is moved the same way before the Pi's steps.
+  port 8883 (and the dashboard's 8080) is a free one; in the commands, in the files of
+  ``deploy/`` and in Debian's own ``mosquitto.conf`` and ``mosquitto.service`` (read from this
+  machine). The agent's config skeleton names the Pi's real paths and is moved the same way
+  before the Pi's steps.
 - ``county-server.local`` is ``localhost`` (both sides run here).
 - What ``apt-get install``, ``python3 -m venv``, ``useradd`` and ``journalctl`` would do is
   not done: Mosquitto and the package are installed already; the users ``edge-server`` and
@@ -112,6 +113,7 @@ class Machine:
 
     root: Path
     port: int = field(default_factory=free_port)
+    web_port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -126,7 +128,8 @@ class Machine:
         text = text.replace("/opt/edge/venv", str(VENV))
         for real in SYSTEM_DIRS:
             text = re.sub(rf"(?<![\w.-]){re.escape(real)}", f"{self.root}{real}", text)
-        return text.replace("county-server.local", "localhost").replace("8883", str(self.port))
+        text = text.replace("county-server.local", "localhost").replace("8883", str(self.port))
+        return text.replace("port = 8080", f"port = {self.web_port}")
 
     def install_package(self) -> None:
         """What apt-get install mosquitto leaves, and the checkout with its deploy/ files."""

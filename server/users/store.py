@@ -3,6 +3,7 @@ every web process (there may be several behind one address) sees the same logins
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -30,9 +31,14 @@ SESSION_LONGEST = timedelta(days=7)
 TOKEN_PREFIX = "fpt_"
 
 _hasher = PasswordHasher()
-#: Compared against when the name is unknown, so that a wrong name takes as long as a wrong
-#: password and does not tell which names exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Compared against when the name is unknown, so that a wrong name takes as long as a wrong
+    password and does not tell which names exist. Made at the first login, not at import: every
+    command would pay for it."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 class UserError(Exception):
@@ -182,7 +188,7 @@ def authenticate(engine: sa.Engine, name: str, password: str, address: str,
         ):
             raise TooManyAttempts("login.locked", minutes=int(LOCKOUT.total_seconds() // 60))
         row = conn.execute(sa.select(users).where(users.c.name == name)).first()
-    stored = row._mapping["password_hash"] if row is not None else _DUMMY_HASH
+    stored = row._mapping["password_hash"] if row is not None else _dummy_hash()
     try:
         _hasher.verify(stored, password)
         good = row is not None and not row._mapping["disabled"]
