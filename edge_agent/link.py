@@ -379,9 +379,12 @@ class Link:
         if self._outbox.storage == "disk_full":
             await self._outbox.flush_held()
         if self._server_acked > self._outbox_acked:
-            removed = await self._outbox.ack(self._server_acked)
-            self._outbox_acked = self._server_acked
-            log.debug("acked up to %d, %d events removed", self._server_acked, removed)
+            # Acks keep arriving while the outbox writes: record only what was written, so a
+            # later ack that came meanwhile is written at the next step, not taken as done.
+            acked = self._server_acked
+            removed = await self._outbox.ack(acked)
+            self._outbox_acked = max(self._outbox_acked, acked)
+            log.debug("acked up to %d, %d events removed", acked, removed)
         while self._in_flight and self._in_flight[0] <= self._server_acked:
             self._in_flight.popleft()
         now = time.monotonic()
