@@ -161,7 +161,12 @@ def web(template: Path, tmp_path: Path) -> Iterator[Web]:
     engine = make_engine(config.database.url)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(create_app(config, engine), host="127.0.0.1", port=port, log_config=None)
+        uvicorn.Config(
+            create_app(config, engine, clock=lambda: NOW),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -485,3 +490,26 @@ def test_only_an_administrator_keeps_the_card_registry(web: Web, tmp_path: Path)
     page = admin.get("/cards")
     assert page.status_code == 200
     assert "IC 卡登记" in page.text
+
+
+def test_the_record_sheet_page_shows_the_sheet_cell_by_cell(web: Web) -> None:
+    from html import unescape
+
+    from server.climate import sheet
+
+    config = ServerConfig()
+    zone = config.server.zone
+    local = NOW.astimezone(zone)
+    with web.engine.connect() as conn:
+        made = sheet.load(conn, "county", "no2", local.year, local.month, zone,
+                          config.alerts.range_for("county", "no2"), config.climate.check_times,
+                          now=NOW)  # fmt: skip
+    header, rows = sheet.rows(made, "zh")
+    c = web.login("viewer")
+    page = c.get(f"/reports/sheet/county/no2?month={month_now()}").text
+    table = page.split('id="sheet">', 1)[1].split("</table>", 1)[0]
+    cells = [
+        [unescape(cell) for cell in re.findall(r"<t[dh]>(.*?)</t[dh]>", row)]
+        for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)
+    ]
+    assert cells == [header, *rows]
