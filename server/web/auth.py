@@ -7,6 +7,7 @@ import hmac
 import ipaddress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from fastapi import Request
 
@@ -104,7 +105,9 @@ async def check_csrf(request: Request, who: Who) -> None:
     if request.method in SAFE_METHODS or who.csrf is None:
         return
     origin = request.headers.get("origin")
-    if origin is not None and origin.rstrip("/") != str(request.base_url).rstrip("/"):
+    host = request.headers.get("host", "")
+    # Host only: behind a TLS proxy the browser's scheme (https) is not the one served here.
+    if origin is not None and urlsplit(origin).netloc != host:
         raise WebError(403, "csrf.origin")
     given = request.headers.get(CSRF_HEADER)
     if given is None and "form" in request.headers.get("content-type", ""):

@@ -17,6 +17,26 @@ from server.web.auth import Who, state
 from server.web.text import text
 
 ROOM_KEYS = {"no1", "no2", "no3"}
+#: What a page may say was done (``?done=KEY&field=...`` after a change), with the fields each
+#: takes: a fixed sentence, so that a link cannot make a page say anything it likes.
+FLASHES: dict[str, tuple[str, ...]] = {
+    "alerts.acked": ("id",),
+    "cards.issued": ("card", "change"),
+    "cards.status_set": ("card", "status"),
+}
+#: Fields that are themselves keys of a text (``change=issued`` → 已登记).
+NAMED = ("change", "status")
+
+
+def flash(request: Request, lang: Language) -> str | None:
+    key = request.query_params.get("done", "")
+    if key not in FLASHES:
+        return None
+    fields = {f: request.query_params.get(f, "")[:64] for f in FLASHES[key]}
+    for name in NAMED:
+        if name in fields:
+            fields[name] = say(lang, f"{name}.{fields[name]}")
+    return say(lang, key, **fields)
 
 
 def say(lang: Language, key: str, /, **fields: object) -> str:
@@ -42,6 +62,6 @@ def render(request: Request, who: Who | None, name: str, status: int = 200,
     base = {
         "who": who, "lang": lang, "t": partial(say, lang), "local": local, "lasted": lasted,
         "room_name": room_name, "values": values_text, "zone": web.config.server.timezone,
-        "here": request.url.path, "flash": request.query_params.get("done"), "problem": None,
+        "here": request.url.path, "flash": flash(request, lang), "problem": None,
     }  # fmt: skip
     return web.templates.TemplateResponse(request, name, base | context, status_code=status)

@@ -153,8 +153,7 @@ def acknowledge(request: Request, alert_id: int,
                 who: Annotated[Who, Depends(allowed(Permission.ALERTS_ACK))],
                 action: Annotated[str, Form(max_length=200)] = "") -> RedirectResponse:  # fmt: skip
     api.acknowledge(request, alert_id, who, api.AckBody(action=action or None))
-    done = say(language(request), "alerts.acked", id=alert_id)
-    return RedirectResponse(f"/alerts/{alert_id}?done={quote(done)}", status_code=303)
+    return RedirectResponse(f"/alerts/{alert_id}?done=alerts.acked&id={alert_id}", status_code=303)
 
 
 @router.get("/stock", response_class=HTMLResponse)
@@ -268,10 +267,8 @@ def issue_card(request: Request, who: api.CardsAdmin, uid: Annotated[str, Form(m
     except WebError as exc:
         problem = say(lang, exc.key, **exc.fields)
     else:
-        message = say(
-            lang, "cards.issued", card=done.card, change=say(lang, f"change.{done.change}")
-        )
-        return RedirectResponse(f"/cards?done={quote(message)}", status_code=303)
+        shown = f"done=cards.issued&card={done.card}&change={quote(done.change)}"
+        return RedirectResponse(f"/cards?{shown}", status_code=303)
     rows = api.cards(request, who, None)
     return render(request, who, "cards.html", 422, rows=rows, shown="", problem=problem)
 
@@ -281,6 +278,5 @@ def card_status(request: Request, who: api.CardsAdmin, card: str, status: str) -
     if status not in ("lost", "revoked"):
         raise WebError(404, "not.found")
     done = api.card_status(request, who, card, status)  # type: ignore[arg-type]
-    message = say(language(request), "cards.status_set", card=done.card,
-                  status=say(language(request), f"status.{status}"))  # fmt: skip
-    return RedirectResponse(f"/cards?done={quote(message)}", status_code=303)
+    shown = f"done=cards.status_set&card={done.card}&status={status}"
+    return RedirectResponse(f"/cards?{shown}", status_code=303)
