@@ -20,6 +20,7 @@ import uvicorn
 
 from server.alerts.projection import AlertsProjection
 from server.cabinet.projection import CabinetProjection
+from server.cards.identify import make_key
 from server.climate.projection import ClimateProjection
 from server.config import ServerConfig
 from server.ingest.core import Ingestor
@@ -154,8 +155,10 @@ class Web:
 def web(template: Path, tmp_path: Path) -> Iterator[Web]:
     db = tmp_path / "server.db"
     shutil.copy(template, db)
+    key = tmp_path / "card.key"
+    make_key(key)
     config = ServerConfig.model_validate(
-        {"database": {"url": f"sqlite:///{db}"},
+        {"database": {"url": f"sqlite:///{db}"}, "cards": {"key_file": str(key)},
          "alerts": {"limits": {"default": {"temperature_c": [10, 30], "humidity_pct": [35, 75]}}}}
     )  # fmt: skip
     engine = make_engine(config.database.url)
@@ -485,11 +488,26 @@ def test_only_an_administrator_keeps_the_card_registry(web: Web, tmp_path: Path)
     admin = web.login("admin")
     csrf = {"x-csrf-token": web.csrf(admin)}
     r = admin.post("/api/v1/cards", json={"uid": "04A1B2C3D4E580"}, headers=csrf)
-    assert r.status_code == 409, "no card key configured"
-    assert "未配置卡密钥" in r.json()["message"]
-    page = admin.get("/cards")
-    assert page.status_code == 200
-    assert "IC 卡登记" in page.text
+    assert r.status_code == 200, r.text
+    card = r.json()["card"]
+    assert (r.json()["change"], len(card)) == ("issued", 12)
+    listed = admin.get("/api/v1/cards").json()
+    assert [(c["card"], c["status"]) for c in listed] == [(card, "active")]
+    page = admin.get("/cards").text
+    assert card in page
+    assert "04A1B2C3D4E580" not in page, "never the card's number"
+    done = admin.post(f"/cards/{card}/lost", data={"csrf": web.csrf(admin)})
+    assert done.status_code == 303
+    assert f"卡 {card} 已挂失" in admin.get(done.headers["location"]).text
+    assert admin.get("/api/v1/cards?status=lost").json()[0]["card"] == card
+    bad = admin.post("/api/v1/cards", json={"uid": "not hex!"}, headers=csrf)
+    assert (bad.status_code, bad.json()["error"]) == (422, "uid.bad")
+    form = admin.post("/cards", data={"uid": "zz", "csrf": web.csrf(admin)})
+    assert form.status_code == 422
+    assert "卡号" in form.text
+    with web.engine.connect() as conn:
+        done_by = {(r.by, r.action) for r in conn.execute(sa.select(audit_log))}
+    assert {("admin", "card.issue"), ("admin", "card.lost")} <= done_by
 
 
 def test_the_record_sheet_page_shows_the_sheet_cell_by_cell(web: Web) -> None:
