@@ -27,6 +27,8 @@ from server.store.schema import (
     alert_notices,
     alert_silences,
     alerts,
+    api_tokens,
+    audit_log,
     boot_refs,
     cabinet_box_log,
     cabinet_faults,
@@ -46,12 +48,15 @@ from server.store.schema import (
     dead_letters,
     journal,
     journal_conflicts,
+    login_failures,
     lost_ranges,
     messages,
     metadata,
     projection_checkpoints,
     quota_rules,
     streams,
+    user_sessions,
+    users,
 )
 from tests.support import BIN
 from tests.test_ingest import EPOCH, NOW, TOPIC, batch, new_epoch_batch
@@ -158,6 +163,11 @@ COPIED = (
     alerts,
     alert_notices,
     alert_silences,
+    users,
+    user_sessions,
+    api_tokens,
+    login_failures,
+    audit_log,
 )
 DERIVED = (
     climate_records,
@@ -234,7 +244,20 @@ def fill_store(url: str) -> sa.Engine:
         assert notifier.plan(conn, NOW) > 0
         silence(conn, "box.tamper:", NOW + timedelta(hours=1), "王", "检修", NOW)
     notifier.close()
+    fill_users(engine)
     return engine
+
+
+def fill_users(engine: sa.Engine) -> None:
+    """A keeper signed in once with a token, after a failed login (the audit log records both)."""
+    from server.users import store as people
+
+    with engine.begin() as conn:
+        keeper = people.add(conn, "wang", "keeper", "*", "a long password", "root", NOW)
+        people.open_session(conn, keeper, NOW)
+        people.make_token(conn, "wang", "script", "root", NOW)
+    with pytest.raises(people.LoginRefused):
+        people.authenticate(engine, "wang", "wrong password", "10.0.0.9", NOW)
 
 
 def fill_cards_and_boxes(engine: sa.Engine, ingest: Ingestor) -> None:

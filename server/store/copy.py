@@ -43,6 +43,13 @@ COPIED_TABLES = (
     "alerts",
     "alert_notices",
     "alert_silences",
+    # Who may sign in, and what they did: written by people, never derived. Sessions and recent
+    # failed logins come too, so a move neither signs everyone out nor forgives a guesser.
+    "users",
+    "user_sessions",
+    "api_tokens",
+    "login_failures",
+    "audit_log",
 )
 #: Rebuilt on the target by ``rebuild_projections`` (with ``projection_checkpoints``).
 REBUILT_TABLES = (
