@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from server.entries import COUNTY_AGENT
 from server.store.db import utc
 from server.store.schema import agents, streams
 
@@ -46,8 +47,11 @@ class AgentLink:
     status: dict[str, object]
 
 
-def agent_links(engine: sa.Engine, now: datetime, offline_after: timedelta) -> list[AgentLink]:
-    """Every agent with its primary stream and the totals over all its streams."""
+def agent_links(
+    engine: sa.Engine, now: datetime, offline_after: timedelta, *, field_only: bool = False
+) -> list[AgentLink]:
+    """Every agent with its primary stream and the totals over all its streams; ``field_only``
+    leaves out the county's own stream of entries, which is no computer that can go offline."""
     s = streams
     totals = (
         sa.select(
@@ -79,6 +83,8 @@ def agent_links(engine: sa.Engine, now: datetime, offline_after: timedelta) -> l
         )
         .order_by(agents.c.site_id, agents.c.agent_id)
     )
+    if field_only:
+        query = query.where(agents.c.agent_id != COUNTY_AGENT)
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     return [

@@ -390,6 +390,7 @@ def test_metrics_follow_prometheus_names(web: Web) -> None:
         text = c.get("/metrics").text
     assert re.search(r'^fpc_ingest_events_total\{agent="station-1",site="county"\} \d+', text, re.M)
     assert "# TYPE fpc_ingest_dead_letters_total counter" in text
+    assert 'agent="county"' not in text, "the county's own entries are no agent to watch"
     assert re.search(r'^fpc_alerts_open\{.*rule="climate.range".*\} 1.0$', text, re.M)
     samples = [line for line in text.splitlines() if line and line[0] != "#"]
     names = {line.split("{")[0].split(" ")[0] for line in samples}

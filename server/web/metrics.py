@@ -37,7 +37,10 @@ class _Snapshot(Collector):
         links = [
             link
             for link in agent_links(
-                web.engine, now, timedelta(seconds=web.config.ingest.offline_after_s)
+                web.engine,
+                now,
+                timedelta(seconds=web.config.ingest.offline_after_s),
+                field_only=True,
             )
             if who.sees(link.site_id)
         ]

@@ -107,7 +107,11 @@ def overview(who: Who, engine: sa.Engine, limits_of: LimitsOf, now: datetime,
              offline_after: timedelta, zone: ZoneInfo) -> Overview:  # fmt: skip
     """Every site the person sees: its agent's liveness, each storeroom's latest reading and
     state, each box's state."""
-    links = [link for link in agent_links(engine, now, offline_after) if who.sees(link.site_id)]
+    links = [
+        link
+        for link in agent_links(engine, now, offline_after, field_only=True)
+        if who.sees(link.site_id)
+    ]
     boxes = [b for b in box_queries.boxes(engine, zone, now) if who.sees(b.site_id)]
     with engine.connect() as conn:
         catalog = ledger_queries.catalog(conn)
