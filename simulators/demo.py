@@ -30,9 +30,9 @@ BIN = Path(sys.executable).parent
 
 #: (storeroom id, Chinese name, product group, base temperature, base humidity)
 STOREROOMS = [
-    ("no1-condoms", "一号库（避孕套）", "condoms", 21.0, 55.0),
-    ("no2-pills", "二号库（避孕药）", "pills", 24.0, 60.0),
-    ("no3-iud", "三号库（节育环）", "iud", 19.5, 48.0),
+    ("no1", "一号库（避孕套）", "condoms", 21.0, 55.0),
+    ("no2", "二号库（避孕药）", "pills", 24.0, 60.0),
+    ("no3", "三号库（节育环）", "iud", 19.5, 48.0),
 ]
 
 TEXTS = {
@@ -95,9 +95,9 @@ TIME_SCALE = 240.0
 #: transmitter in No.1 that stops answering from 1.2 h for an hour (about 18 s to 33 s of real
 #: time: long enough to be declared faulty and to recover), then cycles again every 3 hours.
 SCENARIO = [
-    ("ac_failure", "no2-pills", 0.4, 1.2),
+    ("ac_failure", "no2", 0.4, 1.2),
     ("silent", "no1-b", 1.2, 1.0),
-    ("wet_week", "no1-condoms", 1.8, 1.0),
+    ("wet_week", "no1", 1.8, 1.0),
 ]
 CYCLE_H = 3.0
 
@@ -222,7 +222,7 @@ class DemoSite:
         tcp_devices: list[str] = []
         unit = 0
         for room, _name, _group, _t, _rh in STOREROOMS:
-            on_tcp = room == "no3-iud"
+            on_tcp = room == "no3"
             for suffix, profile in (("a", "rh-t-holding-x10"), ("b", "t-rh-input-x10")):
                 unit += 1
                 (tcp_devices if on_tcp else rtu_devices).extend(
@@ -288,7 +288,7 @@ class DemoSite:
                 f'product_group = "{group}"',
                 f'alarm_output = {{ bus = "rs485-1", address = 9, coil = {index} }}',
             ]
-            on_tcp = room == "no3-iud"
+            on_tcp = room == "no3"
             for suffix, profile in (("a", "rh-t-holding-x10"), ("b", "t-rh-input-x10")):
                 unit += 1
                 agent += [
