@@ -119,7 +119,8 @@ def climate(request: Request, who: Viewer, site: str, storeroom: str,
     lang = language(request)
     web = state(request)
     labels = {
-        "t": say(lang, "col.temperature"), "tmin": "min", "tmax": "max",
+        "at": say(lang, "col.at"), "t": say(lang, "col.temperature"), "tmin": "min",
+        "tmax": "max",
         "h": say(lang, "col.humidity"), "tlo": "°C ↓", "thi": "°C ↑", "hlo": "%RH ↓",
         "hhi": "%RH ↑",
     }  # fmt: skip

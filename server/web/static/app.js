@@ -21,13 +21,19 @@ function drawClimate(holder) {
       });
       var lim = data.limits;
       var flat = function (v) { return xs.map(function () { return v; }); };
+      var local = function (ts) { return uPlot.tzDate(new Date(ts * 1000), holder.dataset.zone); };
+      var span = xs.length > 1 ? xs[xs.length - 1] - xs[0] : 0;
+      // Ticks as people read times: seconds only for a few minutes, days for weeks.
+      var tick = uPlot.fmtDate(span < 3600 ? "{HH}:{mm}:{ss}" : span < 2 * 86400 ? "{HH}:{mm}"
+        : span < 400 * 86400 ? "{MM}-{DD}" : "{YYYY}-{MM}");
+      var when = uPlot.fmtDate("{YYYY}-{MM}-{DD} {HH}:{mm}");
       var opts = {
         width: Math.max(320, holder.clientWidth - 8),
         height: 340,
-        tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), holder.dataset.zone); },
+        tzDate: local,
         scales: { x: { time: true }, h: { range: [0, 100] } },
         series: [
-          {},
+          { label: labels.at, value: function (u, ts) { return ts == null ? "--" : when(local(ts)); } },
           { label: labels.t, stroke: "#c0392b", width: 2, scale: "°C" },
           { label: labels.tmin, stroke: "#e6a0a0", width: 1, scale: "°C" },
           { label: labels.tmax, stroke: "#e6a0a0", width: 1, scale: "°C" },
@@ -37,7 +43,9 @@ function drawClimate(holder) {
           { label: labels.hlo, stroke: "#2471a3", dash: [6, 4], width: 1, scale: "h", points: { show: false } },
           { label: labels.hhi, stroke: "#2471a3", dash: [6, 4], width: 1, scale: "h", points: { show: false } }
         ],
-        axes: [{}, { scale: "°C", label: "°C" }, { scale: "h", side: 1, label: "%RH", grid: { show: false } }],
+        axes: [{ space: 90, values: function (u, splits) {
+          return splits.map(function (ts) { return tick(local(ts)); });
+        } }, { scale: "°C", label: "°C" }, { scale: "h", side: 1, label: "%RH", grid: { show: false } }],
         hooks: {
           drawClear: [function (u) {
             var ctx = u.ctx;
