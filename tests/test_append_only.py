@@ -41,6 +41,8 @@ EXEMPT = {
     "(test_projections, test_ledger_end_to_end)",
     "db copy": "reads this store and fills another (test_migrations)",
     "broker make-certs": "writes certificates only, with openssl (test_tls)",
+    "web": "serves the dashboard until stopped; what it changes (acknowledgements journaled, "
+    "cards, people) is test_web's and test_browser's",
 }
 
 #: Followers that never end: started, read until they print, stopped.
@@ -50,6 +52,8 @@ FOLLOWERS = {"climate tail", "boxes tail"}
 REFUSED = "recorded-rows-guard"
 
 HOLDER = "04C0FFEE"
+#: A dashboard password, on standard input for the commands that read one.
+PASSWORD = "a long password\n"
 
 #: Recent, so that alerts are raised from what happened (older events raise none).
 DAY = (datetime.now(UTC) - timedelta(days=1)).replace(hour=2, minute=0, second=0, microsecond=0)
@@ -118,6 +122,13 @@ def guarded(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 )
         held = {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in GUARDED}
     assert all(held.values()), held
+    added = CliRunner().invoke(
+        main,
+        ["--config", str(config), "users", "add", "li", "--role", "keeper", "--scope", "*",
+         "--password-stdin"],
+        input=PASSWORD,
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
     (root / "cards.csv").write_text("uid,role\n04AABBCC,villager\n", encoding="utf-8")
     (root / "secret").write_text("s3cret-password\n")
     return config
@@ -235,6 +246,22 @@ def runs(config: Path) -> dict[str, list[str]]:
         "suggest": ["suggest", "county:no1", "condom-a", "2"],
         "transfer": ["transfer", "county:no1", "town:no1", "condom-a", "B5", "1", *BY],
         "verify": ["verify"],
+        "users add": [
+            "users",
+            "add",
+            "zhao",
+            "--role",
+            "viewer",
+            "--scope",
+            "town",
+            "--password-stdin",
+        ],
+        "users list": ["users", "list"],
+        "users passwd": ["users", "passwd", "li", "--password-stdin"],
+        "users disable": ["users", "disable", "li"],
+        "users enable": ["users", "enable", "li"],
+        "users token": ["users", "token", "li", "--label", "report"],
+        "users revoke": ["users", "revoke", "li"],
         "boxes": ["boxes"],
     }
 
@@ -248,7 +275,7 @@ def test_every_command_is_run_here_or_exempted_with_its_reason(guarded: Path) ->
 @pytest.mark.parametrize("name", sorted(runs(Path("/nonexistent/server.toml"))))
 def test_a_command_leaves_what_was_recorded_alone(guarded: Path, name: str) -> None:
     args = runs(guarded)[name]
-    done = CliRunner().invoke(main, ["--config", str(guarded), *args])
+    done = CliRunner().invoke(main, ["--config", str(guarded), *args], input=PASSWORD)
     said = done.output + (done.stderr if done.stderr_bytes else "")
     assert done.exit_code == 0, said + repr(done.exception)
     assert REFUSED not in said
