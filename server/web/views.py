@@ -397,30 +397,6 @@ def stock(who: Who, engine: sa.Engine, today: date, *, site: str | None, place: 
 # --- boxes -------------------------------------------------------------------------------------
 
 
-class SlotRow(BaseModel):
-    slot: int
-    product: str
-    state: str | None
-    count: int | None
-    batch: str | None
-    expiry: date | None
-    changed_at: datetime
-
-
-class FaultRow(BaseModel):
-    kind: str
-    reason: str
-    slot: int | None
-    occurred_at: datetime
-
-
-class DayRow(BaseModel):
-    day: date
-    dispensed: int
-    refused: int
-    failed: int
-
-
 class BoxRow(BaseModel):
     site: str
     agent_id: str
@@ -429,9 +405,10 @@ class BoxRow(BaseModel):
     board: str | None
     door: str | None
     last_contact: datetime | None
-    slots: list[SlotRow]
-    faults: list[FaultRow]
-    days: list[DayRow]
+    #: The domains' own records, served as they are (pydantic reads dataclasses).
+    slots: list[box_queries.Slot]
+    faults: list[box_queries.Fault]
+    days: list[box_queries.Day]
 
 
 def boxes(who: Who, engine: sa.Engine, zone: ZoneInfo, now: datetime) -> list[BoxRow]:
@@ -445,13 +422,7 @@ def boxes(who: Who, engine: sa.Engine, zone: ZoneInfo, now: datetime) -> list[Bo
             BoxRow(
                 site=b.site_id, agent_id=b.agent_id, box=b.box, state=summary.state,
                 board=summary.board, door=summary.door, last_contact=summary.last_contact,
-                slots=[SlotRow(slot=s.slot, product=s.product, state=s.state, count=s.count,
-                               batch=s.batch, expiry=s.expiry, changed_at=s.changed_at)
-                       for s in b.slots],
-                faults=[FaultRow(kind=f.kind, reason=f.reason, slot=f.slot,
-                                 occurred_at=f.occurred_at) for f in b.faults],
-                days=[DayRow(day=d.day, dispensed=d.dispensed, refused=d.refused,
-                             failed=d.failed) for d in b.days],
+                slots=b.slots, faults=b.faults, days=b.days,
             )
         )  # fmt: skip
     return out
@@ -460,23 +431,11 @@ def boxes(who: Who, engine: sa.Engine, zone: ZoneInfo, now: datetime) -> list[Bo
 # --- the monthly reports -------------------------------------------------------------------------
 
 
-class StockReportRow(BaseModel):
-    product: str
-    batch: str
-    opening: int
-    received: int
-    transferred_in: int
-    transferred_out: int
-    dispensed: int
-    adjusted: int
-    closing: int
-
-
 class StockReport(BaseModel):
     site: str
     name: str
     month: str
-    lines: list[StockReportRow]
+    lines: list[reports.StockReportLine]
     #: Every line's opening plus its columns is its closing.
     balanced: bool
 
@@ -490,7 +449,7 @@ def stock_report(engine: sa.Engine, site: str, month: str, start: datetime,
         site=site,
         name=known.name if known else site,
         month=month,
-        lines=[StockReportRow(**vars(line)) for line in lines],
+        lines=lines,
         balanced=all(reports.balanced(line) for line in lines),
     )
 
