@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -26,8 +25,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.support import BIN, wait_for
-from tests.test_demo import Demo, processes_mentioning
+from tests.support import wait_for
+from tests.test_demo import Demo, chinese_demo_in, processes_mentioning
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -88,24 +87,8 @@ def browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[webdriv
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Demo]:
     """The whole simulated site, in Chinese; always stopped, even when the test failed."""
-    workdir = tmp_path / "demo"
-    out, err = tmp_path / "demo.stdout", tmp_path / "demo.stderr"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [str(BIN / "edge-sim"), "demo", "--lang", "zh", "--workdir", str(workdir)],
-            stdout=stdout,
-            stderr=stderr,
-        )
-    try:
-        yield Demo(proc, workdir, out, err)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    with chinese_demo_in(tmp_path) as running:
+        yield running
 
 
 class Pages:

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,10 +52,10 @@ CHINESE_BOXES = ("✓ 发放 condoms 1 件：货道 1", "拒绝：此卡已挂�
 CHINESE_ROOM = (f"{'no2':14} ⚠ 超出限值（报警）", f"{'no2':14} ✓ 恢复正常")
 
 
-@pytest.fixture(scope="module")
-def chinese_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
-    """The demo in Chinese, started first and left running beside the English one."""
-    root = tmp_path_factory.mktemp("zh")
+@contextmanager
+def chinese_demo_in(root: Path) -> Iterator[Demo]:
+    """``edge-sim demo --lang zh`` under ``root``, output in files; stopped (Ctrl-C, then kill)
+    when the block ends, even when a test failed."""
     workdir = root / "site"
     out, err = root / "stdout", root / "stderr"
     with out.open("wb") as stdout, err.open("wb") as stderr:
@@ -63,15 +64,23 @@ def chinese_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
             stdout=stdout,
             stderr=stderr,
         )
-    demo = Demo(proc, workdir, out, err)
-    yield demo
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    try:
+        yield Demo(proc, workdir, out, err)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def chinese_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
+    """The demo in Chinese, started first and left running beside the English one."""
+    with chinese_demo_in(tmp_path_factory.mktemp("zh")) as demo:
+        yield demo
 
 
 def test_demo_shows_readings_an_alarm_and_its_end_then_stops_cleanly(
