@@ -28,7 +28,7 @@ from server.ledger import book
 from server.ledger import entries as en
 from server.ledger.projection import LedgerProjection
 from server.store.db import make_engine, migrate
-from server.store.schema import alerts, audit_log
+from server.store.schema import alerts, audit_log, commands, ledger_movements
 from server.users import store
 from server.web.app import create_app
 from tests.support import free_port, wait_for
@@ -43,6 +43,7 @@ PEOPLE = {
     "admin": ("admin", "*"),
     "keeper": ("keeper", "county"),
     "tech": ("technician", "county"),
+    "citytech": ("technician", "city"),
     "viewer": ("viewer", "county"),
     "townkeeper": ("keeper", "town"),
     "lockme": ("viewer", "*"),
@@ -532,3 +533,68 @@ def test_the_record_sheet_page_shows_the_sheet_cell_by_cell(web: Web) -> None:
         for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)
     ]
     assert cells == [header, *rows]
+
+
+def test_a_technician_approves_a_proposed_restock_and_a_viewer_cannot(web: Web) -> None:
+    """box-3 at the county (10 left, 20 taken in 30 days) runs out in 15 days: proposed within
+    30; its source is the city, whose qualified B2 the proposal takes."""
+    feed = Ingestor(web.engine, "fp", projections=[LedgerProjection()])
+    book.enter(feed, lambda conn, catalog: [
+        en.Receipt(site="city", storeroom="no1", product="condom-a", batch="B2", quantity=50,
+                   by=BY),
+        en.Inspection(site="city", storeroom="no1", product="condom-a", batch="B2", quantity=50,
+                      result="qualified", by=BY),
+    ], NOW, NOW.date())  # fmt: skip
+    tech = web.login("citytech")
+    assert tech.get("/api/v1/restock").json() == [], "15 days left: nothing within 14"
+    [proposal] = tech.get("/api/v1/restock?below=30").json()
+    assert (proposal["site"], proposal["box"], proposal["slot"]) == ("county", "box-3", 1)
+    assert (proposal["on_hand"], proposal["quantity"]) == (10, 10), "for 30 days at 20 a month"
+    assert (proposal["source"], proposal["storeroom"]) == ("city", "no1")
+    assert (proposal["picks"], proposal["missing"]) == ([["B2", 10]], 0)
+    page = tech.get("/stock?below=30").text
+    assert 'action="/stock/restock"' in page
+    assert "批准补货" in page
+
+    viewer = web.login("viewer")
+    assert 'action="/stock/restock"' not in viewer.get("/stock?below=30").text
+    body = {"site": "county", "box": "box-3", "slot": 1, "batch": "B2", "quantity": 10,
+            "from_site": "city", "from_storeroom": "no1"}  # fmt: skip
+    r = viewer.post("/api/v1/restock", json=body, headers={"x-csrf-token": web.csrf(viewer)})
+    assert (r.status_code, r.json()["error"]) == (403, "auth.forbidden")
+    county_tech = web.login("tech")
+    assert "box-3 #1" in county_tech.get("/stock?below=30").text, "proposed to the county too"
+    assert 'action="/stock/restock"' not in county_tech.get("/stock?below=30").text, (
+        "but not to approve: the city's storeroom is outside the county's scope"
+    )
+    r = county_tech.post("/api/v1/restock", json=body,
+                         headers={"x-csrf-token": web.csrf(county_tech)})  # fmt: skip
+    assert r.status_code == 404
+    too_many = tech.post("/api/v1/restock", json={**body, "quantity": 60},
+                         headers={"x-csrf-token": web.csrf(tech)})  # fmt: skip
+    assert too_many.status_code == 409, too_many.text
+    assert "Traceback" not in too_many.text
+    assert too_many.json()["message"]
+
+    form = {k: str(v) for k, v in body.items()} | {"quantity": "12", "csrf": web.csrf(tech)}
+    done = tech.post("/stock/restock", data=form)
+    assert done.status_code == 303, done.text
+    assert "已批准：box-3#1 补 B2 × 12" in tech.get(done.headers["location"]).text
+    with web.engine.connect() as conn:
+        assert conn.execute(sa.select(ledger_movements.c.entered_by).where(
+            ledger_movements.c.to_place == "transit")).scalar_one() == "citytech"  # fmt: skip
+    # (B1 is below zero in transit: the seeded boxes were loaded with no transfer before.)
+    transit = tech.get("/api/v1/stock?site=county&place=transit&batch=B2").json()
+    assert [(s["batch"], s["quantity"]) for s in transit] == [("B2", 12)]
+    with web.engine.connect() as conn:
+        orders = conn.execute(
+            sa.select(commands.c.agent_id, commands.c.message).where(
+                commands.c.kind == "restock.order"
+            )
+        ).all()
+    assert [(a, '"quantity":12' in m) for a, m in orders] == [("vbox-3", True)], (
+        "one order: the refused approval queued none"
+    )
+    bad = tech.post("/stock/restock", data={**form, "quantity": "lots"})
+    assert bad.status_code == 409
+    assert "补货数量须为" in bad.text

@@ -8,7 +8,6 @@ import functools
 import logging
 import re
 import sys
-import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -18,17 +17,16 @@ import click
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from edge_agent.wire import RestockOrderCommand
 from server.clisupport import config_or_exit, csv_file, engine_or_exit, language
-from server.commands import CommandError, queue_in
 from server.entries import COUNTY_AGENT
 from server.i18n import Language, table
 from server.ingest.core import Ingestor
 from server.ledger import book, queries, rules
 from server.ledger import entries as en
+from server.ledger import restock as restocking
 from server.ledger.rules import STOREROOMS, TRANSIT, LedgerError
 from server.ledger.text import TEXTS, say
-from server.store.schema import cabinet_slots, ledger_movements
+from server.store.schema import ledger_movements
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -659,29 +657,19 @@ def restock_propose(ctx: click.Context, site_id: str | None, days: int, below: i
     batches of its township's qualified stock, first expiry first out."""
     c = _Ctx(ctx)
     shown = language(c.config, lang)
-    rows = []
     with c.engine.connect() as conn:
-        catalog = queries.catalog(conn)
         sites = set(queries.within(conn, site_id)) if site_id else None
-        for slot in queries.box_slots(conn, datetime.now(UTC), days):
-            if sites is not None and slot.site not in sites:
-                continue
-            quantity = rules.restock_quantity(slot.on_hand, slot.per_day, below, cover)
-            if not quantity:
-                continue
-            source = queries.parent_of(conn, slot.site) or slot.site
-            product = catalog.products.get(slot.product)
-            room = product.storeroom if product else "-"
-            lines = queries.stock(conn, product=slot.product, place=room, zone="qualified")
-            held = {(x.batch, x.expiry): x.quantity for x in lines if x.site == source}
-            picks, missing = rules.fefo(held, quantity, c.today)
-            left = slot.days_left
-            rows.append([
-                slot.site, f"{slot.box}#{slot.slot}", slot.product, str(slot.on_hand),
-                f"{slot.per_day:.1f}", "-" if left is None else f"{left:.0f}", str(quantity),
-                f"{source}:{room}",
-                " ".join(f"{b}×{n}" for b, n in picks) + (f" -{missing}" if missing else ""),
-            ])  # fmt: skip
+        found = restocking.proposals(conn, datetime.now(UTC), c.today, within=sites, days=days,
+                                     below=below, cover=cover)  # fmt: skip
+    rows = [
+        [
+            p.site, f"{p.box}#{p.slot}", p.product, str(p.on_hand), f"{p.per_day:.1f}",
+            "-" if p.days_left is None else f"{p.days_left:.0f}", str(p.quantity),
+            f"{p.source}:{p.storeroom}",
+            " ".join(f"{b}×{n}" for b, n in p.picks) + (f" -{p.missing}" if p.missing else ""),
+        ]
+        for p in found
+    ]  # fmt: skip
     if not rows:
         click.echo(say(shown, "restock.none", below=below))
         return
@@ -711,33 +699,13 @@ def restock_approve(ctx: click.Context, where: str, batch_no: str, quantity: int
         _fail(c.lang, "place.box_needs_slot", place=box)
     if room not in STOREROOMS or from_slot or "/" in source:
         _fail(c.lang, "restock.from", value=source)
+    approval = restocking.Approval(site=site_id, box=box, slot=slot, batch=batch_no,
+                                   quantity=quantity, from_site=from_site, from_storeroom=room,
+                                   by=by)  # fmt: skip
 
     def build(conn: sa.Connection, catalog: rules.Catalog) -> list[en.LedgerEntry]:
-        s = cabinet_slots
-        found = conn.execute(
-            sa.select(s.c.agent_id, s.c.product).where(
-                s.c.site_id == site_id, s.c.box == box, s.c.slot == slot
-            )
-        ).first()
-        if found is None:
-            raise LedgerError("restock.no_slot", where=where)
-        batch = catalog.batches.get((found.product, batch_no))
-        if batch is None:
-            raise LedgerError("batch.unknown", product=found.product, batch=batch_no)
-        order = RestockOrderCommand(
-            order_id=uuid.uuid4().hex[:16], box=box, slot=slot, product=found.product,
-            batch=batch_no, expiry=batch.expiry, quantity=quantity,
-        )  # fmt: skip
-        try:
-            queue_in(conn, c.config.mqtt.topic_prefix, found.agent_id, order, datetime.now(UTC))
-        except CommandError as exc:
-            log.error("ledger: restock order to %s not queued: %s", found.agent_id, exc)
-            raise LedgerError("restock.no_agent", agent=found.agent_id) from exc
-        return [
-            en.Transfer(from_site=from_site, from_place=room, to_site=site_id, to_place=TRANSIT,
-                        product=found.product, batch=batch_no, quantity=quantity,
-                        note=f"restock.order {order.order_id}", by=by)
-        ]  # fmt: skip
+        return restocking.approve(conn, catalog, c.config.mqtt.topic_prefix, approval,
+                                  datetime.now(UTC))  # fmt: skip
 
     _enter(c, build)
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
 
@@ -20,7 +21,11 @@ from server.cards.identify import card_key, of_typed_uid
 from server.cards.registry import Issue, RegistryError
 from server.climate import history
 from server.climate import sheet as sheets
-from server.ledger.entries import Zone
+from server.ledger import book
+from server.ledger import queries as ledger_queries
+from server.ledger import restock as restocking
+from server.ledger.entries import LedgerEntry, Zone
+from server.ledger.rules import Catalog, LedgerError
 from server.users import store
 from server.users.roles import Permission
 from server.web import views
@@ -157,6 +162,71 @@ def stock(request: Request, who: Viewer, site: str | None = None, place: str | N
         who, web.engine, today, site=site, place=place, product=product, batch=batch,
         zone=zone, expiring_days=expiring_days,
     )  # fmt: skip
+
+
+@router.get("/restock")
+def restock_proposals(
+    request: Request, who: Viewer, site: str | None = None,
+    below: Annotated[int, Query(ge=1, le=365)] = 14,
+    cover: Annotated[int, Query(ge=1, le=365)] = 30,
+    days: Annotated[int, Query(ge=1, le=365)] = 30,
+) -> list[restocking.Proposal]:  # fmt: skip
+    """Box slots that empty within ``below`` days at their rate over ``days``: how much to load
+    for ``cover`` days, and the batches of the source's qualified stock to take, first expiry
+    first out."""
+    web = state(request)
+    if site is not None:
+        in_scope(who, site)
+    now = web.now()
+    today = now.astimezone(web.config.server.zone).date()
+    with web.engine.connect() as conn:
+        sites = set(ledger_queries.within(conn, site)) if site else None
+        found = restocking.proposals(conn, now, today, within=sites, days=days, below=below,
+                                     cover=cover)  # fmt: skip
+    return [p for p in found if who.sees(p.site)]
+
+
+class RestockBody(BaseModel):
+    site: str = Field(min_length=1, max_length=64)
+    box: str = Field(min_length=1, max_length=64)
+    slot: int = Field(ge=1, le=999)
+    batch: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(ge=1, le=100_000)
+    from_site: str = Field(min_length=1, max_length=64)
+    from_storeroom: Literal["no1", "no2", "no3"]
+
+
+class RestockApproved(BaseModel):
+    #: The county's entries journaled (their sequence numbers).
+    entries: list[int]
+    by: str
+
+
+@router.post("/restock")
+def approve_restock(request: Request, body: RestockBody,
+                    who: Annotated[Who, Depends(allowed(Permission.RESTOCK_APPROVE))],
+                    ) -> RestockApproved:  # fmt: skip
+    """Approve loading a box's slot: the stock leaves the storeroom for the box's site, in
+    transit with the technician, and the box's agent gets the order."""
+    web = state(request)
+    in_scope(who, body.site)
+    in_scope(who, body.from_site)
+    approval = restocking.Approval(
+        site=body.site, box=body.box, slot=body.slot, batch=body.batch, quantity=body.quantity,
+        from_site=body.from_site, from_storeroom=body.from_storeroom, by=who.name,
+    )  # fmt: skip
+    now = web.now()
+
+    def build(conn: sa.Connection, catalog: Catalog) -> list[LedgerEntry]:
+        return restocking.approve(conn, catalog, web.config.mqtt.topic_prefix, approval, now)
+
+    try:
+        numbers = book.enter(
+            web.ingestor, build, now, now.astimezone(web.config.server.zone).date()
+        )
+    except LedgerError as exc:
+        raise WebError(409, exc.key, **exc.fields) from None
+    return RestockApproved(entries=numbers, by=who.name)
 
 
 def month_of(value: str) -> tuple[int, int]:

@@ -23,6 +23,7 @@ FLASHES: dict[str, tuple[str, ...]] = {
     "alerts.acked": ("id",),
     "cards.issued": ("card", "change"),
     "cards.status_set": ("card", "status"),
+    "restock.approved": ("box", "batch", "quantity"),
 }
 #: Fields that are themselves keys of a text (``change=issued`` → 已登记).
 NAMED = ("change", "status")

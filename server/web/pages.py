@@ -7,8 +7,8 @@ import csv
 import hmac
 import io
 import secrets
-from typing import Annotated
-from urllib.parse import quote
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -160,14 +160,59 @@ def acknowledge(request: Request, alert_id: int,
 @router.get("/stock", response_class=HTMLResponse)
 def stock(request: Request, who: Viewer, site: str | None = None, product: str | None = None,
           batch: str | None = None, zone: str | None = None,
-          expiring_days: str | None = None) -> HTMLResponse:  # fmt: skip
+          expiring_days: str | None = None, below: str | None = None) -> HTMLResponse:  # fmt: skip
     days = int(expiring_days) if expiring_days and expiring_days.isdigit() else None
     chosen_zone = zone if zone in views.ZONES else None
     rows = api.stock(request, who, site or None, None, product or None, batch or None,
                      chosen_zone, days)  # type: ignore[arg-type]  # fmt: skip
     return render(request, who, "stock.html", rows=rows, site=site or "", product=product or "",
                   batch=batch or "", zone=chosen_zone or "", expiring_days=days,
-                  zones=views.ZONES)  # fmt: skip
+                  zones=views.ZONES, **_restocking(request, who, site, below))  # fmt: skip
+
+
+#: How far ahead the stock page looks for slots running out (days); the first is the default.
+HORIZONS = (14, 7, 30, 60)
+
+
+def _restocking(request: Request, who: Who, site: str | None,
+                below: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """The restock proposals beside the stock, and whether this person may approve them."""
+    horizon = int(below) if below and below.isdigit() and int(below) in HORIZONS else HORIZONS[0]
+    proposals = api.restock_proposals(request, who, site or None, below=horizon, cover=30,
+                                      days=30)  # fmt: skip
+    return {"proposals": proposals, "may_restock": who.can(Permission.RESTOCK_APPROVE),
+            "below": horizon, "horizons": sorted(HORIZONS)}  # fmt: skip
+
+
+@router.post("/stock/restock", response_model=None)
+def approve_restock(request: Request,
+                    who: Annotated[Who, Depends(allowed(Permission.RESTOCK_APPROVE))],
+                    site: Annotated[str, Form(max_length=64)],
+                    box: Annotated[str, Form(max_length=64)],
+                    slot: Annotated[int, Form()], batch: Annotated[str, Form(max_length=64)],
+                    quantity: Annotated[str, Form(max_length=12)],
+                    from_site: Annotated[str, Form(max_length=64)],
+                    from_storeroom: Annotated[str, Form(max_length=8)]) -> Response:  # fmt: skip
+    lang = language(request)
+    try:
+        body = api.RestockBody.model_validate({
+            "site": site, "box": box, "slot": slot, "batch": batch,
+            "quantity": quantity.strip(), "from_site": from_site,
+            "from_storeroom": from_storeroom,
+        })  # fmt: skip
+        api.approve_restock(request, body, who)
+    except ValidationError:
+        problem = say(lang, "restock.bad_input")
+    except WebError as exc:
+        problem = say(lang, exc.key, **exc.fields)
+    else:
+        shown = urlencode({"done": "restock.approved", "box": f"{box}#{slot}", "batch": batch,
+                           "quantity": body.quantity})  # fmt: skip
+        return RedirectResponse(f"/stock?{shown}", status_code=303)
+    rows = api.stock(request, who, None, None, None, None, None, None)
+    return render(request, who, "stock.html", 409, rows=rows, site="", product="", batch="",
+                  zone="", expiring_days=None, zones=views.ZONES, problem=problem,
+                  **_restocking(request, who, None))  # fmt: skip
 
 
 @router.get("/reports/sheet/{site}/{storeroom}", response_model=None)

@@ -127,6 +127,33 @@ TEXTS: dict[str, dict[Language, str]] = {
     "stock.none": {"zh": "没有符合条件的库存。", "en": "No stock matches."},
     "stock.expired": {"zh": "已过期", "en": "expired"},
     "stock.days": {"zh": "天", "en": " days"},
+    "restock.title": {"zh": "补货建议", "en": "Restock proposals"},
+    "restock.explain": {
+        "zh": "按近 30 天的发放速度，{below} 天内将发完的货道；"
+        "建议补足 30 天的用量，按近效期先出从上级库房取货。",
+        "en": "Box slots that run out within {below} days at the last 30 days' rate; enough for 30 "
+        "days, taken from the storeroom above, first expiry first out.",
+    },
+    "restock.horizon": {"zh": "几天内发完", "en": "running out within (days)"},
+    "restock.nothing": {"zh": "目前没有需要补货的货道。", "en": "No slot needs restocking now."},
+    "restock.slot": {"zh": "发放机货道", "en": "box slot"},
+    "restock.on_hand": {"zh": "现存", "en": "on hand"},
+    "restock.per_day": {"zh": "日均发放", "en": "per day"},
+    "restock.days_left": {"zh": "可用天数", "en": "days left"},
+    "restock.propose": {"zh": "建议补货", "en": "to load"},
+    "restock.from_place": {"zh": "取货库房", "en": "from"},
+    "restock.batches": {"zh": "批号 × 数量", "en": "batch × quantity"},
+    "restock.approve": {"zh": "批准补货", "en": "Approve"},
+    "restock.short": {"zh": "库存不足，缺 {missing}", "en": "{missing} short"},
+    "restock.bad_input": {
+        "zh": "补货数量须为 1 到 100000 的整数。",
+        "en": "The quantity must be a whole number from 1 to 100000.",
+    },
+    "restock.approved": {
+        "zh": "已批准：{box} 补 {batch} × {quantity}，货已转为在途，补货单已发往发放机。",
+        "en": "Approved: {batch} × {quantity} for {box}; the stock is in transit and the order "
+        "is on its way to the box.",
+    },
     "sheet.heading": {"zh": "库房温湿度记录表", "en": "Storeroom temperature and humidity record"},
     "sheet.month": {"zh": "月份", "en": "month"},
     "sheet.remarks": {"zh": "备注", "en": "Remarks"},
