@@ -3,10 +3,13 @@ data, logins (limits, sessions, CSRF), API tokens, roles and scopes, bad input, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
+import sys
 import threading
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -598,3 +601,40 @@ def test_a_technician_approves_a_proposed_restock_and_a_viewer_cannot(web: Web) 
     bad = tech.post("/stock/restock", data={**form, "quantity": "lots"})
     assert bad.status_code == 409
     assert "补货数量须为" in bad.text
+
+
+def test_the_reports_download_as_pdf_with_a_chinese_font(
+    web: Web, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The printed page laid out by WeasyPrint: a PDF that embeds a CJK font (fonts-noto-cjk),
+    fetched nothing from outside; the stock and dispensing reports likewise."""
+    c = web.login("keeper")
+    month = NOW.astimezone(ServerConfig().server.zone).strftime("%Y-%m")
+    page = c.get(f"/reports/sheet/county/no2?month={month}")
+    assert "format=pdf" in page.text
+    for path in (f"/reports/sheet/county/no2?month={month}&format=pdf",
+                 f"/reports/stock/county?month={month}&format=pdf",
+                 f"/reports/dispensing?month={month}&format=pdf"):  # fmt: skip
+        made = c.get(path)
+        assert made.status_code == 200, made.text
+        assert made.headers["content-type"] == "application/pdf"
+        assert made.headers["content-disposition"].endswith('.pdf"')
+        assert made.content.startswith(b"%PDF-")
+        fonts = re.findall(rb"/FontName\s*/[A-Z]{6}\+([\w-]+)", inflated(made.content))
+        assert any(f.startswith(b"Noto-Sans-CJK-SC") for f in fonts), (path, fonts)
+    # A server without the extra (import fails as it does without WeasyPrint or Pango).
+    monkeypatch.setitem(sys.modules, "weasyprint", None)
+    missing = c.get(f"/reports/stock/county?month={month}&format=pdf")
+    assert missing.status_code == 503
+    assert "PDF" in missing.text
+    assert "浏览器打印" in missing.text
+    assert "ImportError" not in missing.text
+
+
+def inflated(pdf: bytes) -> bytes:
+    """A PDF's compressed streams (WeasyPrint packs even the fonts' names in them), inflated."""
+    out = []
+    for found in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+        with contextlib.suppress(zlib.error):
+            out.append(zlib.decompress(found[1]))
+    return b"".join(out)

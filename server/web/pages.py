@@ -29,6 +29,7 @@ from server.web.auth import (
     state,
 )
 from server.web.html import render, say
+from server.web.pdf import render_pdf
 
 router = APIRouter(include_in_schema=False)
 LOGIN_COOKIE = "fp_login"
@@ -225,9 +226,19 @@ def sheet(request: Request, who: Viewer, site: str, storeroom: str, month: str,
         name = f"sheet-{site}-{storeroom}-{made.year}-{made.month:02d}.csv"
         return _csv(name, header, [list(r) for r in rows])
     zone = state(request).config.server.zone
-    return render(request, who, "sheet.html", made=made, header=header, rows=rows,
+    page = render(request, who, "sheet.html", made=made, header=header, rows=rows,
                   remarks=sheets.excursion_lines(made, lang, zone), site=site, room=storeroom,
                   month=f"{made.year}-{made.month:02d}")  # fmt: skip
+    return _as_pdf(page, f"sheet-{site}-{storeroom}-{made.year}-{made.month:02d}.pdf", format)
+
+
+def _as_pdf(page: HTMLResponse, name: str, format: str) -> Response:
+    """The page itself, or (``format=pdf``) the page as its PDF download."""
+    if format != "pdf":
+        return page
+    made = render_pdf(bytes(page.body).decode())
+    saved = {"content-disposition": f'attachment; filename="{name}"'}
+    return Response(made, media_type="application/pdf", headers=saved)
 
 
 def _csv(name: str, header: list[str], rows: list[list[object]]) -> Response:
@@ -271,7 +282,8 @@ def stock_report(request: Request, who: Viewer, site: str, month: str,
     rows: list[list[object]] = [[getattr(line, c) for c in STOCK_COLUMNS] for line in data.lines]
     if format == "csv":
         return _csv(f"stock-{site}-{data.month}.csv", header, rows)
-    return render(request, who, "stock_report.html", data=data, header=header, rows=rows)
+    page = render(request, who, "stock_report.html", data=data, header=header, rows=rows)
+    return _as_pdf(page, f"stock-{site}-{data.month}.pdf", format)
 
 
 @router.get("/reports/dispensing", response_model=None)
@@ -287,7 +299,8 @@ def dispensing(request: Request, who: Viewer, month: str | None = None,
             for p in data.points
         ]  # fmt: skip
         return _csv(f"dispensing-{data.month}.csv", [say(lang, f"report.{k}") for k in keys], rows)
-    return render(request, who, "dispensing.html", data=data)
+    page = render(request, who, "dispensing.html", data=data)
+    return _as_pdf(page, f"dispensing-{data.month}.pdf", format)
 
 
 @router.get("/cards", response_class=HTMLResponse)

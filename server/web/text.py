@@ -127,6 +127,11 @@ TEXTS: dict[str, dict[Language, str]] = {
     "stock.none": {"zh": "没有符合条件的库存。", "en": "No stock matches."},
     "stock.expired": {"zh": "已过期", "en": "expired"},
     "stock.days": {"zh": "天", "en": " days"},
+    "pdf.unavailable": {
+        "zh": "此服务器未安装 PDF 组件，请用浏览器打印本页，或请管理员安装（见部署说明）。",
+        "en": "PDF is not installed on this server: print the page from the browser, or ask "
+        "the administrator to install it (see the deployment guide).",
+    },
     "restock.title": {"zh": "补货建议", "en": "Restock proposals"},
     "restock.explain": {
         "zh": "按近 30 天的发放速度，{below} 天内将发完的货道；"
