@@ -566,6 +566,8 @@ def test_a_technician_approves_a_proposed_restock_and_a_viewer_cannot(web: Web) 
     r = viewer.post("/api/v1/restock", json=body, headers={"x-csrf-token": web.csrf(viewer)})
     assert (r.status_code, r.json()["error"]) == (403, "auth.forbidden")
     county_tech = web.login("tech")
+    [seen] = county_tech.get("/api/v1/restock?below=30").json()
+    assert (seen["quantity"], seen["picks"]) == (10, []), "not the city's stock, outside scope"
     assert "box-3 #1" in county_tech.get("/stock?below=30").text, "proposed to the county too"
     assert 'action="/stock/restock"' not in county_tech.get("/stock?below=30").text, (
         "but not to approve: the city's storeroom is outside the county's scope"
@@ -598,9 +600,15 @@ def test_a_technician_approves_a_proposed_restock_and_a_viewer_cannot(web: Web) 
     assert [(a, '"quantity":12' in m) for a, m in orders] == [("vbox-3", True)], (
         "one order: the refused approval queued none"
     )
+    assert tech.get("/api/v1/restock?below=30").json() == [], (
+        "ordered and not loaded yet: counted as on hand, so not proposed twice"
+    )
     bad = tech.post("/stock/restock", data={**form, "quantity": "lots"})
-    assert bad.status_code == 409
+    assert bad.status_code == 422
     assert "补货数量须为" in bad.text
+    huge = tech.post("/api/v1/restock", json={**body, "quantity": 10_001},
+                     headers={"x-csrf-token": web.csrf(tech)})  # fmt: skip
+    assert huge.status_code == 422, "more than an order can carry"
 
 
 def test_the_reports_download_as_pdf_with_a_chinese_font(

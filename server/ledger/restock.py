@@ -6,21 +6,27 @@ Shared by ``edge-server restock`` and the dashboard, so that both propose and ap
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
+from pydantic import ValidationError
 
 from edge_agent.wire import RestockOrderCommand
 from server.commands import CommandError, queue_in
 from server.ledger import entries as en
 from server.ledger import queries, rules
 from server.ledger.rules import STOREROOMS, TRANSIT, LedgerError
-from server.store.schema import cabinet_slots
+from server.store.schema import cabinet_slots, commands, ledger_movements
 
 log = logging.getLogger(__name__)
+
+#: The most one order may load (what the wire's order carries).
+MOST = 10_000
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,9 @@ class Proposal:
     slot: int
     product: str
     on_hand: int
+    #: Ordered for the slot lately and not loaded yet: counted as on hand, so an approval is not
+    #: proposed again.
+    ordered: int
     per_day: float
     days_left: float | None
     quantity: int
@@ -50,11 +59,13 @@ def proposals(conn: sa.Connection, now: datetime, today: date, *, within: set[st
     """Every slot (at a site of ``within``, when given) that runs out within ``below`` days at
     its rate over ``days``, with enough to load for ``cover`` days."""
     catalog = queries.catalog(conn)
+    pending = ordered(conn, now, days)
     out = []
     for slot in queries.box_slots(conn, now, days):
         if within is not None and slot.site not in within:
             continue
-        quantity = rules.restock_quantity(slot.on_hand, slot.per_day, below, cover)
+        coming = pending.get((slot.site, slot.box, slot.slot), 0)
+        quantity = rules.restock_quantity(slot.on_hand + coming, slot.per_day, below, cover)
         if not quantity:
             continue
         source = queries.parent_of(conn, slot.site) or slot.site
@@ -66,12 +77,37 @@ def proposals(conn: sa.Connection, now: datetime, today: date, *, within: set[st
         out.append(
             Proposal(
                 site=slot.site, box=slot.box, slot=slot.slot, product=slot.product,
-                on_hand=slot.on_hand, per_day=slot.per_day, days_left=slot.days_left,
-                quantity=quantity, source=source, storeroom=room, picks=tuple(picks),
-                missing=missing,
+                on_hand=slot.on_hand, ordered=coming, per_day=slot.per_day,
+                days_left=slot.days_left, quantity=quantity, source=source, storeroom=room,
+                picks=tuple(picks), missing=missing,
             )
         )  # fmt: skip
     return out
+
+
+def ordered(conn: sa.Connection, now: datetime, days: int) -> dict[tuple[str, str, int], int]:
+    """Per (site, box, slot): units of the restock orders of the last ``days`` days that no load
+    has answered yet (a load names its order) and that the agent did not refuse."""
+    c, m = commands, ledger_movements
+    since = now - timedelta(days=days)
+    orders = conn.execute(
+        sa.select(c.c.site_id, c.c.message).where(
+            c.c.kind == "restock.order", c.c.created_at >= since, c.c.result_ok.is_not(False)
+        )
+    ).all()
+    if not orders:
+        return {}
+    loaded = set(
+        conn.execute(
+            sa.select(m.c.reason).where(m.c.kind == "restock", m.c.occurred_at >= since)
+        ).scalars()
+    )
+    out: dict[tuple[str, str, int], int] = defaultdict(int)
+    for site, message in orders:
+        body = json.loads(message)["body"]
+        if body["order_id"] not in loaded:
+            out[(site, body["box"], int(body["slot"]))] += int(body["quantity"])
+    return dict(out)
 
 
 @dataclass(frozen=True)
@@ -108,10 +144,13 @@ def approve(conn: sa.Connection, catalog: rules.Catalog, prefix: str, approval: 
     batch = catalog.batches.get((found.product, a.batch))
     if batch is None:
         raise LedgerError("batch.unknown", product=found.product, batch=a.batch)
-    order = RestockOrderCommand(
-        order_id=uuid.uuid4().hex[:16], box=a.box, slot=a.slot, product=found.product,
-        batch=a.batch, expiry=batch.expiry, quantity=a.quantity,
-    )  # fmt: skip
+    try:
+        order = RestockOrderCommand(
+            order_id=uuid.uuid4().hex[:16], box=a.box, slot=a.slot, product=found.product,
+            batch=a.batch, expiry=batch.expiry, quantity=a.quantity,
+        )  # fmt: skip
+    except ValidationError:
+        raise LedgerError("restock.too_many", most=MOST) from None
     try:
         queue_in(conn, prefix, found.agent_id, order, now)
     except CommandError as exc:

@@ -411,10 +411,10 @@ def fefo(
 def restock_quantity(on_hand: int, per_day: float, below_days: float, cover_days: float) -> int:
     """How much to load into a slot that will run out within ``below_days`` at its recent rate,
     so that it lasts ``cover_days``; 0 when it need not be restocked (nothing is taken from it,
-    or it lasts long enough)."""
+    it lasts long enough, or it already holds its cover: a horizon longer than the cover)."""
     if per_day <= 0:
         return 0
     have = max(on_hand, 0)
-    if have / per_day >= below_days:
+    if have / per_day >= below_days or have >= cover_days * per_day:
         return 0
     return max(1, math.ceil(cover_days * per_day) - have)

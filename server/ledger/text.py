@@ -128,6 +128,10 @@ TEXTS: dict[str, dict[Language, str]] = {
         "zh": "没有货道 {where}（该柜尚未上报）",
         "en": "no slot {where} (the box has not reported it)",
     },
+    "restock.too_many": {
+        "zh": "一次补货最多 {most} 件",
+        "en": "one restock order loads at most {most}",
+    },
     "col.slot": {"zh": "货道", "en": "slot"},
     "col.per_day": {"zh": "日均发放", "en": "per day"},
     "col.days_left": {"zh": "可用天数", "en": "days left"},

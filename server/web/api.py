@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Annotated, Literal
 
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from edge_agent.wire import Batch, Ident, SlotNumber
 from server.alerts import queries as alert_queries
 from server.alerts.lifecycle import AlertError
 from server.cards import queries as card_queries
@@ -181,18 +183,25 @@ def restock_proposals(
     today = now.astimezone(web.config.server.zone).date()
     with web.engine.connect() as conn:
         sites = set(ledger_queries.within(conn, site)) if site else None
+        if who.sites is not None:
+            sites = set(who.sites) if sites is None else sites & who.sites
         found = restocking.proposals(conn, now, today, within=sites, days=days, below=below,
                                      cover=cover)  # fmt: skip
-    return [p for p in found if who.sees(p.site)]
+    # What a storeroom outside one's scope holds is not shown, as ``/stock`` would not.
+    return [
+        p if who.sees(p.source) else replace(p, picks=(), missing=0)
+        for p in found
+        if who.sees(p.site)
+    ]
 
 
 class RestockBody(BaseModel):
-    site: str = Field(min_length=1, max_length=64)
-    box: str = Field(min_length=1, max_length=64)
-    slot: int = Field(ge=1, le=999)
-    batch: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(ge=1, le=100_000)
-    from_site: str = Field(min_length=1, max_length=64)
+    site: Ident
+    box: Ident
+    slot: SlotNumber
+    batch: Batch
+    quantity: int = Field(ge=1, le=restocking.MOST)
+    from_site: Ident
     from_storeroom: Literal["no1", "no2", "no3"]
 
 

@@ -179,8 +179,8 @@ def _restocking(request: Request, who: Who, site: str | None,
                 below: str | None = None) -> dict[str, Any]:  # fmt: skip
     """The restock proposals beside the stock, and whether this person may approve them."""
     horizon = int(below) if below and below.isdigit() and int(below) in HORIZONS else HORIZONS[0]
-    proposals = api.restock_proposals(request, who, site or None, below=horizon, cover=30,
-                                      days=30)  # fmt: skip
+    proposals = api.restock_proposals(request, who, site or None, below=horizon,
+                                      cover=max(30, horizon), days=30)  # fmt: skip
     return {"proposals": proposals, "may_restock": who.can(Permission.RESTOCK_APPROVE),
             "below": horizon, "horizons": sorted(HORIZONS)}  # fmt: skip
 
@@ -203,15 +203,15 @@ def approve_restock(request: Request,
         })  # fmt: skip
         api.approve_restock(request, body, who)
     except ValidationError:
-        problem = say(lang, "restock.bad_input")
+        problem, status = say(lang, "restock.bad_input"), 422
     except WebError as exc:
-        problem = say(lang, exc.key, **exc.fields)
+        problem, status = say(lang, exc.key, **exc.fields), exc.status
     else:
         shown = urlencode({"done": "restock.approved", "box": f"{box}#{slot}", "batch": batch,
                            "quantity": body.quantity})  # fmt: skip
         return RedirectResponse(f"/stock?{shown}", status_code=303)
     rows = api.stock(request, who, None, None, None, None, None, None)
-    return render(request, who, "stock.html", 409, rows=rows, site="", product="", batch="",
+    return render(request, who, "stock.html", status, rows=rows, site="", product="", batch="",
                   zone="", expiring_days=None, zones=views.ZONES, problem=problem,
                   **_restocking(request, who, None))  # fmt: skip
 

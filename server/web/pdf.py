@@ -9,6 +9,7 @@ never reaches the network: only the dashboard's own stylesheet is served to it.
 from __future__ import annotations
 
 import logging
+import threading
 from importlib.resources import files
 from typing import Any
 
@@ -19,6 +20,9 @@ log = logging.getLogger(__name__)
 #: Where the page's own links point while it is laid out: a name that resolves nowhere.
 BASE = "http://dashboard.invalid/"
 STATIC = BASE + "static/"
+#: Pango and fontconfig are not safe to use from several threads at once (WeasyPrint #1402);
+#: the web server answers in a thread pool.
+_ONE_AT_A_TIME = threading.Lock()
 #: Only what a printed report uses.
 SERVED = {"app.css": "text/css"}
 
@@ -42,5 +46,6 @@ def render_pdf(html: str) -> bytes:
             body = files("server.web").joinpath("static", name).read_bytes()
             return URLFetcherResponse(url, body, {"Content-Type": SERVED[name]})
 
-    pdf: bytes = HTML(string=html, base_url=BASE, url_fetcher=OwnFiles()).write_pdf()
+    with _ONE_AT_A_TIME:
+        pdf: bytes = HTML(string=html, base_url=BASE, url_fetcher=OwnFiles()).write_pdf()
     return pdf

@@ -151,8 +151,8 @@ TEXTS: dict[str, dict[Language, str]] = {
     "restock.approve": {"zh": "批准补货", "en": "Approve"},
     "restock.short": {"zh": "库存不足，缺 {missing}", "en": "{missing} short"},
     "restock.bad_input": {
-        "zh": "补货数量须为 1 到 100000 的整数。",
-        "en": "The quantity must be a whole number from 1 to 100000.",
+        "zh": "补货数量须为 1 到 10000 的整数。",
+        "en": "The quantity must be a whole number from 1 to 10000.",
     },
     "restock.approved": {
         "zh": "已批准：{box} 补 {batch} × {quantity}，货已转为在途，补货单已发往发放机。",
