@@ -49,10 +49,18 @@ url = "{hook.url("/hook")}"
 """
 
 
+@pytest.fixture
+def site(tmp_path: Path, processes: Processes) -> Iterator[Site]:
+    """The site's processes and its broker, stopped even when the test failed."""
+    made = Site(tmp_path, processes, agents=["station-1"])
+    yield made
+    processes.stop_all()
+    made.broker.stop()
+
+
 def test_an_excursion_from_the_records_and_a_killed_agent_are_told(
-    tmp_path: Path, processes: Processes, hook: HttpReceiver
+    site: Site, hook: HttpReceiver
 ) -> None:
-    site = Site(tmp_path, processes, agents=["station-1"])
     site.server_toml.write_text(site.server_config(f"sqlite:///{site.db}") + alerts_section(hook))
     site.start_server()
     site.start_agent()
