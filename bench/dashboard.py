@@ -75,7 +75,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 import uvicorn
-from benchsupport import figure
+from benchsupport import figure, statements
 
 from server.config import ServerConfig
 from server.ingest.core import Ingestor
@@ -412,25 +412,10 @@ def time_routes(client: httpx.Client, fill: Filler, found: list[Route],
     return worst
 
 
-@contextmanager
-def captured(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
-    """The statements run on ``engine`` meanwhile (from any thread), with their parameters."""
-    seen: list[tuple[str, Any]] = []
-
-    def keep(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
-        seen.append((statement, params))
-
-    sa.event.listen(engine, "before_cursor_execute", keep)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", keep)
-
-
 def explain(engine: sa.Engine, client: httpx.Client, fill: Filler, route: Route) -> None:
     """One request of ``route``: its statements run again one by one, the costliest shown."""
     path, query = fill.url(route, 1)
-    with captured(engine) as seen:
+    with statements(engine) as seen:
         ms, _ = timed(client, path, query)
     spent: dict[str, list[float]] = defaultdict(list)
     params_of: dict[str, Any] = {}

@@ -45,14 +45,20 @@ import argparse
 import os
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
-from benchsupport import END, ROOMS, ZONE, climate_query_figures, figure, private_postgres, span
+from benchsupport import (
+    END,
+    ROOMS,
+    ZONE,
+    climate_query_figures,
+    figure,
+    private_postgres,
+    span,
+    statements,
+)
 
 from server.climate import history
 from server.climate.partitions import (
@@ -139,29 +145,13 @@ def fill(engine: sa.Engine, sites: int, years: int) -> int:
 # --- queries -----------------------------------------------------------------------------------
 
 
-@contextmanager
-def statements(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
-    """The SQL (with its parameters) run on ``climate_records`` meanwhile."""
-    seen: list[tuple[str, Any]] = []
-
-    def keep(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
-        if "climate_records" in statement:
-            seen.append((statement, params))
-
-    sa.event.listen(engine, "before_cursor_execute", keep)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", keep)
-
-
 def plans(engine: sa.Engine, site: str, room: str, start: datetime, end: datetime) -> list[str]:
     """``EXPLAIN (ANALYZE, BUFFERS)`` of the query a 30-day series of the storeroom runs, twice:
     the first time its pages are read (from the OS's cache, not PostgreSQL's buffers), and
     again. The statement is taken from a series of another window (so this one is not read
     before), its times swapped for this window's."""
     other = (start - timedelta(days=200), end - timedelta(days=200))
-    with statements(engine) as seen:
+    with statements(engine, "climate_records") as seen:
         history.series(engine, site, room, *other, zone=ZONE)
     [(statement, params)] = seen
     swap = {other[0]: start, other[1]: end}
