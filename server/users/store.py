@@ -196,6 +196,7 @@ def authenticate(engine: sa.Engine, name: str, password: str, address: str,
         good = False
     if not good or row is None:
         with engine.begin() as conn:
+            forget_failures(conn, now)  # those past the lockout count no more: kept small
             conn.execute(sa.insert(login_failures).values(name=name, address=address, at=now))
         raise LoginRefused("login.refused")
     with engine.begin() as conn:
@@ -229,7 +230,9 @@ class Session:
 
 
 def open_session(conn: sa.Connection, user: User, now: datetime) -> tuple[str, Session]:
-    """A new session for ``user``: the cookie's token (shown once) and its CSRF token."""
+    """A new session for ``user``: the cookie's token (shown once) and its CSRF token. Ended
+    sessions are dropped here, so the table holds only live ones without a timer."""
+    forget_sessions(conn, now)
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(24)
     conn.execute(
