@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from edge_agent.drivers.modbus import (
     PymodbusBus,
     RtuSettings,
     TcpSettings,
+    raise_if_cancelled,
 )
 from edge_agent.drivers.registers import (
     PROFILES,
@@ -273,3 +275,37 @@ async def test_a_scenario_with_an_unknown_target_is_refused(tmp_path: Path) -> N
     with pytest.raises(ValueError, match="unknown target 'nobody'"):
         await sim.start()
     await sim.stop()
+
+
+async def test_a_cancellation_a_library_swallowed_is_raised_again() -> None:
+    """As Python 3.11's ``asyncio.wait_for`` does inside pymodbus when the answer and the
+    cancellation arrive together: the wait returns the answer. The transaction must still end
+    in ``CancelledError``, or the agent's poll loop never stops (seen as a hung shutdown)."""
+    waiting = asyncio.Event()
+
+    async def answer_despite_cancel() -> str:
+        waiting.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return "answer"
+        return "late"
+
+    async def transaction() -> str:
+        await answer_despite_cancel()
+        raise_if_cancelled()
+        return "ran on"
+
+    task = asyncio.create_task(transaction())
+    await waiting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+async def test_no_cancellation_requested_means_nothing_raised() -> None:
+    raise_if_cancelled()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(0.01):
+            await asyncio.sleep(1)
+    raise_if_cancelled()  # a timeout that expired and was handled is no cancellation

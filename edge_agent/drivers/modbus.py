@@ -93,6 +93,16 @@ class ModbusBus(Protocol):
     async def close(self) -> None: ...
 
 
+def raise_if_cancelled() -> None:
+    """Raise the cancellation a library swallowed. pymodbus waits with ``asyncio.wait_for``,
+    which on Python 3.11 returns the answer and drops a cancellation that arrives with it
+    (CPython gh-86296): the poll loop would then run on, and the agent never stop. The task
+    still counts the request, so it is raised here, after every call into pymodbus."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class BusLock:
     """One transaction at a time on a bus, first come first served, except that an urgent
     request (an alarm output) goes before every waiting ordinary one: behind a row of dead
@@ -204,6 +214,7 @@ class PymodbusBus:
             return
         try:
             ok = await self._client.connect()
+            raise_if_cancelled()
         except OSError as exc:
             why = exc.strerror or type(exc).__name__
             raise BusUnavailable(f"bus {self.name} ({self._where}): cannot open: {why}") from exc
@@ -244,6 +255,7 @@ class PymodbusBus:
             self._heard = False
             try:
                 response = await call()
+                raise_if_cancelled()
             except ConnectionException as exc:
                 raise BusUnavailable(f"bus {self.name} ({self._where}): not connected") from exc
             except ModbusException as exc:
