@@ -24,6 +24,7 @@ from server.store.copy import COPIED_TABLES, REBUILT_TABLES
 from server.store.db import alembic_config, make_engine, migrate, utc
 from server.store.schema import (
     agents,
+    alert_channels,
     alert_notices,
     alert_silences,
     alerts,
@@ -163,6 +164,7 @@ COPIED = (
     alerts,
     alert_notices,
     alert_silences,
+    alert_channels,
     users,
     user_sessions,
     api_tokens,
@@ -243,6 +245,9 @@ def fill_store(url: str) -> sa.Engine:
     with engine.begin() as conn:
         assert notifier.plan(conn, NOW) > 0
         silence(conn, "box.tamper:", NOW + timedelta(hours=1), "王", "检修", NOW)
+        conn.execute(
+            alert_channels.insert().values(channel="sms", failures=2, last_failed_at=NOW)
+        )
     notifier.close()
     fill_users(engine)
     return engine

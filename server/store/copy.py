@@ -43,6 +43,7 @@ COPIED_TABLES = (
     "alerts",
     "alert_notices",
     "alert_silences",
+    "alert_channels",
     # Who may sign in, and what they did: written by people, never derived. Sessions and recent
     # failed logins come too, so a move neither signs everyone out nor forgives a guesser.
     "users",

@@ -274,6 +274,8 @@ commands = sa.Table(
     sa.Column("created_at", Time, nullable=False),
     sa.Column("published_at", Time, nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    #: When to publish again without a result: the wait grows with each attempt (None: due).
+    sa.Column("next_at", Time, nullable=True),
     sa.Column("result_ok", sa.Boolean, nullable=True),
     sa.Column("result_detail", sa.Text, nullable=True),
     sa.Column("result_at", Time, nullable=True),
@@ -281,6 +283,8 @@ commands = sa.Table(
     sa.Column("result_epoch", sa.String(32), nullable=True),
     sa.Column("result_seq", sa.BigInteger, nullable=True),
     sa.Index("ix_commands_open", "agent_id", "result_at"),
+    #: Those still waiting (``IS NULL``) and those answered long ago (pruned).
+    sa.Index("ix_commands_result_at", "result_at"),
 )
 
 #: Messages and events that could not be accepted, kept for an operator to look at.
@@ -713,6 +717,18 @@ alert_notices = sa.Table(
     sa.UniqueConstraint("key", name="uq_alert_notices_key"),
     sa.Index("ix_alert_notices_alert", "alert_id"),
     sa.Index("ix_alert_notices_due", "status", "next_at"),
+    sa.Index("ix_alert_notices_told", "told_at"),
+)
+
+#: Each channel's health as every server process sees it: rounds in a row that delivered
+#: nothing (``failures``), and when it last delivered and last failed.
+alert_channels = sa.Table(
+    "alert_channels",
+    metadata,
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_sent_at", Time, nullable=True),
+    sa.Column("last_failed_at", Time, nullable=True),
 )
 
 #: Alerts whose key starts with ``match`` are told to nobody until ``until`` (they still fire,
