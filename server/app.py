@@ -72,6 +72,9 @@ RECEIVE_MAXIMUM = 2000
 #: (PostgreSQL; nothing to do on SQLite); an hour after a failure.
 PARTITIONS_EVERY_S = 86400.0
 PARTITIONS_RETRY_S = 3600.0
+#: How often old rows are pruned, and how soon after a failed prune it is tried again.
+PRUNE_EVERY_S = 6 * 3600.0
+PRUNE_RETRY_S = 600.0
 
 
 class BrokerClient(mqtt.Client):
@@ -343,19 +346,19 @@ class IngestService:
     def publish_due_commands(self) -> int:
         """Send commands still waiting for a result; return how many were sent."""
         now = datetime.now(UTC)
+        c = self.config.commands
         due = commands.due(
             self.ingestor.engine,
             self.config.mqtt.topic_prefix,
             now,
-            self.config.commands.retry_s,
             timedelta(seconds=self.config.ingest.offline_after_s),
         )
         sent = []
         for out in due:
             info = self.client.publish(out.topic, out.payload, qos=1)
             if info.rc == mqtt.MQTT_ERR_SUCCESS:
-                sent.append(out.id)
-        commands.mark_published(self.ingestor.engine, sent, now)
+                sent.append(out)
+        commands.mark_published(self.ingestor.engine, sent, now, c.retry_s, c.retry_max_s)
         return len(sent)
 
     def sync_cards(self) -> int:
@@ -363,6 +366,22 @@ class IngestService:
         ``server.cards.sync``); return how many commands were queued."""
         report = self.card_sync.run(datetime.now(UTC))
         return len(report.sent)
+
+    def prune(self) -> float:
+        """Delete what is kept only for a while (answered commands; see each ``prune``); return
+        the seconds until the next time. Several server processes may all do it: each deletes
+        what is still there."""
+        now = datetime.now(UTC)
+        try:
+            pruned = commands.prune(
+                self.ingestor.engine, now, timedelta(days=self.config.commands.keep_days)
+            )
+        except sa.exc.SQLAlchemyError as exc:
+            log.error("cannot prune old rows, tried again later: %s", exc)
+            return PRUNE_RETRY_S
+        if pruned:
+            log.info("pruned %d answered commands", pruned)
+        return PRUNE_EVERY_S
 
     def keep_partitions(self) -> float:
         """Create the months of ``climate_records`` due within a year (``ensure_partitions``:
@@ -404,11 +423,13 @@ class IngestService:
         )
         self.client.loop_start()
         sd_notify("READY=1")
-        next_sync = next_partitions = time.monotonic()
+        next_sync = next_partitions = next_prune = time.monotonic()
         try:
             while not self._stopping.wait(self.config.commands.poll_s):
                 if time.monotonic() >= next_partitions:
                     next_partitions = time.monotonic() + self.keep_partitions()
+                if time.monotonic() >= next_prune:
+                    next_prune = time.monotonic() + self.prune()
                 if self.client.is_connected():
                     if time.monotonic() >= next_sync:
                         next_sync = time.monotonic() + self.config.cards.sync_interval_s

@@ -1,8 +1,12 @@
 """Commands to agents: queued in the database, published until the agent's result comes back.
 
-A command is published (QoS 1) when queued and again every ``retry_s`` while its agent is
-online and no result has arrived; the agent applies each command id once, so repeats are
-harmless. The result comes back as an ordinary ``command.result`` event through ingest.
+A command is published (QoS 1) when queued and again while its agent is online and no result
+has arrived, the wait doubling from ``retry_s`` up to ``retry_max_s`` (``resend_wait``): a
+command the agent never answers (one too big for its outbox, say) costs a publish every
+``retry_max_s``, not every ``retry_s`` for ever, and is an alert (``agent.commands``). The
+agent applies each command id once, so repeats are harmless. The result comes back as an
+ordinary ``command.result`` event through ingest. Answered commands are deleted ``keep`` after
+their answer (``prune``); the journal keeps the results.
 """
 
 from __future__ import annotations
@@ -34,6 +38,14 @@ class Outgoing:
     id: str
     topic: str
     payload: bytes
+    #: Times published before this one.
+    attempts: int = 0
+
+
+def resend_wait(attempts: int, retry_s: float, most_s: float) -> float:
+    """Seconds to wait for a result after the ``attempts``-th publish: ``retry_s``, doubling
+    with each publish, at most ``most_s`` (never below ``retry_s``)."""
+    return max(retry_s, min(retry_s * 2.0 ** min(max(attempts - 1, 0), 30), most_s))
 
 
 def parse_body(kind: str, data: dict[str, Any]) -> CommandBody:
@@ -75,38 +87,75 @@ def queue_in(
     return Outgoing(str(command.id), topic(prefix, site, agent_id, Channel.COMMANDS), message)
 
 
-def due(
-    engine: sa.Engine, prefix: str, now: datetime, retry_s: float, offline_after: timedelta
-) -> list[Outgoing]:
-    """Commands without a result, for online agents, not published within ``retry_s``."""
-    cutoff = now - timedelta(seconds=retry_s)
+def due(engine: sa.Engine, prefix: str, now: datetime, offline_after: timedelta) -> list[Outgoing]:
+    """Commands without a result, for online agents, whose wait (``next_at``) is over."""
+    c = commands
     query = (
-        sa.select(commands.c.id, commands.c.site_id, commands.c.agent_id, commands.c.message)
-        .join(agents, agents.c.agent_id == commands.c.agent_id)
+        sa.select(c.c.id, c.c.site_id, c.c.agent_id, c.c.message, c.c.attempts)
+        .join(agents, agents.c.agent_id == c.c.agent_id)
         .where(
-            commands.c.result_at.is_(None),
+            c.c.result_at.is_(None),
             online(now, offline_after),
-            sa.or_(commands.c.published_at.is_(None), commands.c.published_at < cutoff),
+            sa.or_(c.c.next_at.is_(None), c.c.next_at <= now),
         )
-        .order_by(commands.c.created_at)
+        .order_by(c.c.created_at)
         .limit(500)
     )
     with engine.connect() as conn:
         return [
-            Outgoing(cid, topic(prefix, site, agent, Channel.COMMANDS), message.encode())
-            for cid, site, agent, message in conn.execute(query)
+            Outgoing(cid, topic(prefix, site, agent, Channel.COMMANDS), message.encode(), n)
+            for cid, site, agent, message, n in conn.execute(query)
         ]
 
 
-def mark_published(engine: sa.Engine, ids: list[str], now: datetime) -> None:
-    if not ids:
+def mark_published(
+    engine: sa.Engine, sent: list[Outgoing], now: datetime, retry_s: float, most_s: float
+) -> None:
+    """Count each publish and set when the command is due again if still unanswered."""
+    if not sent:
         return
+    rows = [
+        {
+            "command": out.id,
+            "at": now,
+            "times": out.attempts + 1,
+            "again": now + timedelta(seconds=resend_wait(out.attempts + 1, retry_s, most_s)),
+        }
+        for out in sent
+    ]
     with engine.begin() as conn:
-        conn.execute(
-            commands.update()
-            .where(commands.c.id.in_(ids))
-            .values(published_at=now, attempts=commands.c.attempts + 1)
-        )
+        conn.execute(_PUBLISHED, rows)
+
+
+_PUBLISHED = (
+    commands.update()
+    .where(commands.c.id == sa.bindparam("command"))
+    .values(
+        published_at=sa.bindparam("at"),
+        attempts=sa.bindparam("times"),
+        next_at=sa.bindparam("again"),
+    )
+)
+
+
+def prune(engine: sa.Engine, now: datetime, keep: timedelta, chunk: int = 5000) -> int:
+    """Delete commands answered before ``now - keep``, ``chunk`` at a time (each in its own
+    transaction, so a first prune of months never holds the database); return how many. The
+    unanswered stay whatever their age: they are still owed a result."""
+    c = commands
+    cutoff = now - keep
+    deleted = 0
+    while True:
+        with engine.begin() as conn:
+            ids = list(
+                conn.execute(
+                    sa.select(c.c.id).where(c.c.result_at < cutoff).limit(chunk)
+                ).scalars()
+            )
+            if not ids:
+                return deleted
+            conn.execute(c.delete().where(c.c.id.in_(ids)))
+        deleted += len(ids)
 
 
 class CommandsProjection:

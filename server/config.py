@@ -87,9 +87,15 @@ class IngestSection(Strict):
 
 
 class CommandsSection(Strict):
-    #: How often queued commands are looked at, and how long before one is sent again.
+    #: How often queued commands are looked at.
     poll_s: Annotated[float, between(0.2, 600)] = 5.0
+    #: How long after its first publish a command without a result is sent again; the wait
+    #: doubles with each publish up to ``retry_max_s``.
     retry_s: Annotated[float, between(1, 86400)] = 60.0
+    retry_max_s: Annotated[float, between(1, 86400)] = 900.0
+    #: Answered commands are deleted this long after their answer (the journal keeps the
+    #: results; restock proposals look back 30 days at orders).
+    keep_days: Annotated[int, between(30, 3650)] = 30
 
 
 class CardsSection(Strict):

@@ -84,6 +84,7 @@ offline_after_s = 10
 [commands]
 poll_s = 0.5
 retry_s = 5
+retry_max_s = 10
 """
 
     @property

@@ -6,7 +6,9 @@ would hear of their alerts."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,17 +16,21 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
+from server import commands
 from server.alerts.config import AlertsSection, Contact
 from server.alerts.lifecycle import Alert, State
 from server.alerts.notify import contacts_warnings
 from server.alerts.projection import Live, observe_signals
 from server.alerts.signals import Severity, Signal
 from server.alerts.text import SMS_CHARS, notice_text
-from server.alerts.watch import Watch
+from server.alerts.watch import UNANSWERED_AFTER, UNANSWERED_ATTEMPTS, Watch
 from server.climate.projection import ClimateProjection
 from server.ingest.core import Ingestor
 from server.ledger import book
 from server.ledger import entries as en
+from server.store.db import make_engine, migrate
+from server.store.schema import agents
+from server.store.schema import commands as command_rows
 from tests.test_alerts_projection import events, record
 from tests.test_boxes_projection import dispense, ev, restock
 from tests.test_ingest import NOW, TOPIC
@@ -103,11 +109,11 @@ def test_a_condition_gone_is_said_for_its_open_alert(engine: sa.Engine) -> None:
 RULES = ["climate.range", "climate.room", "climate.sensor", "climate.calibration", "box.slot",
          "box.jam", "box.tamper", "box.offline", "agent.storage", "agent.offline", "agent.gap",
          "agent.messages", "climate.exposure", "stock.expiry", "ledger.discrepancy",
-         "ledger.variance", "alerts.channel"]  # fmt: skip
+         "ledger.variance", "alerts.channel", "agent.commands"]  # fmt: skip
 DETAILS: list[dict[str, Any]] = [
     {}, {"temperature_c": -12.345, "humidity_pct": 100.0}, {"state": "count_needed"},
     {"hours": 123.4, "threshold_c": 30.0, "days": 7}, {"expiry": "2028-06-30", "quantity": 12345},
-    {"difference": -12345}, {"short": 999},
+    {"difference": -12345}, {"short": 999}, {"unanswered": 12345, "since": NOW.isoformat()},
 ]  # fmt: skip
 
 
@@ -155,3 +161,50 @@ def test_sites_reaching_fewer_than_three_people_are_warned_of(
     parents: dict[str, str | None] = {"village": "town", "town": "county", "county": None}
     said = contacts_warnings(section, ["county", "town", "village"], parents)
     assert [w.split(":")[0].removeprefix("site ") for w in said] == warned
+
+
+def test_the_exposure_look_reads_only_the_window_of_each_room(tmp_path: Path) -> None:
+    """Years of records must not be scanned every five minutes: every statement on the
+    records seeks along an index."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'server.db'}")
+    migrate(engine)
+    feed = Ingestor(engine, "fp", projections=[ClimateProjection()])
+    start = NOW - timedelta(days=3)
+    readings = [record(31.0, start + timedelta(minutes=10 * n)) for n in range(80)]
+    feed.handle(TOPIC, events(1, *readings), NOW)
+    seen: list[tuple[str, Any]] = []
+
+    def keep(_c: Any, _cur: Any, statement: str, params: Any, *_: Any) -> None:
+        if "climate_records" in statement:
+            seen.append((statement, params))
+
+    sa.event.listen(engine, "before_cursor_execute", keep)
+    try:
+        found = signals(engine, NOW, exposure_hours=10)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", keep)
+    assert "climate.exposure:county:no2" in found
+    assert seen
+    with engine.connect() as conn:
+        for statement, params in seen:
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
+            assert not any(row[-1].startswith("SCAN climate_records") for row in plan), plan
+
+
+def test_a_command_never_answered_is_an_alert_for_its_agent(engine: sa.Engine) -> None:
+    Ingestor(engine, "fp", projections=[ClimateProjection()]).handle(
+        TOPIC, events(1, record(22.0, NOW)), NOW
+    )
+    with engine.connect() as conn:
+        agent = conn.execute(sa.select(agents.c.agent_id)).scalar_one()
+    sent = NOW - UNANSWERED_AFTER - timedelta(minutes=1)
+    ping = commands.parse_body("ping", {})
+    stuck = commands.queue(engine, "fp", agent, ping, sent)
+    for n in range(UNANSWERED_ATTEMPTS):
+        commands.mark_published(engine, [replace(stuck, attempts=n)], sent, 60, 900)
+    commands.queue(engine, "fp", agent, ping, sent)  # never published: the agent was away
+    found = signals(engine, NOW)[f"agent.commands:county:{agent}"]
+    assert found.detail["unanswered"] == 1
+    with engine.begin() as conn:
+        conn.execute(command_rows.update().values(result_ok=False, result_at=NOW))
+    assert f"agent.commands:county:{agent}" not in signals(engine, NOW)

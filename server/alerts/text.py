@@ -20,6 +20,7 @@ TEXTS: dict[str, dict[Language, str]] = {
     "rule.agent.offline": {"zh": "终端离线", "en": "agent offline"},
     "rule.agent.gap": {"zh": "数据缺失", "en": "data missing"},
     "rule.agent.messages": {"zh": "消息无法处理", "en": "messages not usable"},
+    "rule.agent.commands": {"zh": "命令无应答", "en": "commands unanswered"},
     "rule.climate.exposure": {"zh": "累计高温", "en": "heat exposure"},
     "rule.stock.expiry": {"zh": "近效期或过期", "en": "expiring or expired"},
     "rule.ledger.discrepancy": {"zh": "账实不符", "en": "books short"},
@@ -154,6 +155,8 @@ def values_text(detail: dict[str, Any]) -> str:
         return f" {detail['difference']:+d}"
     if "short" in detail:
         return f" -{detail['short']}"
+    if "unanswered" in detail:
+        return f" ×{detail['unanswered']}"
     return ""
 
 

@@ -4,6 +4,9 @@
 - ``agent.gap``: a gap in an agent's sequence not filled for ``gap_after_s``;
 - ``agent.messages``: messages from an agent dead-lettered in the last hour, or journaled as
   not understood by this version;
+- ``agent.commands``: a command sent to an agent ``UNANSWERED_AFTER`` ago, published at least
+  ``UNANSWERED_ATTEMPTS`` times, still without a result (the agent cannot apply it: one too
+  big for its outbox, say; the server goes on resending it, less and less often);
 - ``climate.exposure``: a storeroom at or above ``exposure_c`` for ``exposure_hours`` within
   ``exposure_days`` (each record counts for its share of the time the storeroom's records span);
 - ``stock.expiry``: stock on hand in a storeroom or box that has expired or expires within 30
@@ -27,6 +30,7 @@ import sqlalchemy as sa
 from server.alerts.config import AlertsSection
 from server.alerts.lifecycle import OPEN, State
 from server.alerts.signals import Severity, Signal, signal
+from server.climate.queries import storerooms
 from server.entries import COUNTY_AGENT
 from server.ledger.rules import OUTSIDE
 from server.store.db import utc
@@ -34,6 +38,7 @@ from server.store.schema import (
     agents,
     alerts,
     climate_records,
+    commands,
     dead_letters,
     ledger_batches,
     ledger_discrepancies,
@@ -43,12 +48,23 @@ from server.store.schema import (
 )
 
 SLOW_EVERY = timedelta(minutes=5)
-FAST_RULES = frozenset({"agent.offline", "agent.gap", "agent.messages"})
+FAST_RULES = frozenset({"agent.offline", "agent.gap", "agent.messages", "agent.commands"})
 SLOW_RULES = frozenset({"climate.exposure", "stock.expiry", "ledger.discrepancy",
                         "ledger.variance"})  # fmt: skip
 EXPIRY_WARN_DAYS = 30
 RECENT_DEAD_LETTERS = timedelta(hours=1)
 RECENT_LEDGER = timedelta(days=1)
+UNANSWERED_AFTER = timedelta(hours=1)
+UNANSWERED_ATTEMPTS = 3
+
+
+def _hot_hours(count: int, hot_count: int | None, first: datetime, last: datetime) -> float:
+    """Hours a sensor's records say it was hot: each record counts for its share of the time
+    the records span."""
+    if not hot_count or count < 2:
+        return 0.0
+    span = (utc(last) - utc(first)).total_seconds()
+    return span * (count / (count - 1)) * hot_count / count / 3600
 
 
 class Watch:
@@ -58,7 +74,8 @@ class Watch:
 
     def signals(self, conn: sa.Connection, now: datetime) -> list[tuple[Signal, datetime]]:
         rules = set(FAST_RULES)
-        found = [*self._offline(conn, now), *self._gaps(conn, now), *self._messages(conn, now)]
+        found = [*self._offline(conn, now), *self._gaps(conn, now), *self._messages(conn, now),
+                 *self._commands(conn, now)]  # fmt: skip
         if self._slow_next is None or now >= self._slow_next:
             self._slow_next = now + SLOW_EVERY
             rules |= SLOW_RULES
@@ -137,30 +154,41 @@ class Watch:
                          dead_lettered=int(dead.get(agent, 0)),
                          not_understood=int(unknown.get(agent, 0)))  # fmt: skip
 
+    def _commands(self, conn: sa.Connection, now: datetime) -> Iterator[Signal]:
+        c = commands
+        rows = conn.execute(
+            sa.select(c.c.agent_id, c.c.site_id, sa.func.count(), sa.func.min(c.c.created_at))
+            .where(c.c.result_at.is_(None), c.c.created_at < now - UNANSWERED_AFTER,
+                   c.c.attempts >= UNANSWERED_ATTEMPTS)
+            .group_by(c.c.agent_id, c.c.site_id)
+        )  # fmt: skip
+        for agent, site, n, oldest in rows:
+            yield signal("agent.commands", site, agent, True, Severity.WARNING,
+                         unanswered=int(n), since=utc(oldest).isoformat())  # fmt: skip
+
     def _exposure(self, conn: sa.Connection, now: datetime) -> Iterator[Signal]:
+        """Room by room along the (site, storeroom, time) index: only the window's records
+        are read, never the years before it."""
         s = self.section
         r = climate_records
         since = now - timedelta(days=s.exposure_days)
         hot = sa.case((r.c.temperature_c >= s.exposure_c, 1), else_=0)
-        rows = conn.execute(
-            sa.select(r.c.site_id, r.c.storeroom, r.c.sensor, sa.func.count(),
-                      sa.func.sum(hot), sa.func.min(r.c.occurred_at),
-                      sa.func.max(r.c.occurred_at))
-            .where(r.c.occurred_at >= since)
-            .group_by(r.c.site_id, r.c.storeroom, r.c.sensor)
-        ).all()  # fmt: skip
-        worst: dict[tuple[str, str], float] = {}
-        for site, room, _sensor, count, hot_count, first, last in rows:
-            if not hot_count or count < 2:
-                continue
-            span = (utc(last) - utc(first)).total_seconds()
-            hours = span * (count / (count - 1)) * hot_count / count / 3600
-            worst[(site, room)] = max(worst.get((site, room), 0.0), hours)
-        for (site, room), hours in sorted(worst.items()):
-            if hours >= s.exposure_hours:
-                yield signal("climate.exposure", site, room, True, Severity.CRITICAL,
-                             hours=round(hours, 1), threshold_c=s.exposure_c,
-                             days=s.exposure_days)  # fmt: skip
+        reporting = conn.execute(
+            sa.select(agents.c.site_id).where(agents.c.agent_id != COUNTY_AGENT).distinct()
+        ).scalars()
+        for site in sorted(set(reporting)):
+            for room in storerooms(conn, site):
+                rows = conn.execute(
+                    sa.select(sa.func.count(), sa.func.sum(hot), sa.func.min(r.c.occurred_at),
+                              sa.func.max(r.c.occurred_at))
+                    .where(r.c.site_id == site, r.c.storeroom == room, r.c.occurred_at >= since)
+                    .group_by(r.c.sensor)
+                ).all()  # fmt: skip
+                hours = max((_hot_hours(*row) for row in rows), default=0.0)
+                if hours >= s.exposure_hours:
+                    yield signal("climate.exposure", site, room, True, Severity.CRITICAL,
+                                 hours=round(hours, 1), threshold_c=s.exposure_c,
+                                 days=s.exposure_days)  # fmt: skip
 
     def _expiry(self, conn: sa.Connection, now: datetime) -> Iterator[Signal]:
         today = now.date()
