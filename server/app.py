@@ -47,6 +47,7 @@ from edge_agent.wire import (
     topic_filter,
 )
 from server import __version__, commands
+from server.alerts import retention as alert_retention
 from server.alerts.notify import Notifier, contacts_warnings, known_sites
 from server.alerts.projection import AlertsProjection
 from server.cards.sync import CardSync
@@ -372,15 +373,17 @@ class IngestService:
         the seconds until the next time. Several server processes may all do it: each deletes
         what is still there."""
         now = datetime.now(UTC)
+        engine = self.ingestor.engine
         try:
-            pruned = commands.prune(
-                self.ingestor.engine, now, timedelta(days=self.config.commands.keep_days)
+            pruned = commands.prune(engine, now, timedelta(days=self.config.commands.keep_days))
+            told = alert_retention.prune(
+                engine, now, timedelta(days=self.config.alerts.keep_notices_days)
             )
         except sa.exc.SQLAlchemyError as exc:
             log.error("cannot prune old rows, tried again later: %s", exc)
             return PRUNE_RETRY_S
-        if pruned:
-            log.info("pruned %d answered commands", pruned)
+        if pruned or told:
+            log.info("pruned %d answered commands, %d old notices and silences", pruned, told)
         return PRUNE_EVERY_S
 
     def keep_partitions(self) -> float:

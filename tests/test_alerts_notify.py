@@ -4,17 +4,21 @@ an SMS gateway (a local HTTP server) and an SMTP server (aiosmtpd); the clock is
 One notice per alert, not per message; re-notification and escalation on schedule; an
 acknowledgement stops escalation and is told with its action; resolution is told; a failing
 channel is an alert of its own, told over the others, which still deliver; a silenced alert is
-told to nobody; two server processes planning at once tell each thing once."""
+told to nobody; two server processes planning at once tell each thing once, and count a
+channel's failures together; a request the receiver refuses for good is not tried again."""
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email import message_from_bytes
 from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,12 +26,13 @@ import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
+from server.alerts.channels import ChannelError, Delivery, SmtpChannel
 from server.alerts.config import AlertsSection, ChannelConfig, Contact
 from server.alerts.entries import Acknowledgement
 from server.alerts.notify import Notifier, silence
 from server.alerts.projection import AlertsProjection, check_ack
 from server.ingest.core import Ingestor
-from server.store.schema import alert_notices, alerts
+from server.store.schema import alert_channels, alert_notices, alerts
 from simulators.broker import free_port
 from simulators.receivers import HttpReceiver
 from tests.support import wait_for
@@ -428,3 +433,133 @@ def test_two_processes_observing_at_once_raise_each_alert_once(rig: Rig) -> None
     told = [(h["alert_key"], h["reason"]) for h in rig.hooks(None)]
     assert sorted(told) == [("agent.offline:county:station-1", "fired"),
                             ("climate.range:county:no2", "fired")]  # fmt: skip
+
+
+class Answering:
+    """A local HTTP receiver answering every POST with one status, counting them."""
+
+    def __init__(self, status: int) -> None:
+        self.posts = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.posts += 1
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                """Quiet."""
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+@pytest.mark.parametrize(("status", "again"), [(400, False), (403, False), (429, True),
+                                               (503, True)])  # fmt: skip
+def test_a_request_refused_for_good_is_not_tried_again(
+    rig: Rig, status: int, again: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver = Answering(status)
+    hook = ChannelConfig(name="hook", kind="webhook", url=receiver.url)
+    notifier = rig.notifier(channels=[ChannelConfig(name="log", kind="log"), hook],
+                            channel_failures=1)  # fmt: skip
+    hot(rig, 1, 1)
+    try:
+        with caplog.at_level(logging.WARNING, "server.alerts.notify"):
+            for _ in range(3):
+                notifier.step()
+                rig.clock.forward(seconds=10)
+    finally:
+        receiver.stop()
+    [row] = [n for n in rig.notices() if n.channel == "hook"]
+    assert f"HTTP {status}" in row.error
+    if again:
+        assert (receiver.posts, row.status, row.attempts) == (3, "pending", 3)
+        return
+    assert (receiver.posts, row.status, row.attempts) == (1, "failed", 1)
+    [said] = [r for r in caplog.records if r.levelno == logging.ERROR and row.key in r.message]
+    assert "over hook" in said.message
+    assert rig.alert("alerts.channel:county:hook").state == "firing", "a failure of its channel"
+
+
+class Refusing:
+    """An SMTP server that refuses every recipient with ``reply``."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          options: list[str]) -> str:  # fmt: skip
+        return self.reply
+
+
+@pytest.mark.parametrize(("reply", "permanent"), [
+    ("550 5.1.1 no such mailbox", True),
+    ("451 4.7.1 greylisted, try again later", False),
+    (None, False),  # nobody listening
+])  # fmt: skip
+def test_a_mail_server_refusing_for_good_is_told_from_one_that_says_later(
+    reply: str | None, permanent: bool
+) -> None:
+    port = free_port()
+    smtp = Controller(Refusing(reply or ""), hostname="127.0.0.1", port=port)
+    if reply is not None:
+        smtp.start()
+    channel = SmtpChannel("mail", "127.0.0.1", port, "alerts@county.example.cn", None, None,
+                          False, 5.0)  # fmt: skip
+    try:
+        with pytest.raises(ChannelError) as refused:
+            channel.send(Delivery("1:1:fired:0:mail:li@example.cn", "mail", "li@example.cn",
+                                  "【紧急】测试"))  # fmt: skip
+    finally:
+        if reply is not None:
+            smtp.stop()
+    assert refused.value.permanent is permanent
+
+
+def test_processes_count_a_failing_channel_together(rig: Rig) -> None:
+    """Each of two server processes sees one failed round of the webhook: together they are
+    the two in a row that make the channel an alert; a delivery by either ends the count."""
+    rig.http.failing.add("/hook")
+    channels = [c for c in rig.section.channels if c.name in ("log", "hook")]
+    second = sa.create_engine(rig.engine.url, connect_args=(
+        {"timeout": 30} if rig.engine.dialect.name == "sqlite" else {}))  # fmt: skip
+    one = rig.notifier(channels=channels)
+    two = Notifier(second, rig.section.model_copy(update={"channels": channels}), SHANGHAI,
+                   now=rig.clock)  # fmt: skip
+
+    def failures() -> tuple[int, bool, bool]:
+        with rig.engine.connect() as conn:
+            c = alert_channels
+            row = conn.execute(sa.select(c).where(c.c.channel == "hook")).one()
+        return row.failures, row.last_sent_at is not None, row.last_failed_at is not None
+
+    try:
+        hot(rig, 1, 1)
+        one.step()
+        assert failures() == (1, False, True)
+        assert rig.alert("alerts.channel:county:hook") is None, "once is not yet"
+        rig.clock.forward(seconds=2)
+        two.step()
+        assert failures() == (2, False, True)
+        assert rig.alert("alerts.channel:county:hook").state == "firing"
+
+        rig.http.failing.clear()
+        rig.clock.forward(seconds=5)
+        one.step()
+        assert failures() == (0, True, True)
+        assert len(rig.hooks()) == 1
+        assert rig.alert("alerts.channel:county:hook").condition is False
+        rig.clock.forward(minutes=10)
+        two.step()
+        assert rig.alert("alerts.channel:county:hook").state == "resolved"
+    finally:
+        two.close()
+        second.dispose()

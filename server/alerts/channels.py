@@ -3,9 +3,11 @@ over HTTP (a URL and a body template, as Chinese SMS providers take it).
 
 Each channel turns a level's contacts into recipients (a phone number, an address, or one
 delivery for a hook) and sends one delivery, raising ``ChannelError`` with a one-line reason
-for the log. Every delivery carries its idempotency key (``Idempotency-Key`` header, the
-email's Message-ID), so a receiver that gets a retry can tell it is the same notice. Sending
-blocks: the notifier runs it in its own threads, never in ingest's.
+for the log, ``permanent`` when the receiver refuses the request itself (a 4xx answer, a 5xx
+SMTP reply), which no retry would change. Every delivery carries its idempotency key
+(``Idempotency-Key`` header, the email's Message-ID), so a receiver that gets a retry can tell
+it is the same notice. Sending blocks: the notifier runs it in its own threads, never in
+ingest's.
 """
 
 from __future__ import annotations
@@ -30,9 +32,18 @@ from server.alerts.config import ChannelConfig, Contact
 
 log = logging.getLogger(__name__)
 
+#: 4xx answers that say "later", not "never": a timeout, too early, too many requests.
+HTTP_LATER = frozenset({408, 425, 429})
+
 
 class ChannelError(Exception):
-    """A delivery that did not go through; the message is one line for the log."""
+    """A delivery that did not go through; the message is one line for the log. ``permanent``:
+    the request itself is refused (a wrong URL, refused credentials, an address the server
+    will never take), so trying it again would only be refused again."""
+
+    def __init__(self, message: str, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,8 @@ class SmsChannel:
                 phone=quote(delivery.recipient), text=quote(delivery.text), key=delivery.key
             )
         except (KeyError, ValueError) as exc:
-            raise ChannelError(f"the body template cannot be filled: {exc!r}") from None
+            reason = f"the body template cannot be filled: {exc!r}"
+            raise ChannelError(reason, permanent=True) from None
         _post(self.url, body.encode(), self.content_type,
               {**self.headers, "Idempotency-Key": delivery.key}, self.timeout_s)  # fmt: skip
 
@@ -136,7 +148,8 @@ class SmtpChannel:
                     smtp.login(self.username, self.password or "")
                 smtp.send_message(message)
         except (smtplib.SMTPException, OSError) as exc:
-            raise ChannelError(f"smtp {self.host}:{self.port}: {exc!r}"[:300]) from None
+            raise ChannelError(f"smtp {self.host}:{self.port}: {exc!r}"[:300],
+                               permanent=_smtp_permanent(exc)) from None  # fmt: skip
 
 
 def make(config: ChannelConfig) -> Channel:
@@ -180,8 +193,26 @@ def _post(
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status = response.status
     except urllib.error.HTTPError as exc:
-        raise ChannelError(f"POST {url}: HTTP {exc.code}") from None
+        permanent = _http_permanent(exc.code)
+        raise ChannelError(f"POST {url}: HTTP {exc.code}", permanent=permanent) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         raise ChannelError(f"POST {url}: {exc!r}"[:300]) from None
     if not 200 <= status < 300:
-        raise ChannelError(f"POST {url}: HTTP {status}")
+        raise ChannelError(f"POST {url}: HTTP {status}", permanent=_http_permanent(status))
+
+
+def _http_permanent(status: int) -> bool:
+    """A 4xx answer (but those of ``HTTP_LATER``) refuses the request itself: its path, its
+    credentials or its body; a 5xx is the receiver's trouble, which passes."""
+    return 400 <= status < 500 and status not in HTTP_LATER
+
+
+def _smtp_permanent(exc: Exception) -> bool:
+    """A 5xx reply (an address, a sender or credentials refused) is given again to every
+    retry; a 4xx (greylisting, a full mailbox) and a lost connection pass. A server without
+    STARTTLS or AUTH, when they are configured, never grows them."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return all(code >= 500 for code, _ in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return exc.smtp_code >= 500
+    return isinstance(exc, smtplib.SMTPNotSupportedError)

@@ -72,8 +72,8 @@ class Limits(Strict):
 RULES = frozenset({
     "climate.range", "climate.room", "climate.sensor", "climate.calibration", "climate.exposure",
     "box.slot", "box.jam", "box.tamper", "box.offline", "agent.storage", "agent.offline",
-    "agent.gap", "agent.messages", "stock.expiry", "ledger.discrepancy", "ledger.variance",
-    "alerts.channel",
+    "agent.gap", "agent.messages", "agent.commands", "stock.expiry", "ledger.discrepancy",
+    "ledger.variance", "alerts.channel",
 })  # fmt: skip
 
 
@@ -162,6 +162,9 @@ class AlertsSection(Strict):
     retry_s: Annotated[float, between(0.1, 3600)] = 5.0
     #: Failures in a row after which a channel is an alert of its own.
     channel_failures: Annotated[int, between(1, 100)] = 2
+    #: Notices told, and silences ended, longer ago than this are pruned (``retention``); a
+    #: year and a month by default, so last year's same month can still be looked up.
+    keep_notices_days: Annotated[int, between(30, 3650)] = 400
     limits: dict[str, Limits] = Field(default_factory=dict)
     rules: dict[str, RulePolicy] = Field(default_factory=dict)
     contacts: list[Contact] = Field(default_factory=list)

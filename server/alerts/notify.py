@@ -11,8 +11,10 @@ Each round (``Notifier.step``), woken by ingest's commits and by a timer:
    plans it;
 3. **deliver**: the due rows are leased (``next_at`` moved on, so another process leaves them)
    and sent, each channel in its own thread so a dead one does not hold the others up; a
-   failure is retried later with a growing wait, up to ``attempts`` times; a channel that
-   keeps failing is an alert of its own, told over the others.
+   failure is retried later with a growing wait, up to ``attempts`` times (one the receiver
+   refuses for good, a 4xx answer, is given up at once); a channel whose rounds keep failing,
+   counted in ``alert_channels`` by every server process, is an alert of its own, told over
+   the others.
 
 Told before sent: a restart never tells twice what it already planned, and a lease that runs
 out (a process killed mid-send) is sent again under the same key.
@@ -40,13 +42,21 @@ from server.alerts.channels import Channel, ChannelError, Delivery, make
 from server.alerts.config import MIN_CONTACTS, AlertsSection, Contact
 from server.alerts.escalation import Escalation, Reason, Told, due
 from server.alerts.lifecycle import OPEN, Policy, State
-from server.alerts.projection import POLICIES, Live, live_of, observe_signals, tick
+from server.alerts.projection import POLICIES, Live, live_of, lock_keys, observe_signals, tick
 from server.alerts.signals import Severity, Signal, signal
 from server.alerts.text import notice_text
 from server.entries import COUNTY_AGENT
 from server.i18n import Language
+from server.ingest.journal import insert_ignore
 from server.store.db import utc
-from server.store.schema import agents, alert_notices, alert_silences, alerts, ledger_sites
+from server.store.schema import (
+    agents,
+    alert_channels,
+    alert_notices,
+    alert_silences,
+    alerts,
+    ledger_sites,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +98,6 @@ class Notifier:
         self.escalation: Escalation = section.escalation(zone)
         self.watch = watch.Watch(section)
         self._pool = ThreadPoolExecutor(max(1, len(self.channels)), "alerts-channel")
-        #: Rounds in a row in which a channel delivered nothing, as this process has seen them.
-        self._failures: dict[str, int] = defaultdict(int)
         #: Channels whose thread is delivering now.
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
@@ -111,6 +119,9 @@ class Notifier:
                 seen = self.watch.signals(conn, now)
             with self.engine.begin() as conn:
                 if observer_lock(conn):
+                    # The keys' locks before any row lock, in ingest's order: neither waits
+                    # for the other while holding what the other waits for.
+                    lock_keys(conn, [s.key for s, _ in seen])
                     changed = tick(conn, now, self.policies)
                     changed += observe_signals(conn, seen, self.policies)
         with self.engine.begin() as conn:
@@ -283,25 +294,25 @@ class Notifier:
             data = self._data(conn, {r.alert_id for r in leased})
         return [(row, data.get(row.alert_id, {})) for row in leased]
 
-    def _send_all(self, name: str, leased: list[Any]) -> list[tuple[Any, str | None]]:
+    def _send_all(self, name: str, leased: list[Any]) -> list[tuple[Any, ChannelError | None]]:
         channel = self.channels[name]
-        out: list[tuple[Any, str | None]] = []
+        out: list[tuple[Any, ChannelError | None]] = []
         for row, data in leased:
             delivery = Delivery(row.key, name, row.recipient, row.text,
                                 {**data, "level": row.level, "reason": row.reason})  # fmt: skip
             try:
                 channel.send(delivery)
             except ChannelError as exc:
-                out.append((row, str(exc)))
+                out.append((row, exc))
                 continue
             except Exception as exc:  # a channel's defect is its failure, not the round's
                 log.exception("alerts: %s over %s failed on a defect", row.key, name)
-                out.append((row, f"defect: {exc!r}"))
+                out.append((row, ChannelError(f"defect: {exc!r}")))
                 continue
             out.append((row, None))
         return out
 
-    def _record(self, name: str, results: list[tuple[Any, str | None]]) -> None:
+    def _record(self, name: str, results: list[tuple[Any, ChannelError | None]]) -> None:
         """Each result, on the row as this process leased it (one taken over after its lease
         ran out is another's to record); the channel's health from the whole round."""
         now = self.now()
@@ -315,24 +326,24 @@ class Notifier:
                                                                error=None))  # fmt: skip
                     continue
                 attempts = row.attempts + 1
-                log.warning("alerts: %s over %s failed (try %d): %s", row.key, name, attempts,
-                            error)  # fmt: skip
-                gave_up = attempts >= self.section.attempts
+                gave_up = error.permanent or attempts >= self.section.attempts
                 wait = min(self.section.retry_s * 2 ** (attempts - 1), 3600.0)
                 conn.execute(
                     n.update().where(mine).values(
-                        status="failed" if gave_up else "pending", error=error[:300],
+                        status="failed" if gave_up else "pending", error=str(error)[:300],
                         next_at=now + timedelta(seconds=wait),
                     )
                 )  # fmt: skip
+                if error.permanent:
+                    log.error("alerts: gave up telling %s over %s at once, the request is "
+                              "refused: %s", row.key, name, error)  # fmt: skip
+                    continue
+                log.warning("alerts: %s over %s failed (try %d): %s", row.key, name, attempts,
+                            error)  # fmt: skip
                 if gave_up:
                     log.error("alerts: gave up telling %s over %s", row.key, name)
-        if any(e is None for _, e in results):
-            self._failures[name] = 0
-        else:
-            self._failures[name] += 1
-        failing = self._failures[name] >= self.section.channel_failures
-        self._channel_health(name, not failing, now)
+            failures = count_round(conn, name, any(e is None for _, e in results), now)
+        self._channel_health(name, failures < self.section.channel_failures, now)
 
     def _channel_health(self, name: str, ok: bool, now: datetime) -> None:
         with self.engine.begin() as conn:
@@ -356,6 +367,21 @@ class Notifier:
                    "detail": json.loads(r.detail)}
             for r in rows
         }  # fmt: skip
+
+
+def count_round(conn: sa.Connection, channel: str, delivered: bool, now: datetime) -> int:
+    """Count a channel's round in ``alert_channels``, shared by every server process: one
+    that delivered anything ends its failures, one that delivered nothing adds one (in the
+    database, so two processes failing at once both count). Return its failures in a row."""
+    c = alert_channels
+    conn.execute(insert_ignore(conn, c).values(channel=channel))
+    counted = (
+        c.update().values(failures=0, last_sent_at=now)
+        if delivered
+        else c.update().values(failures=c.c.failures + 1, last_failed_at=now)
+    )
+    conn.execute(counted.where(c.c.channel == channel))
+    return int(conn.execute(sa.select(c.c.failures).where(c.c.channel == channel)).scalar_one())
 
 
 #: The PostgreSQL advisory lock that lets one process at a time move alerts from the timer.

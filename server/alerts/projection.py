@@ -11,6 +11,7 @@ count: what happened while it was offline still raises its alert.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ POLICIES: dict[str, Policy] = {
     "agent.offline": Policy(for_s=300, clear_s=300),
     "agent.gap": Policy(clear_s=0),
     "agent.messages": Policy(clear_s=0),
+    "agent.commands": Policy(clear_s=0),
     "climate.exposure": Policy(clear_s=3600),
     "stock.expiry": Policy(clear_s=0),
     "ledger.discrepancy": Policy(clear_s=0),
@@ -104,6 +106,7 @@ class AlertsProjection:
         keys = {k for _, x in said for k in ([x.key] if isinstance(x, Acknowledgement)
                                              else [s.key for s in x])}  # fmt: skip
         live: dict[str, Live | None] = dict.fromkeys(keys)
+        lock_keys(conn, keys)
         live.update(load_many(conn, keys, lock=True))
         #: What each key's stored alert has already seen: a replay moves nothing again.
         seen = {k: x.seen_at for k, x in live.items() if x is not None}
@@ -166,6 +169,7 @@ def observe_signals(
     seen = list(signals)
     live: dict[str, Live | None] = dict.fromkeys(s.key for s, _ in seen)
     if live:
+        lock_keys(conn, live)
         live.update(load_many(conn, live, lock=True))
     for signal, at in seen:
         found = live[signal.key]
@@ -236,6 +240,30 @@ def load_many(conn: sa.Connection, keys: Iterable[str], lock: bool = False) -> d
     query = sa.select(alerts).where(alerts.c.id.in_(newest.group_by(alerts.c.key)))
     rows = conn.execute(query.with_for_update() if lock else query).all()
     return {row.key: live_of(row) for row in rows}
+
+
+#: Sets the keys' advisory locks apart from any other use of PostgreSQL's advisory locks.
+KEY_LOCKS = b"edge-server alerts key "
+
+
+def key_lock(key: str) -> int:
+    """A key's PostgreSQL advisory lock: the same number in every process."""
+    digest = hashlib.sha256(KEY_LOCKS + key.encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def lock_keys(conn: sa.Connection, keys: Iterable[str]) -> None:
+    """On PostgreSQL, hold each key's advisory lock until the transaction ends, taken before
+    its row is read: ``FOR UPDATE`` locks only a row that exists, so two processes could
+    otherwise both find a key without an alert and both insert its first. Taken in one order
+    (by number) everywhere, before any row lock, so two transactions never wait on each
+    other. SQLite needs none: one writer at a time holds its write lock, taken before these
+    reads (ingest's first statement writes, the timer's transactions begin ``IMMEDIATE``)."""
+    if conn.dialect.name != "postgresql":
+        return
+    numbers = sorted({key_lock(k) for k in keys})
+    if numbers:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), [{"k": k} for k in numbers])
 
 
 def save(conn: sa.Connection, changed: Iterable[Live]) -> None:
