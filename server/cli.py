@@ -23,7 +23,7 @@ from server.climate.cli import COMMANDS as CLIMATE_HISTORY_COMMANDS
 from server.climate.queries import Notice
 from server.clisupport import config_or_exit as _config
 from server.clisupport import engine_or_exit as _engine
-from server.clisupport import language
+from server.clisupport import exit_with, failing, language
 from server.config import ServerConfig
 from server.i18n import Language, fault_text, pad, t, table
 from server.integrity import cli as integrity_cli
@@ -167,8 +167,7 @@ def db_copy(ctx: click.Context, target_url: str, chunk: int) -> None:
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    click.echo(f"db copy: {message}", err=True)
-    sys.exit(code)
+    exit_with(f"db copy: {message}", code)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -369,10 +368,7 @@ def events_replay(ctx: click.Context, names: tuple[str, ...], agent: str | None)
     known = [p.name for p in chosen]
     unknown = [n for n in names if n not in known]
     if unknown:
-        click.echo(
-            f"events: unknown projection {unknown[0]!r} (known: {', '.join(known)})", err=True
-        )
-        sys.exit(2)
+        exit_with(f"events: unknown projection {unknown[0]!r} (known: {', '.join(known)})")
     if names:
         chosen = [p for p in chosen if p.name in names]
     done = replay(engine, chosen, agent)
@@ -404,18 +400,15 @@ def command_send(
 
     config = _config(ctx.find_root())
     engine = _engine(config)
-    try:
-        fields = json.loads(data_file.read_text(encoding="utf-8") if data_file else data)
+    with failing("command", commands.CommandError, OSError):
+        try:
+            fields = json.loads(data_file.read_text(encoding="utf-8") if data_file else data)
+        except json.JSONDecodeError as exc:
+            exit_with(f"command: --data is not JSON: {exc.msg} at position {exc.pos}")
         if not isinstance(fields, dict):
             raise commands.CommandError("--data must be a JSON object, e.g. '{\"version\": 1}'")
         body = commands.parse_body(kind, fields)
         out = commands.queue(engine, config.mqtt.topic_prefix, agent, body, datetime.now(UTC))
-    except json.JSONDecodeError as exc:
-        click.echo(f"command: --data is not JSON: {exc.msg} at position {exc.pos}", err=True)
-        sys.exit(2)
-    except (commands.CommandError, OSError) as exc:
-        click.echo(f"command: {exc}", err=True)
-        sys.exit(2)
     click.echo(out.id)
 
 
@@ -469,11 +462,8 @@ def broker_add_user(username: str, password_file: Path) -> None:
     reads it after dropping privileges."""
     from server.broker import BrokerAccountError, add_user
 
-    try:
+    with failing("broker", BrokerAccountError, OSError, code=1):
         click.echo(add_user(password_file, username))
-    except (BrokerAccountError, OSError) as exc:
-        click.echo(f"broker: {exc}", err=True)
-        sys.exit(1)
     _note_unreadable(password_file)
 
 
@@ -494,12 +484,9 @@ def broker_acl(ctx: click.Context, out: Path | None) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
-    try:
+    with failing("broker", OSError, code=1):
         out.write_text(text, encoding="utf-8")
         hand_to_mosquitto(out)
-    except OSError as exc:
-        click.echo(f"broker: {exc}", err=True)
-        sys.exit(1)
     click.echo(f"ACL for topic prefix {config.mqtt.topic_prefix!r} written to {out}")
     _note_unreadable(out)
 
@@ -534,11 +521,8 @@ def broker_make_certs(out: Path, hosts: tuple[str, ...], days: int) -> None:
     agents, which trust ca.crt."""
     from server.broker import CertificateError, make_certs
 
-    try:
+    with failing("broker", CertificateError, OSError, code=1):
         certs = make_certs(out, list(hosts), days)
-    except (CertificateError, OSError) as exc:
-        click.echo(f"broker: {exc}", err=True)
-        sys.exit(1)
     made = "made" if certs.ca_created else "kept"
     click.echo(f"county CA {made}: {certs.ca_cert} (give it to agents and the server)")
     click.echo(f"  {certs.ca_key}: root only; it signs the next broker certificate")
@@ -577,12 +561,10 @@ def broker_provision_agent(
         TypeAdapter(Ident).validate_python(agent_id)
         TypeAdapter(Ident).validate_python(site)
     except ValidationError:
-        click.echo("broker: agent and site must be lower-case identifiers", err=True)
-        sys.exit(2)
+        exit_with("broker: agent and site must be lower-case identifiers")
     if out.exists():
-        click.echo(f"broker: {out} exists; not overwritten", err=True)
-        sys.exit(2)
-    try:
+        exit_with(f"broker: {out} exists; not overwritten")
+    with failing("broker", BrokerAccountError, OSError, code=1):
         password = add_user(password_file, agent_id)
         out.write_text(
             agent_config_skeleton(
@@ -597,9 +579,6 @@ def broker_provision_agent(
             encoding="utf-8",
         )
         out.chmod(0o600)
-    except (BrokerAccountError, OSError) as exc:
-        click.echo(f"broker: {exc}", err=True)
-        sys.exit(1)
     click.echo(f"agent {agent_id} (site {site}): broker account in {password_file}, config {out}")
     _note_unreadable(password_file)
     click.echo("reload the broker to take the new account: systemctl reload mosquitto")

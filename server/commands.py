@@ -148,9 +148,7 @@ def prune(engine: sa.Engine, now: datetime, keep: timedelta, chunk: int = 5000) 
     while True:
         with engine.begin() as conn:
             ids = list(
-                conn.execute(
-                    sa.select(c.c.id).where(c.c.result_at < cutoff).limit(chunk)
-                ).scalars()
+                conn.execute(sa.select(c.c.id).where(c.c.result_at < cutoff).limit(chunk)).scalars()
             )
             if not ids:
                 return deleted

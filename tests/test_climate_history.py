@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server.climate import history
-from server.climate.cli import parse_when
 from server.climate.history import BUCKETS_S, choose_bucket
 from server.climate.kinetic import MAX_WEIGHT_S, mkt_c, record_weights, summary_weight
+from server.clisupport import parse_when
 from server.ingest.core import Ingestor
 from server.store.db import alembic_config, make_engine, migrate
 from server.store.schema import climate_records, climate_summaries

@@ -141,23 +141,30 @@ def test_what_the_books_forbid_is_refused_in_one_line(
     assert said in refused(store, *args)
 
 
-def test_restock_is_proposed_from_the_rate_and_approved_as_an_order(tmp_path: Path) -> None:
+def village_box(root: Path) -> Path:
+    """The village's box loads 6 of the town's and gives out 4, three days ago: 2 left, 4 in
+    the last 30 days."""
     config = county_store(
-        tmp_path,
+        root,
         ("site", "add", "village", "--name", "村", "--level", "village", "--parent", "town"),
         ("receive", "town", "no1", "condom-a", "B1", "50", "--expiry", "2029-06-30"),
         ("inspect", "town", "no1", "condom-a", "B1", "50", "--result", "qualified"),
         ("transfer", "town:no1", "village:transit", "condom-a", "B1", "6"),
     )
-    # The village's box loads the 6 and gives out 4 in a few days: 2 left, 0.1 a day over 30.
-    engine = make_engine(f"sqlite:///{tmp_path / 'server.db'}")
-    ingest = Ingestor(engine, "fp")
+    engine = make_engine(f"sqlite:///{root / 'server.db'}")
     # Within the rate's window, whenever the test runs.
     days_ago = (datetime.now(UTC) - timedelta(days=3)).isoformat()
     events = [ev(1, "cabinet.restock", restock(1, 6), agent="box-agent", occurred_at=days_ago)]
     events += [ev(2 + i, "cabinet.dispense", dispense(1, 5 - i), agent="box-agent",
                   occurred_at=days_ago) for i in range(4)]  # fmt: skip
-    send_at(ingest, events, "box-agent")
+    send_at(Ingestor(engine, "fp"), events, "box-agent")
+    engine.dispose()
+    return config
+
+
+def test_restock_is_proposed_from_the_rate_and_approved_as_an_order(tmp_path: Path) -> None:
+    config = village_box(tmp_path)
+    engine = make_engine(f"sqlite:///{tmp_path / 'server.db'}")
     proposed = ok(config, "restock", "propose", "--below", "30", "--cover", "60")
     [row] = [line.split() for line in proposed.splitlines()[1:]]
     assert row[:3] == ["village", "box-1#1", "condom-a"]
@@ -174,6 +181,29 @@ def test_restock_is_proposed_from_the_rate_and_approved_as_an_order(tmp_path: Pa
                    "town:no1", *BY)  # fmt: skip
     assert "没有货道 village:box-9#1" in said
     engine.dispose()
+
+
+def test_restock_is_proposed_as_of_the_time_given(tmp_path: Path) -> None:
+    config = village_box(tmp_path)
+    propose = ("restock", "propose", "--below", "30", "--cover", "60")
+    now = datetime.now(UTC)
+    today = ok(config, *propose)
+    assert "village" in today
+    for written in (
+        now.isoformat(),
+        now.astimezone(ZoneInfo("Asia/Shanghai")).isoformat(),
+        now.astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M"),
+    ):
+        assert ok(config, *propose, "--now", written) == today, written
+    later = (now + timedelta(days=40)).astimezone(ZoneInfo("Asia/Shanghai"))
+    for written in (later.strftime("%Y-%m-%d %H:%M"), later.date().isoformat()):
+        assert "没有需要补货" in ok(config, *propose, "--now", written), "4 given out 43 days ago"
+    assert refused(config, *propose, "--now", "tomorrow") == (
+        "--now：无法识别的时间“tomorrow”（应为 2026-01-31、2026-01-31 08:00 或 2026-01）"
+    )
+    assert "--now: not a time: '2026-13-01'" in refused(
+        config, *propose, "--now", "2026-13-01", "--lang", "en"
+    )
 
 
 def test_stock_at_a_site_outside_the_levels_is_pointed_out(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from server.climate.projection import ClimateProjection
 from server.climate.sheet import Action, Record
 from server.ingest.core import Ingestor
 from server.store.db import make_engine, utc
-from server.store.schema import climate_records
+from server.store.schema import alerts, climate_records
 from tests.test_alerts_projection import events
 from tests.test_ingest import TOPIC
 from tests.test_ledger_cli import ok, refused
@@ -150,11 +151,16 @@ def expected_mkt(rows: list[Any], end: datetime) -> float:
     return 10_000.0 / -math.log(weighted / total) - 273.15
 
 
-def fill_month(engine: sa.Engine) -> None:
-    """The simulated month through ingest, with the keeper's action while it was too warm."""
+#: The keeper's action while October 10 is too warm: when, who, what.
+ACTED = ((local(10, 13, 10), "李保管", "开启空调"),)
+
+
+def fill_month(engine: sa.Engine, acts: Sequence[tuple[datetime, str, str]] = ACTED) -> None:
+    """The simulated month through ingest, each action acknowledging the storeroom's alert once
+    the records before it are in."""
     month_end = local(1, 0, month=11)
-    alerts = AlertsProjection(now=lambda: month_end, max_age=timedelta(days=40))
-    feed = Ingestor(engine, "fp", projections=[ClimateProjection(), alerts])
+    projection = AlertsProjection(now=lambda: month_end, max_age=timedelta(days=40))
+    feed = Ingestor(engine, "fp", projections=[ClimateProjection(), projection])
     made = simulated()
     payloads = [
         ("climate.record", {"storeroom": "no2", "sensor": sensor, "temperature_c": t,
@@ -162,22 +168,25 @@ def fill_month(engine: sa.Engine) -> None:
          at.astimezone(UTC))
         for at, sensor, t, h in made
     ]  # fmt: skip
-    acked_at = local(10, 13, 10).astimezone(UTC)
-    ack = Acknowledgement(key="climate.range:county:no2", by="李保管", action="开启空调")
+    fed = 0
 
-    def make(conn: sa.Connection) -> list[Any]:
-        check_ack(conn, ack)
-        return [("alerts.ack", ack)]
+    def feed_upto(end: int) -> None:
+        nonlocal fed
+        for i in range(fed, end, 500):
+            part = payloads[i : min(i + 500, end)]
+            feed.handle(TOPIC, events(i + 1, *part), part[-1][2])
+        fed = end
 
-    before = [p for p in payloads if p[2] <= acked_at]
-    batches = [before[i : i + 500] for i in range(0, len(before), 500)]
-    batches += [payloads[i : i + 500] for i in range(len(before), len(payloads), 500)]
-    seq = 1
-    for part in batches:
-        feed.handle(TOPIC, events(seq, *part), part[-1][2])
-        seq += len(part)
-        if part[-1] is before[-1]:  # the keeper acts while the storeroom is too warm
-            feed.enter(make, acked_at)
+    for at, by, action in acts:
+        feed_upto(sum(1 for p in payloads if p[2] <= at))
+        ack = Acknowledgement(key="climate.range:county:no2", by=by, action=action)
+
+        def make(conn: sa.Connection, ack: Acknowledgement = ack) -> list[Any]:
+            check_ack(conn, ack)
+            return [("alerts.ack", ack)]
+
+        feed.enter(make, at.astimezone(UTC))
+    feed_upto(len(payloads))
 
 
 def test_a_simulated_month_matches_cell_by_cell(engine: sa.Engine) -> None:
@@ -222,6 +231,40 @@ def test_a_simulated_month_matches_cell_by_cell(engine: sa.Engine) -> None:
     assert hot.duration_s == 4 * 3600
     assert (hot.temperature_min_c, hot.temperature_max_c) == (31.5, 31.5), "the out-of-range values"
     assert got.mkt_c == pytest.approx(expected_mkt(stored, month_end), abs=1e-6)
+
+
+def test_every_action_on_an_alert_is_on_the_sheet_with_the_reading_after_the_last(
+    engine: sa.Engine,
+) -> None:
+    """Acknowledged twice, the alert keeps only the newer action; the journal keeps both."""
+    month_end = local(1, 0, month=11)
+    fill_month(engine, [(local(10, 13, 10), "李保管", "开启除湿机"),
+                        (local(10, 14, 20), "王站长", "开启空调")])  # fmt: skip
+    with engine.connect() as conn:
+        [(action, by)] = conn.execute(sa.select(alerts.c.action, alerts.c.acked_by)).all()
+        got = sheet.load(conn, "county", "no2", 2026, 10, ZONE, LIMITS)
+        stored = [
+            (utc(r.occurred_at).astimezone(ZONE), r.sensor, r.temperature_c, r.humidity_pct)
+            for r in conn.execute(sa.select(climate_records))
+        ]
+        next_month = sheet.acknowledgements(conn, "county", "no2", month_end,
+                                            local(1, 0, month=12))  # fmt: skip
+        other_room = sheet.acknowledgements(conn, "county", "no1", local(1, 0), month_end)
+    assert next_month == other_room == []
+    assert (action, by) == ("开启空调", "王站长")
+    [check] = [c for d in got.days for c in d.checks if c.actions]
+    assert check.due == local(10, 8)
+    assert [(a.at, a.by, a.action) for a in check.actions] == [
+        (local(10, 13, 10), "李保管", "开启除湿机"),
+        (local(10, 14, 20), "王站长", "开启空调"),
+    ]
+    assert check.after is not None
+    assert (check.after.temperature_c, check.after.humidity_pct) == expected_reading(
+        stored, local(10, 14, 50)
+    )
+    [row] = [r for r in sheet.rows(got, "zh")[1] if r[5] != "-"]
+    assert row[5] == "开启除湿机；开启空调"
+    assert row[8] == "李保管、王站长"
 
 
 def test_the_sheet_as_staff_print_it_and_as_csv(tmp_path: Path) -> None:

@@ -141,6 +141,41 @@ def test_bad_database_urls_are_config_errors(tmp_path: Path, url: str, message: 
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "table", "logger", "said"),
+    [
+        (("stock",), "ledger_stock", "server.ledger.cli: ledger", "数据库出错，详情见日志"),
+        (("users", "list"), "users", "server.users.cli: users",
+         "数据库出错，操作未完成（详见服务器日志）"),
+        (("cards", "list"), "cards", "server.cards.cli: cards", "数据库出错，未完成（详情见日志）"),
+        (("climate", "mkt", "county", "no1"), "climate_records", "server.climate.cli: climate",
+         "数据库出错，未完成（详情见日志）"),
+        (("verify", "--lang", "en"), "messages", "server.integrity.cli: verify",
+         "database error; nothing done (details in the log)"),
+    ],
+)  # fmt: skip
+def test_a_database_error_is_one_line_for_people_and_its_detail_in_the_log(
+    config: Path, args: tuple[str, ...], table: str, logger: str, said: str
+) -> None:
+    assert cli(config, "db", "upgrade").returncode == 0
+    engine = make_engine(f"sqlite:///{config.parent / 'data' / 'server.db'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP TABLE {table}")
+    engine.dispose()
+    out = cli(config, *args)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stderr.strip().splitlines()[-1] == said
+    assert f"ERROR {logger}: database error: (sqlite3.OperationalError) no such table" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_a_broker_file_that_cannot_be_written_is_one_line(config: Path, tmp_path: Path) -> None:
+    out = cli(config, "broker", "acl", "--out", str(tmp_path / "missing" / "acl"))
+    assert out.returncode == 1
+    assert out.stderr.startswith("broker: [Errno 2] No such file or directory:"), out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
 # --- db copy ----------------------------------------------------------------------------------
 
 #: What ``db copy`` carries over as it is; the climate tables are rebuilt by its replay.
@@ -245,9 +280,7 @@ def fill_store(url: str) -> sa.Engine:
     with engine.begin() as conn:
         assert notifier.plan(conn, NOW) > 0
         silence(conn, "box.tamper:", NOW + timedelta(hours=1), "王", "检修", NOW)
-        conn.execute(
-            alert_channels.insert().values(channel="sms", failures=2, last_failed_at=NOW)
-        )
+        conn.execute(alert_channels.insert().values(channel="sms", failures=2, last_failed_at=NOW))
     notifier.close()
     fill_users(engine)
     return engine

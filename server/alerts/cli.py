@@ -5,9 +5,9 @@ action), silences, and who was told."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from server.alerts import queries
 from server.alerts.lifecycle import AlertError
 from server.alerts.text import TEXTS, say, values_text
-from server.clisupport import config_or_exit, engine_or_exit, language
+from server.clisupport import config_or_exit, engine_or_exit, exit_with, failing, language
 from server.config import ServerConfig
 from server.i18n import Language, table
 from server.ingest.core import Ingestor
@@ -83,8 +83,7 @@ def ack(ctx: click.Context, alert: str, by: str, action: str | None) -> None:
             ingestor = Ingestor(engine, config.mqtt.topic_prefix)
             key, number = queries.acknowledge(ingestor, alert, by, action, datetime.now(UTC))
         except ValueError:
-            click.echo(say(shown, "ack.invalid"), err=True)
-            sys.exit(2)
+            exit_with(say(shown, "ack.invalid"))
     click.echo(say(shown, "acked", key=key, n=number))
 
 
@@ -103,14 +102,12 @@ def silence_(ctx: click.Context, alert: str, length: str, by: str, reason: str |
     try:
         span = queries.duration(length)
     except ValueError:
-        click.echo(say(shown, "silence.duration", given=length), err=True)
-        sys.exit(2)
+        exit_with(say(shown, "silence.duration", given=length))
     with _database(config, shown) as engine, engine.begin() as conn:
         try:
             done = queries.silence_for(conn, alert, span, by, reason, datetime.now(UTC))
         except ValueError:
-            click.echo(say(shown, "silence.invalid"), err=True)
-            sys.exit(2)
+            exit_with(say(shown, "silence.invalid"))
     until = done.until.astimezone(config.server.zone).strftime("%Y-%m-%d %H:%M")
     click.echo(say(shown, "silenced", match=done.match, until=until, n=done.covers))
 
@@ -124,8 +121,7 @@ def told_(ctx: click.Context, alert: str, lang: str | None) -> None:
     config = config_or_exit(ctx)
     shown = language(config, lang)
     if not alert.isdigit():
-        click.echo(say(shown, "alert.unknown", alert=alert), err=True)
-        sys.exit(2)
+        exit_with(say(shown, "alert.unknown", alert=alert))
     with _database(config, shown) as engine, engine.connect() as conn:
         rows = queries.told(conn, int(alert))
     if not rows:
@@ -156,12 +152,5 @@ def told_(ctx: click.Context, alert: str, lang: str | None) -> None:
 def _database(config: ServerConfig, shown: Language) -> Iterator[sa.Engine]:
     """The store; a database error or an alert's refusal ends the command with one line."""
     engine = engine_or_exit(config)
-    try:
+    with failing("alerts", AlertError, say=functools.partial(say, shown), log=log):
         yield engine
-    except AlertError as exc:
-        click.echo(say(shown, exc.key, **exc.fields), err=True)
-        sys.exit(2)
-    except sa.exc.SQLAlchemyError as exc:
-        log.error("alerts: database error: %s", exc)
-        click.echo(say(shown, "db.failed"), err=True)
-        sys.exit(1)

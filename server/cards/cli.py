@@ -33,7 +33,7 @@ from server.cards.identify import (
 )
 from server.cards.reader import FORMATS, Format, ReaderError, read_card
 from server.cards.registry import Issue, RegistryError, Role, Status
-from server.clisupport import config_or_exit, engine_or_exit, language
+from server.clisupport import config_or_exit, engine_or_exit, exit_with, failing, language
 from server.config import ServerConfig
 from server.i18n import Language, t, table
 
@@ -54,8 +54,7 @@ def say(lang: Language, key: str, /, **fields: object) -> str:
 
 
 def fail(lang: Language, key: str, code: int = 2, /, **fields: object) -> NoReturn:
-    click.echo(say(lang, key, **fields), err=True)
-    sys.exit(code)
+    exit_with(say(lang, key, **fields), code)
 
 
 class _Ctx:
@@ -80,17 +79,15 @@ def _guarded(fn: Callable[P, R]) -> Callable[P, R]:
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         ctx = click.get_current_context()
         lang = _language_only(ctx)
-        try:
-            return fn(*args, **kwargs)
-        except RegistryError as exc:
-            fail(lang, exc.key, **exc.fields)
-        except ReaderError as exc:
-            fail(lang, exc.key, 1, **ctx.meta.get("reader", {}))
-        except sa.exc.SQLAlchemyError as exc:
-            if getattr(getattr(exc, "orig", None), "sqlstate", None) == "42501":
-                fail(lang, "holder.denied", 1)
-            log.error("cards: database error: %s", exc)
-            fail(lang, "db.failed", 1)
+        with failing("cards", RegistryError, say=functools.partial(say, lang), log=log):
+            try:
+                return fn(*args, **kwargs)
+            except ReaderError as exc:
+                fail(lang, exc.key, 1, **ctx.meta.get("reader", {}))
+            except sa.exc.SQLAlchemyError as exc:
+                if getattr(getattr(exc, "orig", None), "sqlstate", None) == "42501":
+                    fail(lang, "holder.denied", 1)
+                raise
 
     return run
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -24,7 +23,14 @@ import click
 import sqlalchemy as sa
 
 from server.climate import history
-from server.clisupport import config_or_exit, engine_or_exit, language
+from server.clisupport import (
+    config_or_exit,
+    engine_or_exit,
+    exit_with,
+    failing,
+    language,
+    parse_when,
+)
 from server.config import ServerConfig
 from server.i18n import Language, t, table
 
@@ -32,32 +38,8 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: How ``--from``/``--to`` may be written: a month, a day, or a day and a time.
-_WHEN = re.compile(
-    r"^(?P<y>\d{4})-(?P<m>\d{1,2})(?:-(?P<d>\d{1,2})"
-    r"(?:[ T](?P<H>\d{1,2}):(?P<M>\d{2})(?::(?P<S>\d{2}))?)?)?$"
-)
 BUCKETS = {"15m": 900, "1h": 3600, "6h": 6 * 3600, "1d": 86400, "7d": 7 * 86400}
 DEFAULT_DAYS = 30
-
-
-def parse_when(text: str, zone: tzinfo, end: bool = False) -> datetime:
-    """A time the user wrote, in ``zone``, as UTC. A month or a day given as an ``end`` is the
-    end of it (the start of the next), so the window includes it. ValueError if not a time."""
-    found = _WHEN.match(text.strip())
-    if found is None:
-        raise ValueError(text)
-    g = found.groupdict()
-    y, m = int(g["y"]), int(g["m"])
-    if g["d"] is None:
-        local = datetime(y, m, 1)
-        if end:
-            local = datetime(y + m // 12, m % 12 + 1, 1)
-    else:
-        local = datetime(y, m, int(g["d"]), int(g["H"] or 0), int(g["M"] or 0), int(g["S"] or 0))
-        if end and g["H"] is None:
-            local += timedelta(days=1)
-    return local.replace(tzinfo=zone).astimezone(UTC)
 
 
 def window(
@@ -78,8 +60,7 @@ def window(
 
 
 def fail(lang: Language, key: str, code: int = 2, /, **fields: object) -> NoReturn:
-    click.echo(t(key, lang).format(**fields), err=True)
-    sys.exit(code)
+    exit_with(t(key, lang).format(**fields), code)
 
 
 def _guarded(fn: Callable[P, R]) -> Callable[P, R]:
@@ -87,12 +68,13 @@ def _guarded(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
+        ctx = click.get_current_context()
+
+        def say(key: str, **fields: object) -> str:
+            return t(key, language(config_or_exit(ctx), ctx.params.get("lang"))).format(**fields)
+
+        with failing("climate", say=say, log=log):
             return fn(*args, **kwargs)
-        except sa.exc.SQLAlchemyError as exc:
-            log.error("climate: database error: %s", exc)
-            ctx = click.get_current_context()
-            fail(language(config_or_exit(ctx), ctx.params.get("lang")), "db.failed", 1)
 
     return run
 

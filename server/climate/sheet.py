@@ -19,6 +19,7 @@ record near has no reading. The storeroom is out of range while any sensor's lat
 from __future__ import annotations
 
 import bisect
+import json
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -27,12 +28,14 @@ from datetime import date, datetime, time, timedelta, tzinfo
 
 import sqlalchemy as sa
 
+from server.alerts.entries import Acknowledgement
 from server.alerts.signals import Range
 from server.climate import history
 from server.climate.kinetic import DELTA_H_OVER_R_K
+from server.entries import COUNTY_AGENT
 from server.i18n import Language, t
 from server.store.db import utc
-from server.store.schema import alerts, climate_records
+from server.store.schema import climate_records, journal, messages, streams
 
 #: How far from a check's time a sensor's record may be and still be its reading.
 NEAR = timedelta(minutes=30)
@@ -264,7 +267,7 @@ def load(
     delta_h_over_r_k: float = DELTA_H_OVER_R_K,
 ) -> Sheet:
     """The sheet from the storeroom's records (corrected values) and the acknowledgements of its
-    climate alerts in the month."""
+    climate alerts in the month (``acknowledgements``)."""
     start, end = month_span(year, month, zone)
     since, until = utc(start), utc(end)
     r = climate_records
@@ -275,18 +278,43 @@ def load(
         )
     ).all()  # fmt: skip
     records = [Record(utc(at).astimezone(zone), sensor, t, h) for at, sensor, t, h in rows]
-    a = alerts
-    acked = conn.execute(
-        sa.select(a.c.acked_at, a.c.acked_by, a.c.action).where(
-            a.c.site == site, a.c.subject == storeroom, a.c.rule.in_(CLIMATE_RULES),
-            a.c.acked_at >= since, a.c.acked_at < until, a.c.action.is_not(None),
-        )
-    ).all()  # fmt: skip
-    actions = [Action(utc(at).astimezone(zone), by or "", act) for at, by, act in acked]
+    actions = [
+        Action(a.at.astimezone(zone), a.by, a.action)
+        for a in acknowledgements(conn, site, storeroom, since, until)
+    ]
     found = history.mkt(conn, site, storeroom, start, min(end, now) if now else end,
                         delta_h_over_r_k=delta_h_over_r_k)  # fmt: skip
     return make(site, storeroom, year, month, zone, limits, records, actions, times,
                 None if found is None else found.mkt_c, now)  # fmt: skip
+
+
+def acknowledgements(
+    conn: sa.Connection, site: str, storeroom: str, since: datetime, until: datetime
+) -> list[Action]:
+    """Every acknowledgement with an action of the storeroom's climate alerts in ``[since,
+    until)``, oldest first, as journaled: an alert acknowledged again keeps only its newest
+    action in ``alerts``, and the record sheet needs each action with the reading after it.
+
+    The county's entries are read by its stream's key, and an acknowledgement's time is its
+    message's (``Ingestor.enter`` stamps both with one time). Neither the entry's kind nor that
+    time is indexed, so this reads every entry the county has made (never the agents' events)
+    and the stored message of each acknowledgement."""
+    keys = {f"{rule}:{site}:{storeroom}" for rule in CLIMATE_RULES}  # as ``signals`` names them
+    s, j, m = streams, journal, messages
+    rows = conn.execute(
+        sa.select(m.c.payload, j.c.idx)
+        .select_from(s.join(j, j.c.stream_id == s.c.id).join(m, m.c.id == j.c.message_id))
+        .where(s.c.agent_id == COUNTY_AGENT, j.c.kind == "alerts.ack",
+               m.c.received_at >= utc(since), m.c.received_at < utc(until))
+        .order_by(j.c.stream_id, j.c.seq)
+    ).all()  # fmt: skip
+    found = []
+    for payload, idx in rows:
+        event = json.loads(payload)["events"][idx]
+        ack = Acknowledgement.model_validate(event["payload"])
+        if ack.key in keys and ack.action is not None:
+            found.append(Action(datetime.fromisoformat(event["occurred_at"]), ack.by, ack.action))
+    return found
 
 
 # --- as people read it -------------------------------------------------------------------------

@@ -7,15 +7,15 @@ failed, 2 a request that cannot be done as asked.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 import click
-import sqlalchemy as sa
 
-from server.clisupport import config_or_exit, engine_or_exit, language
+from server.clisupport import config_or_exit, engine_or_exit, exit_with, failing, language
 from server.i18n import Language, t
 from server.integrity.verify import ChainReport, Report, UnknownAgent
 from server.integrity.verify import verify as verify_chains
@@ -30,8 +30,7 @@ def _say(lang: Language, key: str, /, **fields: object) -> str:
 
 
 def _fail(lang: Language, key: str, code: int, /, **fields: object) -> NoReturn:
-    click.echo(_say(lang, key, **fields), err=True)
-    sys.exit(code)
+    exit_with(_say(lang, key, **fields), code)
 
 
 def describe(chain: ChainReport, lang: Language) -> str:
@@ -70,13 +69,11 @@ def verify(ctx: click.Context, agent: str | None, lang: str | None) -> None:
     config = config_or_exit(ctx)
     lang_ = language(config, lang)
     engine = engine_or_exit(config)
-    try:
-        report = verify_chains(engine, agent)
-    except UnknownAgent:
-        _fail(lang_, "verify.unknown_agent", 2, agent=agent)
-    except sa.exc.SQLAlchemyError as exc:
-        log.error("verify: database error: %s", exc)
-        _fail(lang_, "db.failed", 1)
+    with failing("verify", say=functools.partial(_say, lang_), log=log):
+        try:
+            report = verify_chains(engine, agent)
+        except UnknownAgent:
+            _fail(lang_, "verify.unknown_agent", 2, agent=agent)
     for chain in report.chains:
         click.echo(describe(chain, lang_))
     click.echo(summary(report, lang_))

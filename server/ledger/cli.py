@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,15 @@ import click
 import sqlalchemy as sa
 from pydantic import ValidationError
 
-from server.clisupport import config_or_exit, csv_file, engine_or_exit, language
+from server.clisupport import (
+    config_or_exit,
+    csv_file,
+    engine_or_exit,
+    exit_with,
+    failing,
+    language,
+    now_or_exit,
+)
 from server.entries import COUNTY_AGENT
 from server.i18n import Language, table
 from server.ingest.core import Ingestor
@@ -48,8 +55,7 @@ class _Ctx:
 
 
 def _fail(lang: Language, key: str, code: int = 2, /, **fields: object) -> NoReturn:
-    click.echo(say(lang, key, **fields), err=True)
-    sys.exit(code)
+    exit_with(say(lang, key, **fields), code)
 
 
 def _guarded(fn: Callable[P, R]) -> Callable[P, R]:
@@ -57,18 +63,12 @@ def _guarded(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        ctx = click.get_current_context()
-        lang = language(config_or_exit(ctx))
-        try:
-            return fn(*args, **kwargs)
-        except LedgerError as exc:
-            _fail(lang, exc.key, **exc.fields)
-        except ValidationError as exc:
-            click.echo(_invalid(exc), err=True)
-            sys.exit(2)
-        except sa.exc.SQLAlchemyError as exc:
-            log.error("ledger: database error: %s", exc)
-            _fail(lang, "db.failed", 1)
+        lang = language(config_or_exit(click.get_current_context()))
+        with failing("ledger", LedgerError, say=functools.partial(say, lang), log=log):
+            try:
+                return fn(*args, **kwargs)
+            except ValidationError as exc:
+                exit_with(_invalid(exc))
 
     return run
 
@@ -648,19 +648,25 @@ def restock() -> None:
               help="Propose for slots that empty within this many days.")  # fmt: skip
 @click.option("--cover", type=click.IntRange(1, 365), default=30, show_default=True,
               help="Load enough for this many days.")  # fmt: skip
+@click.option("--now", "as_of", default=None, metavar="TIME",
+              help="As of this time (2026-10-10 08:00 in server.timezone, or ISO 8601 with an "
+              "offset), not the clock's: the rate, the orders and expiry then; the stock as it "
+              "is now.")  # fmt: skip
 @click.option("--lang", type=click.Choice(["zh", "en"]), default=None)
 @click.pass_context
 @_guarded
 def restock_propose(ctx: click.Context, site_id: str | None, days: int, below: int, cover: int,
-                    lang: str | None) -> None:  # fmt: skip
+                    as_of: str | None, lang: str | None) -> None:  # fmt: skip
     """For each box slot that runs out soon at its recent rate: how much to load, and which
     batches of its township's qualified stock, first expiry first out."""
     c = _Ctx(ctx)
     shown = language(c.config, lang)
+    zone = c.config.server.zone
+    now = now_or_exit(as_of, zone, shown)
     with c.engine.connect() as conn:
         sites = set(queries.within(conn, site_id)) if site_id else None
-        found = restocking.proposals(conn, datetime.now(UTC), c.today, within=sites, days=days,
-                                     below=below, cover=cover)  # fmt: skip
+        found = restocking.proposals(conn, now, now.astimezone(zone).date(), within=sites,
+                                     days=days, below=below, cover=cover)  # fmt: skip
     rows = [
         [
             p.site, f"{p.box}#{p.slot}", p.product, str(p.on_hand), f"{p.per_day:.1f}",

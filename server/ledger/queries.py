@@ -244,7 +244,8 @@ class BoxSlot:
 
 
 def box_slots(conn: sa.Connection, now: datetime, days: int = 30) -> list[BoxSlot]:
-    """Every box slot the ledger knows, with its stock and its dispensing rate over ``days``."""
+    """Every box slot the ledger knows, with its stock (now) and its dispensing rate over the
+    ``days`` before ``now``."""
     s, m = ledger_stock, ledger_movements
     held = conn.execute(
         sa.select(s.c.site, s.c.place, s.c.slot, s.c.product, sa.func.sum(s.c.quantity))
@@ -257,7 +258,7 @@ def box_slots(conn: sa.Connection, now: datetime, days: int = 30) -> list[BoxSlo
         for r in conn.execute(
             sa.select(m.c.from_site, m.c.from_place, m.c.from_slot, m.c.product,
                       sa.func.sum(m.c.quantity))
-            .where(m.c.kind == "dispense", m.c.occurred_at >= since)
+            .where(m.c.kind == "dispense", m.c.occurred_at >= since, m.c.occurred_at < now)
             .group_by(m.c.from_site, m.c.from_place, m.c.from_slot, m.c.product)
         )
     }  # fmt: skip

@@ -92,7 +92,10 @@ def ordered(conn: sa.Connection, now: datetime, days: int) -> dict[tuple[str, st
     since = now - timedelta(days=days)
     orders = conn.execute(
         sa.select(c.c.site_id, c.c.message).where(
-            c.c.kind == "restock.order", c.c.created_at >= since, c.c.result_ok.is_not(False)
+            c.c.kind == "restock.order",
+            c.c.created_at >= since,
+            c.c.created_at <= now,
+            c.c.result_ok.is_not(False),
         )
     ).all()
     if not orders:

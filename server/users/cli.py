@@ -4,16 +4,15 @@ dashboard and the API. The first administrator is made here; later ones on the d
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 import logging
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import click
-import sqlalchemy as sa
 
-from server.clisupport import config_or_exit, engine_or_exit, language
+from server.clisupport import config_or_exit, engine_or_exit, exit_with, failing, language
 from server.i18n import Language, table
 from server.users import store
 from server.users.roles import Role
@@ -27,31 +26,20 @@ def users() -> None:
     """People who use the dashboard and the API: role, scope, password, tokens."""
 
 
-@contextlib.contextmanager
-def _refusals(shown: Language) -> Iterator[None]:
+def _refusals(shown: Language) -> contextlib.AbstractContextManager[None]:
     """A refused operation or a database error ends the command with one line."""
-    try:
-        yield
-    except store.UserError as exc:
-        click.echo(say(shown, exc.key, **exc.fields), err=True)
-        sys.exit(2)
-    except sa.exc.SQLAlchemyError as exc:
-        log.error("users: database error: %s", exc)
-        click.echo(say(shown, "db.failed"), err=True)
-        sys.exit(1)
+    return failing("users", store.UserError, say=functools.partial(say, shown), log=log)
 
 
 def _password(shown: Language, from_stdin: bool) -> str:
     if from_stdin:
         given = sys.stdin.readline().rstrip("\r\n")
         if not given:
-            click.echo(say(shown, "password.empty_stdin"), err=True)
-            sys.exit(2)
+            exit_with(say(shown, "password.empty_stdin"))
         return given
     first = getpass.getpass(say(shown, "password.prompt") + ": ")
     if getpass.getpass(say(shown, "password.again") + ": ") != first:
-        click.echo(say(shown, "password.mismatch"), err=True)
-        sys.exit(2)
+        exit_with(say(shown, "password.mismatch"))
     return first
 
 
