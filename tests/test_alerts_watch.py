@@ -31,6 +31,7 @@ from server.ledger import entries as en
 from server.store.db import make_engine, migrate
 from server.store.schema import agents
 from server.store.schema import commands as command_rows
+from tests.support import plan_lines, statements
 from tests.test_alerts_projection import events, record
 from tests.test_boxes_projection import dispense, ev, restock
 from tests.test_ingest import NOW, TOPIC
@@ -172,23 +173,13 @@ def test_the_exposure_look_reads_only_the_window_of_each_room(tmp_path: Path) ->
     start = NOW - timedelta(days=3)
     readings = [record(31.0, start + timedelta(minutes=10 * n)) for n in range(80)]
     feed.handle(TOPIC, events(1, *readings), NOW)
-    seen: list[tuple[str, Any]] = []
-
-    def keep(_c: Any, _cur: Any, statement: str, params: Any, *_: Any) -> None:
-        if "climate_records" in statement:
-            seen.append((statement, params))
-
-    sa.event.listen(engine, "before_cursor_execute", keep)
-    try:
+    with statements(engine, "climate_records") as seen:
         found = signals(engine, NOW, exposure_hours=10)
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", keep)
     assert "climate.exposure:county:no2" in found
     assert seen
-    with engine.connect() as conn:
-        for statement, params in seen:
-            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params).all()
-            assert not any(row[-1].startswith("SCAN climate_records") for row in plan), plan
+    for statement, params in seen:
+        plan = plan_lines(engine, statement, params, "climate_records")
+        assert not any(line.startswith("SCAN") for line in plan), plan
 
 
 def test_a_command_never_answered_is_an_alert_for_its_agent(engine: sa.Engine) -> None:

@@ -3,8 +3,6 @@ time) index, never by reading the whole table (years of records: millions of row
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +12,7 @@ import sqlalchemy as sa
 from server.climate.queries import Reading, latest
 from server.store.db import make_engine, migrate, utc
 from server.store.schema import climate_records
+from tests.support import plan_lines, statements
 from tests.test_climate_history import Store
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -69,35 +68,18 @@ def test_the_newest_record_of_each_sensor_ties_by_id(engine: sa.Engine) -> None:
     assert by_sensor[("town", "no1-a")].occurred_at.tzinfo is not None
 
 
-@contextmanager
-def statements(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
-    seen: list[tuple[str, Any]] = []
-
-    def keep(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
-        seen.append((statement, params))
-
-    sa.event.listen(engine, "before_cursor_execute", keep)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", keep)
-
-
 def test_no_statement_reads_the_whole_table(tmp_path: Path) -> None:
     engine = make_engine(f"sqlite:///{tmp_path / 'server.db'}")
     migrate(engine)
     fill(Store(engine))
-    with statements(engine) as seen:
+    with statements(engine, "climate_records") as read:
         assert len(latest(engine)) == 5
-    read = [(q, p) for q, p in seen if "climate_records" in q]
     # Per site: its sensors (one more seek to find there is none left), their newest, the rows.
     assert len(read) == 4 + (3 + 3 + 2) + 5 + 3
-    with engine.connect() as conn:
-        for query, params in read:
-            plan = [r[-1] for r in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {query}", params)]
-            on_table = [line for line in plan if "climate_records" in line]
-            assert on_table, plan
-            for line in on_table:
-                assert line.startswith("SEARCH"), (query, plan)
-                assert "USING" in line, (query, plan)
+    for query, params in read:
+        on_table = plan_lines(engine, query, params, "climate_records")
+        assert on_table, query
+        for line in on_table:
+            assert line.startswith("SEARCH"), (query, on_table)
+            assert "USING" in line, (query, on_table)
     engine.dispose()
