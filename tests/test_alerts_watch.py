@@ -33,7 +33,7 @@ from server.store.schema import agents
 from server.store.schema import commands as command_rows
 from tests.support import plan_lines, statements
 from tests.test_alerts_projection import events, record
-from tests.test_boxes_projection import dispense, ev, restock
+from tests.test_boxes_projection import dispense, ev, restock, send, slot_state
 from tests.test_ingest import NOW, TOPIC
 from tests.test_ledger import BY, TODAY, ledger_only, send_at, stocked
 
@@ -110,11 +110,12 @@ def test_a_condition_gone_is_said_for_its_open_alert(engine: sa.Engine) -> None:
 RULES = ["climate.range", "climate.room", "climate.sensor", "climate.calibration", "box.slot",
          "box.jam", "box.tamper", "box.offline", "agent.storage", "agent.offline", "agent.gap",
          "agent.messages", "climate.exposure", "stock.expiry", "ledger.discrepancy",
-         "ledger.variance", "alerts.channel", "agent.commands"]  # fmt: skip
+         "ledger.variance", "alerts.channel", "agent.commands", "box.shared"]  # fmt: skip
 DETAILS: list[dict[str, Any]] = [
     {}, {"temperature_c": -12.345, "humidity_pct": 100.0}, {"state": "count_needed"},
     {"hours": 123.4, "threshold_c": 30.0, "days": 7}, {"expiry": "2028-06-30", "quantity": 12345},
     {"difference": -12345}, {"short": 999}, {"unanswered": 12345, "since": NOW.isoformat()},
+    {"agents": ["a-very-long-agent-id-" * 3, "another-agent-id"]},
 ]  # fmt: skip
 
 
@@ -199,3 +200,17 @@ def test_a_command_never_answered_is_an_alert_for_its_agent(engine: sa.Engine) -
     with engine.begin() as conn:
         conn.execute(command_rows.update().values(result_ok=False, result_at=NOW))
     assert f"agent.commands:county:{agent}" not in signals(engine, NOW)
+
+
+def test_one_box_id_from_two_agents_at_a_site_is_an_alert(engine: sa.Engine) -> None:
+    feed = Ingestor(engine, "fp")
+    for agent in ("station-1", "station-2"):
+        send(feed, [ev(1, "cabinet.slot", slot_state(1, "ok", "empty", 10, "B1"), agent=agent)],
+             agent=agent)  # fmt: skip
+    send(feed, [ev(2, "cabinet.slot", slot_state(1, "ok", "empty", 10, "B1") | {"box": "box-2"},
+                   agent="station-2")], agent="station-2")  # fmt: skip
+    found = signals(engine, NOW)
+    shared = found["box.shared:county:box-1"]
+    assert shared.detail == {"agents": ["station-1", "station-2"]}
+    assert shared.severity is Severity.CRITICAL
+    assert "box.shared:county:box-2" not in found

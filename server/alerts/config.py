@@ -71,9 +71,9 @@ class Limits(Strict):
 #: Every rule an alert can be raised by (``projection.POLICIES`` has a timing for each).
 RULES = frozenset({
     "climate.range", "climate.room", "climate.sensor", "climate.calibration", "climate.exposure",
-    "box.slot", "box.jam", "box.tamper", "box.offline", "agent.storage", "agent.offline",
-    "agent.gap", "agent.messages", "agent.commands", "stock.expiry", "ledger.discrepancy",
-    "ledger.variance", "alerts.channel",
+    "box.slot", "box.jam", "box.tamper", "box.offline", "box.shared", "agent.storage",
+    "agent.offline", "agent.gap", "agent.messages", "agent.commands", "stock.expiry",
+    "ledger.discrepancy", "ledger.variance", "alerts.channel",
 })  # fmt: skip
 
 

@@ -45,6 +45,7 @@ POLICIES: dict[str, Policy] = {
     "box.jam": Policy(clear_s=3600),
     "box.tamper": Policy(clear_s=1800),
     "box.offline": Policy(for_s=300, clear_s=300),
+    "box.shared": Policy(clear_s=0),
     "agent.storage": Policy(clear_s=600),
     "agent.offline": Policy(for_s=300, clear_s=300),
     "agent.gap": Policy(clear_s=0),

@@ -16,6 +16,7 @@ TEXTS: dict[str, dict[Language, str]] = {
     "rule.box.jam": {"zh": "卡货", "en": "jam"},
     "rule.box.tamper": {"zh": "箱门异常", "en": "door tampered"},
     "rule.box.offline": {"zh": "主板离线", "en": "board offline"},
+    "rule.box.shared": {"zh": "箱号重复，账目混淆", "en": "box id used twice"},
     "rule.agent.storage": {"zh": "终端存储告警", "en": "agent storage"},
     "rule.agent.offline": {"zh": "终端离线", "en": "agent offline"},
     "rule.agent.gap": {"zh": "数据缺失", "en": "data missing"},
@@ -155,6 +156,8 @@ def values_text(detail: dict[str, Any]) -> str:
         return f" {detail['difference']:+d}"
     if "short" in detail:
         return f" -{detail['short']}"
+    if "agents" in detail:
+        return " " + "/".join(detail["agents"])
     if "unanswered" in detail:
         return f" ×{detail['unanswered']}"
     return ""

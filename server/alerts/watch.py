@@ -12,7 +12,9 @@
 - ``stock.expiry``: stock on hand in a storeroom or box that has expired or expires within 30
   days;
 - ``ledger.discrepancy`` and ``ledger.variance``: a box took stock the books did not show, or a
-  count or stocktake found a difference, in the last day.
+  count or stocktake found a difference, in the last day;
+- ``box.shared``: one box id at one site reported by two agents (a copied configuration): the
+  books know a box by site and id, so the two boxes' stock would be mixed.
 
 Each round gives every key whose condition holds a signal that holds, and every open alert of a
 rule looked at whose condition no longer holds one that does not. The slower looks (records,
@@ -37,6 +39,7 @@ from server.store.db import utc
 from server.store.schema import (
     agents,
     alerts,
+    cabinet_slots,
     climate_records,
     commands,
     dead_letters,
@@ -50,7 +53,7 @@ from server.store.schema import (
 SLOW_EVERY = timedelta(minutes=5)
 FAST_RULES = frozenset({"agent.offline", "agent.gap", "agent.messages", "agent.commands"})
 SLOW_RULES = frozenset({"climate.exposure", "stock.expiry", "ledger.discrepancy",
-                        "ledger.variance"})  # fmt: skip
+                        "ledger.variance", "box.shared"})  # fmt: skip
 EXPIRY_WARN_DAYS = 30
 RECENT_DEAD_LETTERS = timedelta(hours=1)
 RECENT_LEDGER = timedelta(days=1)
@@ -80,7 +83,7 @@ class Watch:
             self._slow_next = now + SLOW_EVERY
             rules |= SLOW_RULES
             found += [*self._exposure(conn, now), *self._expiry(conn, now),
-                      *self._ledger(conn, now)]  # fmt: skip
+                      *self._ledger(conn, now), *self._shared_boxes(conn)]  # fmt: skip
         holding = {s.key for s in found}
         a = alerts
         open_rows = conn.execute(
@@ -211,6 +214,17 @@ class Watch:
                          Severity.CRITICAL if expired else Severity.WARNING,
                          expiry=expiry.isoformat(), quantity=int(quantity),
                          days=(expiry - today).days)  # fmt: skip
+
+    def _shared_boxes(self, conn: sa.Connection) -> Iterator[Signal]:
+        c = cabinet_slots
+        pairs = conn.execute(sa.select(c.c.site_id, c.c.box, c.c.agent_id).distinct()).all()
+        agents_of: dict[tuple[str, str], set[str]] = {}
+        for site, box, agent in pairs:
+            agents_of.setdefault((site, box), set()).add(agent)
+        for (site, box), held in sorted(agents_of.items()):
+            if len(held) > 1:
+                yield signal("box.shared", site, box, True, Severity.CRITICAL,
+                             agents=sorted(held))  # fmt: skip
 
     def _ledger(self, conn: sa.Connection, now: datetime) -> Iterator[Signal]:
         since = now - RECENT_LEDGER
