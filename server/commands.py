@@ -118,7 +118,6 @@ def mark_published(
         {
             "command": out.id,
             "at": now,
-            "times": out.attempts + 1,
             "again": now + timedelta(seconds=resend_wait(out.attempts + 1, retry_s, most_s)),
         }
         for out in sent
@@ -132,24 +131,32 @@ _PUBLISHED = (
     .where(commands.c.id == sa.bindparam("command"))
     .values(
         published_at=sa.bindparam("at"),
-        attempts=sa.bindparam("times"),
+        attempts=commands.c.attempts + 1,
         next_at=sa.bindparam("again"),
     )
 )
 
 
+#: Kept whatever their age: restock proposals count an order until a load names it, and there
+#: are a few a month per box.
+KEPT_KINDS = ("restock.order",)
+
+
 def prune(engine: sa.Engine, now: datetime, keep: timedelta, chunk: int = 5000) -> int:
-    """Delete commands answered before ``now - keep``, ``chunk`` at a time (each in its own
-    transaction, so a first prune of months never holds the database); return how many. The
-    unanswered stay whatever their age: they are still owed a result."""
+    """Delete commands queued and answered before ``now - keep``, ``chunk`` at a time (each in
+    its own transaction, so a first prune of months never holds the database); return how
+    many. The unanswered stay whatever their age: they are still owed a result. Queued is the
+    server's own time; answered is the agent's, which a clock not yet set may put years back,
+    so both must be old."""
     c = commands
     cutoff = now - keep
+    old = sa.select(c.c.id).where(
+        c.c.result_at < cutoff, c.c.created_at < cutoff, c.c.kind.not_in(KEPT_KINDS)
+    )
     deleted = 0
     while True:
         with engine.begin() as conn:
-            ids = list(
-                conn.execute(sa.select(c.c.id).where(c.c.result_at < cutoff).limit(chunk)).scalars()
-            )
+            ids = list(conn.execute(old.limit(chunk)).scalars())
             if not ids:
                 return deleted
             conn.execute(c.delete().where(c.c.id.in_(ids)))

@@ -461,7 +461,8 @@ class Answering:
         self._server.server_close()
 
 
-@pytest.mark.parametrize(("status", "again"), [(400, False), (403, False), (429, True),
+@pytest.mark.parametrize(("status", "again"), [(400, False), (422, False), (401, True),
+                                               (403, True), (404, True), (429, True),
                                                (503, True)])  # fmt: skip
 def test_a_request_refused_for_good_is_not_tried_again(
     rig: Rig, status: int, again: bool, caplog: pytest.LogCaptureFixture

@@ -195,6 +195,9 @@ def test_a_command_never_answered_is_an_alert_for_its_agent(engine: sa.Engine) -
     for n in range(UNANSWERED_ATTEMPTS):
         commands.mark_published(engine, [replace(stuck, attempts=n)], sent, 60, 900)
     commands.queue(engine, "fp", agent, ping, sent)  # never published: the agent was away
+    assert f"agent.commands:county:{agent}" not in signals(engine, NOW), "no status: not online"
+    with engine.begin() as conn:
+        conn.execute(agents.update().values(online=True))
     found = signals(engine, NOW)[f"agent.commands:county:{agent}"]
     assert found.detail["unanswered"] == 1
     with engine.begin() as conn:
@@ -214,3 +217,10 @@ def test_one_box_id_from_two_agents_at_a_site_is_an_alert(engine: sa.Engine) -> 
     assert shared.detail == {"agents": ["station-1", "station-2"]}
     assert shared.severity is Severity.CRITICAL
     assert "box.shared:county:box-2" not in found
+    with engine.begin() as conn:
+        conn.execute(
+            agents.update()
+            .where(agents.c.agent_id == "station-1")
+            .values(last_heard_at=NOW - timedelta(days=2))
+        )
+    assert "box.shared:county:box-1" not in signals(engine, NOW), "one of them long gone"

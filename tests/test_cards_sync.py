@@ -255,6 +255,21 @@ def test_takes_of_a_usage_command_the_agent_failed_are_sent_again(engine: sa.Eng
     assert not {a1, a2} & taken([after]), "answered: not sent again"
 
 
+def test_takes_of_a_usage_command_pruned_before_its_answer_was_seen_are_sent_again(
+    engine: sa.Engine,
+) -> None:
+    county = County(engine)
+    for agent in ("box-a", "box-b"):
+        county.status(agent, 0)
+    a1 = county.take("box-a", 1)
+    [first] = sent_to(county.run(), "box-b")
+    county.answer("box-b", str(first.id))
+    with engine.begin() as conn:
+        conn.execute(commands.delete().where(commands.c.id == str(first.id)))
+    [again] = sent_to(county.run(), "box-b")
+    assert taken([again]) == {a1}, "not known to be applied: sent again"
+
+
 def test_takes_that_keep_failing_are_given_up_after_three_tries(engine: sa.Engine) -> None:
     county = County(engine)
     for agent in ("box-a", "box-b"):

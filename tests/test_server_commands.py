@@ -97,8 +97,18 @@ def test_prune_deletes_only_commands_answered_before_the_cutoff(engine: sa.Engin
     recent = commands.queue(engine, "fp", "a1", ping, old).id
     answer(engine, recent, NOW - timedelta(days=1))
     never = commands.queue(engine, "fp", "a1", ping, old).id
+    # Answered by an agent whose clock was not yet set: its result looks years old.
+    unsynced = commands.queue(engine, "fp", "a1", ping, NOW - timedelta(hours=1)).id
+    answer(engine, unsynced, datetime(1970, 1, 1, tzinfo=UTC))
+    order = commands.parse_body(
+        "restock.order",
+        {"order_id": "o-1", "box": "box-1", "slot": 1, "product": "condom-a", "batch": "B1",
+         "expiry": "2028-01-31", "quantity": 10},
+    )  # fmt: skip
+    restock = commands.queue(engine, "fp", "a1", order, old).id
+    answer(engine, restock, old + timedelta(hours=1))
     assert commands.prune(engine, NOW, keep, chunk=3) == 7
     with engine.connect() as conn:
         left = set(conn.execute(sa.select(commands_table.c.id)).scalars())
-    assert left == {recent, never}
+    assert left == {recent, never, unsynced, restock}
     assert commands.prune(engine, NOW, keep) == 0

@@ -3,11 +3,13 @@ over HTTP (a URL and a body template, as Chinese SMS providers take it).
 
 Each channel turns a level's contacts into recipients (a phone number, an address, or one
 delivery for a hook) and sends one delivery, raising ``ChannelError`` with a one-line reason
-for the log, ``permanent`` when the receiver refuses the request itself (a 4xx answer, a 5xx
-SMTP reply), which no retry would change. Every delivery carries its idempotency key
-(``Idempotency-Key`` header, the email's Message-ID), so a receiver that gets a retry can tell
-it is the same notice. Sending blocks: the notifier runs it in its own threads, never in
-ingest's.
+for the log, ``permanent`` when the receiver refuses this one delivery (its body, its
+recipient), which no retry would change. What fails every delivery of the channel alike (a
+wrong URL or credentials, an exhausted account, a template that cannot be filled) is retried:
+someone fixes the configuration, and the notices still waiting go out then. Every delivery
+carries its idempotency key (``Idempotency-Key`` header, the email's Message-ID), so a
+receiver that gets a retry can tell it is the same notice. Sending blocks: the notifier runs
+it in its own threads, never in ingest's.
 """
 
 from __future__ import annotations
@@ -32,14 +34,16 @@ from server.alerts.config import ChannelConfig, Contact
 
 log = logging.getLogger(__name__)
 
-#: 4xx answers that say "later", not "never": a timeout, too early, too many requests.
-HTTP_LATER = frozenset({408, 425, 429})
+#: 4xx answers retried: the channel's own trouble, which an operator fixes for every delivery
+#: at once (credentials, an account out of credit, a moved URL, a proxy's login), or "later"
+#: (a timeout, too early, too many requests). Any other 4xx refuses this request.
+HTTP_LATER = frozenset({401, 402, 403, 404, 405, 407, 408, 410, 425, 429})
 
 
 class ChannelError(Exception):
     """A delivery that did not go through; the message is one line for the log. ``permanent``:
-    the request itself is refused (a wrong URL, refused credentials, an address the server
-    will never take), so trying it again would only be refused again."""
+    this delivery itself is refused (its body, an address the server will never take), so
+    trying it again would only be refused again."""
 
     def __init__(self, message: str, permanent: bool = False) -> None:
         super().__init__(message)
@@ -110,8 +114,7 @@ class SmsChannel:
                 phone=quote(delivery.recipient), text=quote(delivery.text), key=delivery.key
             )
         except (KeyError, ValueError) as exc:
-            reason = f"the body template cannot be filled: {exc!r}"
-            raise ChannelError(reason, permanent=True) from None
+            raise ChannelError(f"the body template cannot be filled: {exc!r}") from None
         _post(self.url, body.encode(), self.content_type,
               {**self.headers, "Idempotency-Key": delivery.key}, self.timeout_s)  # fmt: skip
 
@@ -202,17 +205,20 @@ def _post(
 
 
 def _http_permanent(status: int) -> bool:
-    """A 4xx answer (but those of ``HTTP_LATER``) refuses the request itself: its path, its
-    credentials or its body; a 5xx is the receiver's trouble, which passes."""
+    """A 4xx answer (but those of ``HTTP_LATER``) refuses this request's body; a 5xx is the
+    receiver's trouble, which passes."""
     return 400 <= status < 500 and status not in HTTP_LATER
 
 
 def _smtp_permanent(exc: Exception) -> bool:
-    """A 5xx reply (an address, a sender or credentials refused) is given again to every
-    retry; a 4xx (greylisting, a full mailbox) and a lost connection pass. A server without
-    STARTTLS or AUTH, when they are configured, never grows them."""
+    """A recipient or a message refused with a 5xx reply is refused again on every retry; the
+    channel's own trouble (credentials or the sender refused, no STARTTLS or AUTH where they
+    are configured: an operator fixes them) is retried, as are a 4xx (greylisting, a full
+    mailbox) and a lost connection."""
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         return all(code >= 500 for code, _ in exc.recipients.values())
+    if isinstance(exc, smtplib.SMTPAuthenticationError | smtplib.SMTPSenderRefused):
+        return False
     if isinstance(exc, smtplib.SMTPResponseException):
         return exc.smtp_code >= 500
-    return isinstance(exc, smtplib.SMTPNotSupportedError)
+    return False

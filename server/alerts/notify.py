@@ -42,7 +42,7 @@ from server.alerts.channels import Channel, ChannelError, Delivery, make
 from server.alerts.config import MIN_CONTACTS, AlertsSection, Contact
 from server.alerts.escalation import Escalation, Reason, Told, due
 from server.alerts.lifecycle import OPEN, Policy, State
-from server.alerts.projection import POLICIES, Live, live_of, lock_keys, observe_signals, tick
+from server.alerts.projection import POLICIES, Live, live_of, observe_signals, tick
 from server.alerts.signals import Severity, Signal, signal
 from server.alerts.text import notice_text
 from server.entries import COUNTY_AGENT
@@ -119,9 +119,6 @@ class Notifier:
                 seen = self.watch.signals(conn, now)
             with self.engine.begin() as conn:
                 if observer_lock(conn):
-                    # The keys' locks before any row lock, in ingest's order: neither waits
-                    # for the other while holding what the other waits for.
-                    lock_keys(conn, [s.key for s, _ in seen])
                     changed = tick(conn, now, self.policies)
                     changed += observe_signals(conn, seen, self.policies)
         with self.engine.begin() as conn:

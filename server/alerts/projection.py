@@ -107,8 +107,7 @@ class AlertsProjection:
         keys = {k for _, x in said for k in ([x.key] if isinstance(x, Acknowledgement)
                                              else [s.key for s in x])}  # fmt: skip
         live: dict[str, Live | None] = dict.fromkeys(keys)
-        lock_keys(conn, keys)
-        live.update(load_many(conn, keys, lock=True))
+        live.update(load_locked(conn, keys))
         #: What each key's stored alert has already seen: a replay moves nothing again.
         seen = {k: x.seen_at for k, x in live.items() if x is not None}
         states = {k: x.alert.state for k, x in live.items() if x is not None}
@@ -170,8 +169,7 @@ def observe_signals(
     seen = list(signals)
     live: dict[str, Live | None] = dict.fromkeys(s.key for s, _ in seen)
     if live:
-        lock_keys(conn, live)
-        live.update(load_many(conn, live, lock=True))
+        live.update(load_locked(conn, live))
     for signal, at in seen:
         found = live[signal.key]
         if found is not None and not found.changed and at <= found.seen_at:
@@ -253,18 +251,26 @@ def key_lock(key: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
-def lock_keys(conn: sa.Connection, keys: Iterable[str]) -> None:
-    """On PostgreSQL, hold each key's advisory lock until the transaction ends, taken before
-    its row is read: ``FOR UPDATE`` locks only a row that exists, so two processes could
-    otherwise both find a key without an alert and both insert its first. Taken in one order
-    (by number) everywhere, before any row lock, so two transactions never wait on each
-    other. SQLite needs none: one writer at a time holds its write lock, taken before these
+def load_locked(conn: sa.Connection, keys: Iterable[str]) -> dict[str, Live]:
+    """Each key's newest alert, locked for this transaction, and on PostgreSQL the advisory
+    lock of each key that has none yet: ``FOR UPDATE`` locks only a row that exists, so two
+    processes could otherwise both find a key without an alert and both insert its first.
+    Once a key's lock is held it is read again (another process may have inserted and
+    committed meanwhile). Only new keys are locked so (a few per round, not the thousands a
+    county's expiry look may name: PostgreSQL's lock table is shared and bounded), by number.
+    Two transactions can still wait on each other (ingest applies several agents' runs in one
+    transaction, each locking its own keys): PostgreSQL then ends one, whose messages are
+    stored again one by one (``IngestService._store_group``) or whose round is tried again.
+    SQLite needs none of it: one writer at a time holds its write lock, taken before these
     reads (ingest's first statement writes, the timer's transactions begin ``IMMEDIATE``)."""
-    if conn.dialect.name != "postgresql":
-        return
-    numbers = sorted({key_lock(k) for k in keys})
-    if numbers:
+    wanted = set(keys)
+    found = load_many(conn, wanted, lock=True)
+    new = wanted - set(found)
+    if new and conn.dialect.name == "postgresql":
+        numbers = sorted({key_lock(k) for k in new})
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), [{"k": k} for k in numbers])
+        found.update(load_many(conn, new, lock=True))
+    return found
 
 
 def save(conn: sa.Connection, changed: Iterable[Live]) -> None:

@@ -35,6 +35,7 @@ from server.alerts.signals import Severity, Signal, signal
 from server.climate.queries import storerooms
 from server.entries import COUNTY_AGENT
 from server.ledger.rules import OUTSIDE
+from server.link import online
 from server.store.db import utc
 from server.store.schema import (
     agents,
@@ -59,6 +60,7 @@ RECENT_DEAD_LETTERS = timedelta(hours=1)
 RECENT_LEDGER = timedelta(days=1)
 UNANSWERED_AFTER = timedelta(hours=1)
 UNANSWERED_ATTEMPTS = 3
+SHARED_HEARD = timedelta(days=1)
 
 
 def _hot_hours(count: int, hot_count: int | None, first: datetime, last: datetime) -> float:
@@ -83,7 +85,7 @@ class Watch:
             self._slow_next = now + SLOW_EVERY
             rules |= SLOW_RULES
             found += [*self._exposure(conn, now), *self._expiry(conn, now),
-                      *self._ledger(conn, now), *self._shared_boxes(conn)]  # fmt: skip
+                      *self._ledger(conn, now), *self._shared_boxes(conn, now)]  # fmt: skip
         holding = {s.key for s in found}
         a = alerts
         open_rows = conn.execute(
@@ -158,11 +160,15 @@ class Watch:
                          not_understood=int(unknown.get(agent, 0)))  # fmt: skip
 
     def _commands(self, conn: sa.Connection, now: datetime) -> Iterator[Signal]:
+        """Of online agents only: one that went away with commands unanswered is
+        ``agent.offline``, and is sent them when it is back."""
         c = commands
         rows = conn.execute(
             sa.select(c.c.agent_id, c.c.site_id, sa.func.count(), sa.func.min(c.c.created_at))
+            .join(agents, agents.c.agent_id == c.c.agent_id)
             .where(c.c.result_at.is_(None), c.c.created_at < now - UNANSWERED_AFTER,
-                   c.c.attempts >= UNANSWERED_ATTEMPTS)
+                   c.c.attempts >= UNANSWERED_ATTEMPTS,
+                   online(now, timedelta(seconds=self.section.offline_after_s)))
             .group_by(c.c.agent_id, c.c.site_id)
         )  # fmt: skip
         for agent, site, n, oldest in rows:
@@ -215,9 +221,16 @@ class Watch:
                          expiry=expiry.isoformat(), quantity=int(quantity),
                          days=(expiry - today).days)  # fmt: skip
 
-    def _shared_boxes(self, conn: sa.Connection) -> Iterator[Signal]:
+    def _shared_boxes(self, conn: sa.Connection, now: datetime) -> Iterator[Signal]:
+        """Among agents heard from within ``SHARED_HEARD``: a Pi replaced by one with a new
+        agent id leaves its old rows behind, and must not hold the alert open for ever."""
         c = cabinet_slots
-        pairs = conn.execute(sa.select(c.c.site_id, c.c.box, c.c.agent_id).distinct()).all()
+        pairs = conn.execute(
+            sa.select(c.c.site_id, c.c.box, c.c.agent_id)
+            .join(agents, agents.c.agent_id == c.c.agent_id)
+            .where(agents.c.last_heard_at >= now - SHARED_HEARD)
+            .distinct()
+        ).all()
         agents_of: dict[tuple[str, str], set[str]] = {}
         for site, box, agent in pairs:
             agents_of.setdefault((site, box), set()).add(agent)

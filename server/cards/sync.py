@@ -179,15 +179,30 @@ def _lock_agent(conn: sa.Connection, agent_id: str, now: datetime) -> tuple[tupl
         return mark, True
     if row.usage_command is None:
         return mark, False
-    failed = conn.execute(
-        sa.select(commands.c.result_detail).where(
-            commands.c.id == row.usage_command, commands.c.result_ok.is_(False)
+    answer = conn.execute(
+        sa.select(commands.c.result_ok, commands.c.result_detail).where(
+            commands.c.id == row.usage_command
         )
     ).first()
     mine = s.c.agent_id == agent_id
-    if failed is None:
+    if answer is not None and answer.result_ok is None:
+        return mark, True
+    if answer is not None and answer.result_ok:
         conn.execute(s.update().where(mine).values(usage_command=None, usage_failures=0))
         return mark, False
+    if answer is None:
+        # Pruned before a round saw its answer: whether it was applied is not known, so its
+        # takes are sent again (the agent keeps each take once).
+        log.warning("agent %s: cards.usage %s is no longer kept; its takes are sent again",
+                    agent_id, row.usage_command)  # fmt: skip
+        back = (int(row.usage_from_round), int(row.usage_from_id))
+        conn.execute(
+            s.update()
+            .where(mine)
+            .values(usage_round=back[0], usage_id=back[1], usage_command=None, updated_at=now)
+        )
+        return back, False
+    failed = answer
     failures = int(row.usage_failures) + 1
     if failures >= MAX_USAGE_FAILURES:
         log.error(
