@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -100,20 +99,3 @@ def private_postgres() -> Iterator[Postgres | None]:
     finally:
         pg.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-@contextmanager
-def statements(engine: sa.Engine, about: str | None = None) -> Iterator[list[tuple[str, Any]]]:
-    """The SQL run on ``engine`` meanwhile (from any thread), with its parameters; only the
-    statements that mention ``about``, when given."""
-    seen: list[tuple[str, Any]] = []
-
-    def keep(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
-        if about is None or about in statement:
-            seen.append((statement, params))
-
-    sa.event.listen(engine, "before_cursor_execute", keep)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", keep)

@@ -75,7 +75,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 import uvicorn
-from benchsupport import figure, statements
+from benchsupport import figure
 
 from server.config import ServerConfig
 from server.ingest.core import Ingestor
@@ -83,7 +83,7 @@ from server.ledger import book
 from server.ledger import entries as en
 from server.ledger.rules import Catalog
 from server.projections import default_projections
-from server.store.db import make_engine, migrate
+from server.store.db import make_engine, migrate, statements
 from server.store.schema import agents, alerts, streams
 from server.users import store
 from server.web.app import create_app

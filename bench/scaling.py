@@ -57,7 +57,6 @@ from benchsupport import (
     figure,
     private_postgres,
     span,
-    statements,
 )
 
 from server.climate import history
@@ -68,7 +67,7 @@ from server.climate.partitions import (
     month_start,
     partitions,
 )
-from server.store.db import alembic_config, make_engine, migrate
+from server.store.db import alembic_config, make_engine, migrate, statements
 from simulators.broker import Postgres
 
 

@@ -13,7 +13,7 @@ import sys
 import termios
 import time
 import tty
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,23 +169,6 @@ def query_sqlite(db: Path, sql: str, *params: object) -> list[tuple[object, ...]
             return conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError:
             return []
-
-
-@contextlib.contextmanager
-def statements(engine: sa.Engine, about: str | None = None) -> Iterator[list[tuple[str, Any]]]:
-    """The SQL run on ``engine`` meanwhile, with its parameters (only the statements that
-    mention ``about``, when given): to look at their plans."""
-    seen: list[tuple[str, Any]] = []
-
-    def keep(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
-        if about is None or about in statement:
-            seen.append((statement, params))
-
-    sa.event.listen(engine, "before_cursor_execute", keep)
-    try:
-        yield seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", keep)
 
 
 def plan_lines(engine: sa.Engine, statement: str, params: Any, table: str) -> list[str]:

@@ -28,10 +28,10 @@ from server.climate.projection import ClimateProjection
 from server.ingest.core import Ingestor
 from server.ledger import book
 from server.ledger import entries as en
-from server.store.db import make_engine, migrate
+from server.store.db import make_engine, migrate, statements
 from server.store.schema import agents
 from server.store.schema import commands as command_rows
-from tests.support import plan_lines, statements
+from tests.support import plan_lines
 from tests.test_alerts_projection import events, record
 from tests.test_boxes_projection import dispense, ev, restock, send, slot_state
 from tests.test_ingest import NOW, TOPIC

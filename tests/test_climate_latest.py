@@ -10,9 +10,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from server.climate.queries import Reading, latest
-from server.store.db import make_engine, migrate, utc
+from server.store.db import make_engine, migrate, statements, utc
 from server.store.schema import climate_records
-from tests.support import plan_lines, statements
+from tests.support import plan_lines
 from tests.test_climate_history import Store
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)

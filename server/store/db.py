@@ -8,8 +8,9 @@ acknowledged event has reached the disk.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from importlib.resources import files
 from pathlib import Path
@@ -155,3 +156,21 @@ def bulk_insert(
         f"VALUES ({', '.join('?' for _ in columns)})"
     )
     conn.exec_driver_sql(sql, rows)
+
+
+@contextlib.contextmanager
+def statements(engine: sa.Engine, about: str | None = None) -> Iterator[list[tuple[str, Any]]]:
+    """The SQL run on ``engine`` meanwhile (from any thread), with its parameters; only the
+    statements that mention ``about``, when given: what the benchmarks explain and the tests
+    check the plans of."""
+    seen: list[tuple[str, Any]] = []
+
+    def keep(_c: Any, _cur: Any, statement: str, params: Any, _ctx: Any, _many: bool) -> None:
+        if about is None or about in statement:
+            seen.append((statement, params))
+
+    sa.event.listen(engine, "before_cursor_execute", keep)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", keep)
