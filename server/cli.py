@@ -17,21 +17,37 @@ from typing import NoReturn
 import click
 import sqlalchemy as sa
 
-from server.alerts.cli import alerts
-from server.cards.cli import cards
-from server.climate.cli import COMMANDS as CLIMATE_HISTORY_COMMANDS
 from server.climate.queries import Notice
+from server.clisupport import LazyGroup, exit_with, failing, language
 from server.clisupport import config_or_exit as _config
 from server.clisupport import engine_or_exit as _engine
-from server.clisupport import exit_with, failing, language
 from server.config import ServerConfig
 from server.i18n import Language, fault_text, pad, t, table
-from server.integrity import cli as integrity_cli
-from server.ledger.cli import COMMANDS as LEDGER_COMMANDS
-from server.users.cli import users
+
+#: The commands of the domains' own modules, imported when run (``LazyGroup``).
+LAZY = {
+    "alerts": "server.alerts.cli:alerts",
+    "cards": "server.cards.cli:cards",
+    "users": "server.users.cli:users",
+    "verify": "server.integrity.cli:verify",
+    "backup": "server.integrity.cli:backup",
+    **{name: f"server.ledger.cli:{attribute}" for name, attribute in (
+        ("product", "product"), ("site", "site"), ("batch", "batch"), ("receive", "receive"),
+        ("inspect", "inspect"), ("transfer", "transfer"), ("return", "return_"),
+        ("suggest", "suggest"), ("adjust", "adjust"), ("dispose", "dispose"),
+        ("stocktake", "stocktake"), ("stock", "stock"), ("movements", "movements"),
+        ("restock", "restock"),
+    )},
+}  # fmt: skip
+CLIMATE_LAZY = {
+    "series": "server.climate.cli:series",
+    "mkt": "server.climate.cli:mkt",
+    "export": "server.climate.cli:export",
+    "sheet": "server.climate.cli:sheet_",
+}
 
 
-@click.group()
+@click.group(cls=LazyGroup, lazy=LAZY)
 @click.option(
     "--config",
     "config_path",
@@ -191,13 +207,9 @@ _from_start = click.option(
 )
 
 
-@main.group()
+@main.group(cls=LazyGroup, lazy=CLIMATE_LAZY)
 def climate() -> None:
     """Storeroom temperature and humidity."""
-
-
-for _history_command in CLIMATE_HISTORY_COMMANDS:  # series, mkt, export
-    climate.add_command(_history_command)
 
 
 def _lang(config: ServerConfig, lang: str | None) -> Language:
@@ -639,12 +651,3 @@ def boxes_tail(ctx: click.Context, lang: str | None, interval: float, from_start
             time.sleep(interval)
     except KeyboardInterrupt:
         pass
-
-
-main.add_command(alerts)
-main.add_command(cards)
-main.add_command(users)
-for _ledger_command in LEDGER_COMMANDS:  # stock, receive, inspect, transfer, …
-    main.add_command(_ledger_command)
-main.add_command(integrity_cli.verify)
-main.add_command(integrity_cli.backup)

@@ -61,8 +61,12 @@ SINCE = (DAY - timedelta(days=5)).date().isoformat()
 
 
 def commands(group: click.Command, path: tuple[str, ...] = ()) -> Iterator[str]:
+    """Every command's full name, those a group imports only when run (``LazyGroup``) too."""
     if isinstance(group, click.Group):
-        for name, sub in group.commands.items():
+        context = click.Context(group)
+        for name in group.list_commands(context):
+            sub = group.get_command(context, name)
+            assert sub is not None, name
             yield from commands(sub, (*path, name))
     else:
         yield " ".join(path)

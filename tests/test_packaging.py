@@ -47,3 +47,18 @@ def test_the_agent_runs_and_edge_server_says_what_is_missing() -> None:
     assert server.returncode == 2
     assert "[server]" in server.stderr
     assert "Traceback" not in server.stderr
+
+
+def test_each_lazy_command_is_the_command_of_its_name() -> None:
+    """``edge-server`` imports a domain's commands only when one is run; each name must lead
+    to the command that calls itself so."""
+    import click
+
+    from server.cli import CLIMATE_LAZY, LAZY, climate, main
+
+    for group, lazy in ((main, LAZY), (climate, CLIMATE_LAZY)):
+        context = click.Context(group)
+        for name in lazy:
+            command = group.get_command(context, name)
+            assert command is not None, name
+            assert command.name == name
