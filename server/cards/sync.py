@@ -192,30 +192,24 @@ def _lock_agent(conn: sa.Connection, agent_id: str, now: datetime) -> tuple[tupl
         return mark, False
     if answer is None:
         # Pruned before a round saw its answer: whether it was applied is not known, so its
-        # takes are sent again (the agent keeps each take once).
+        # takes are sent again (the agent keeps each take once); no failure is counted.
         log.warning("agent %s: cards.usage %s is no longer kept; its takes are sent again",
                     agent_id, row.usage_command)  # fmt: skip
-        back = (int(row.usage_from_round), int(row.usage_from_id))
-        conn.execute(
-            s.update()
-            .where(mine)
-            .values(usage_round=back[0], usage_id=back[1], usage_command=None, updated_at=now)
-        )
-        return back, False
-    failed = answer
-    failures = int(row.usage_failures) + 1
-    if failures >= MAX_USAGE_FAILURES:
-        log.error(
-            "agent %s: cards.usage failed %d times in a row (%s); those takes are not sent "
-            "again, and its quota may let a card take more than its share",
-            agent_id, failures, failed.result_detail,
+        failures = int(row.usage_failures)
+    else:
+        failures = int(row.usage_failures) + 1
+        if failures >= MAX_USAGE_FAILURES:
+            log.error(
+                "agent %s: cards.usage failed %d times in a row (%s); those takes are not sent "
+                "again, and its quota may let a card take more than its share",
+                agent_id, failures, answer.result_detail,
+            )  # fmt: skip
+            conn.execute(s.update().where(mine).values(usage_command=None, usage_failures=0))
+            return mark, False
+        log.warning(
+            "agent %s: cards.usage %s failed (%s); its takes are sent again",
+            agent_id, row.usage_command, answer.result_detail,
         )  # fmt: skip
-        conn.execute(s.update().where(mine).values(usage_command=None, usage_failures=0))
-        return mark, False
-    log.warning(
-        "agent %s: cards.usage %s failed (%s); its takes are sent again",
-        agent_id, row.usage_command, failed.result_detail,
-    )  # fmt: skip
     back = (int(row.usage_from_round), int(row.usage_from_id))
     conn.execute(
         s.update()
